@@ -1,0 +1,104 @@
+/* store: the consolidated store on disk, a Maildir per synced folder.
+ *
+ *   <root>/index.db                      the index (cache/index.h)
+ *   <root>/lock                          flock'd by the one writer, PID inside
+ *   <root>/mail/<user>/<account>/<folder path>/{tmp,new,cur}/
+ *   <root>/trash/<user>/<account>/<folder path>/<file>
+ *
+ * Everything created is mode 0700 (dirs) / 0600 (files), owned by the
+ * daemon's user. The write order that makes a crash harmless lives in
+ * store_batch_commit and store_trash; store_recover repairs what a crash at
+ * any instant can leave.
+ *
+ * Threads: a struct store is immutable after store_open and may be shared;
+ * batches belong to one thread. Functions return 0 or a negative errno and
+ * log the failing system call with its path. */
+#ifndef MAILDISK_STORE_H
+#define MAILDISK_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include "index.h"
+
+struct store;
+
+/* Creates root (0700) with mail/ and trash/ if missing. Does not open the
+ * index: each thread opens its own with store_index_open. */
+int store_open(const char *root, struct store **r);
+void store_close(struct store **s);
+const char *store_root(const struct store *s);
+int store_index_open(const struct store *s, bool readonly, struct index **r);
+
+/* One writer per store: takes an exclusive flock on <root>/lock and writes
+ * our PID into it. -EWOULDBLOCK when another process holds it; *holder_r
+ * then has its PID (0 if unknown). The lock lasts until store_close. */
+int store_lock(struct store *s, pid_t *holder_r);
+/* PID of the process holding the lock, 0 if none. */
+pid_t store_lock_holder(const struct store *s);
+
+/* Absolute path of a store-relative path, into out (size outlen). */
+int store_path(const struct store *s, const char *rel, char *out, size_t outlen);
+/* Opens a store-relative file read-only (O_CLOEXEC), returns the fd or -errno. */
+int store_open_file(const struct store *s, const char *rel);
+
+/* ---- adding messages ---- */
+struct store_batch;
+struct store_msg;
+
+/* A batch of new messages for one folder (its Maildir is created if needed). */
+int store_batch_create(struct store *s, const struct index_folder *f, struct store_batch **r);
+/* Discards files not yet committed. Safe on NULL. */
+void store_batch_destroy(struct store_batch **b);
+
+/* Starts a new message: a file in tmp/. The handle is owned by the batch. */
+int store_msg_begin(struct store_batch *b, struct store_msg **m_r);
+int store_msg_write(struct store_msg *m, const void *p, size_t n);
+/* The message is complete: meta (remote_id, dates, headers, flags,
+ * view_name) is moved into the batch (its strings are taken and the struct
+ * cleared); store_file and size are filled in by the store. */
+int store_msg_finish(struct store_msg *m, struct index_msg *meta);
+/* The message failed (connection dropped, bad data): its tmp file goes. */
+void store_msg_abort(struct store_msg *m);
+
+size_t store_batch_count(const struct store_batch *b);   /* finished messages */
+uint64_t store_batch_bytes(const struct store_batch *b);
+
+/* Makes the batch durable and visible, in this order: fsync each file,
+ * rename tmp/ -> cur/, fsync cur/, then insert the rows in one transaction
+ * (with index_folder_touch). On failure nothing of it is in the index and
+ * the renamed files are removed again. The batch is empty afterwards and can
+ * be reused. On success, ids_r (if not NULL, a malloc'd array of
+ * store_batch_count() row ids, caller frees) says which rows were added. */
+int store_batch_commit(struct store_batch *b, struct index *ix, int64_t now,
+		       int64_t **ids_r, size_t *n_r);
+
+/* ---- removing and restoring ---- */
+/* Moves each message's file to trash/ and marks its row trashed with
+ * sync_id and reason, in one transaction after the files are moved and
+ * their directories fsynced. */
+int store_trash(struct store *s, struct index *ix, const int64_t *ids, size_t n,
+		int64_t sync_id, const char *reason, int64_t now);
+/* Moves a trashed message back into its folder's cur/ as MSG_RESTORED. */
+int store_restore(struct store *s, struct index *ix, int64_t id);
+/* Deletes trashed messages trashed before cutoff (files, then rows).
+ * *n_r: how many went. */
+int store_purge(struct store *s, struct index *ix, int64_t cutoff, size_t *n_r);
+
+/* ---- crash recovery and checking ---- */
+struct store_report {
+	size_t tmp_removed;       /* half-written files in tmp/ removed */
+	size_t orphans_removed;   /* complete files in cur/ with no row (crash before commit) */
+	size_t trash_completed;   /* rows re-pointed at files found in trash/ */
+	size_t rows_missing_file; /* visible rows whose file is gone (row removed so the next sync fetches it) */
+	size_t size_mismatch;     /* rows whose file size differs from the row */
+};
+/* Start-up pass (writer only, under store_lock). With repair false it only
+ * counts (maildisk check --store). */
+int store_recover(struct store *s, struct index *ix, bool repair, struct store_report *r);
+
+/* Maildir info suffix for IMAP flags: "\\Seen \\Flagged" -> "FS" (sorted). */
+void store_maildir_flags(const char *imap_flags, char *out, size_t outlen);
+
+#endif
