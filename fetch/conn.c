@@ -1,0 +1,201 @@
+/* conn: a libcurl CONNECT_ONLY session that maildisk then drives itself.
+ *
+ * libcurl performs the connection phase of imap://, imaps://, pop3:// and
+ * pop3s:// URLs (TCP, TLS or STARTTLS per RFC 2595, greeting, CAPABILITY,
+ * SASL or LOGIN) and returns; from there curl_easy_send/curl_easy_recv move
+ * bytes through its TLS layer. The socket from CURLINFO_ACTIVESOCKET is used
+ * only to poll(): writing to it directly would bypass TLS. */
+#include "conn.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+struct conn {
+	CURL *curl;              /* owned */
+	curl_socket_t sock;
+	int timeout_ms;
+	char label[128];
+	char error[CURL_ERROR_SIZE + 160];
+};
+
+/* Maps libcurl's connection-phase failures to what the user should do. */
+static enum fetch_retry describe_failure(CURLcode rc, const struct conn_opts *o,
+					 const char *detail, struct buf *err)
+{
+	const char *d = detail[0] ? detail : curl_easy_strerror(rc);
+
+	switch (rc) {
+	case CURLE_LOGIN_DENIED:
+		buf_printf(err, "%s: login refused by the server (%s): check login and password",
+			   o->label, d);
+		return RETRY_AFTER_FIX;
+	case CURLE_PEER_FAILED_VERIFICATION:
+	case CURLE_SSL_CACERT_BADFILE:
+	case CURLE_SSL_CERTPROBLEM:
+	case CURLE_SSL_ISSUER_ERROR:
+		buf_printf(err, "%s: the server's TLS certificate is not trusted (%s): "
+			   "check the host name, or set ca_file to the CA that signed it",
+			   o->label, d);
+		return RETRY_AFTER_FIX;
+	case CURLE_USE_SSL_FAILED:
+		buf_printf(err, "%s: the server does not offer STARTTLS, so the login would go "
+			   "in clear text: use an imaps:// or pop3s:// url (or tls = off on a "
+			   "trusted network)", o->label);
+		return RETRY_AFTER_FIX;
+	case CURLE_COULDNT_RESOLVE_HOST:
+		buf_printf(err, "%s: cannot resolve the server's name (%s)", o->label, d);
+		return RETRY_LATER;
+	case CURLE_COULDNT_CONNECT:
+		buf_printf(err, "%s: cannot connect to the server (%s)", o->label, d);
+		return RETRY_LATER;
+	case CURLE_OPERATION_TIMEDOUT:
+		buf_printf(err, "%s: the server did not answer within %d s (%s)",
+			   o->label, o->timeout, d);
+		return RETRY_LATER;
+	default:
+		buf_printf(err, "%s: connection failed: %s", o->label, d);
+		return RETRY_LATER;
+	}
+}
+
+enum fetch_status conn_open(const struct conn_opts *o, struct conn **r,
+			    enum fetch_retry *retry_r, struct buf *err)
+{
+	struct conn *c = calloc(1, sizeof(*c));
+	CURLcode rc;
+	curl_socket_t sock = CURL_SOCKET_BAD;
+	bool plain = strncmp(o->url, "imap://", 7) == 0 || strncmp(o->url, "pop3://", 7) == 0;
+
+	*r = NULL;
+	*retry_r = RETRY_LATER;
+	if (!c || !(c->curl = curl_easy_init())) {
+		free(c);
+		buf_printf(err, "%s: out of memory", o->label);
+		return FETCH_LOCAL_BAD;
+	}
+	c->timeout_ms = o->timeout * 1000;
+	snprintf(c->label, sizeof(c->label), "%s", o->label);
+
+	CURL *h = c->curl;
+	curl_easy_setopt(h, CURLOPT_URL, o->url);
+	curl_easy_setopt(h, CURLOPT_CONNECT_ONLY, 1L);
+	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, c->error);
+	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, (long)o->timeout);
+	curl_easy_setopt(h, CURLOPT_TIMEOUT, (long)o->timeout * 2);
+	curl_easy_setopt(h, CURLOPT_USERNAME, o->login);
+	if (o->xoauth2)
+		curl_easy_setopt(h, CURLOPT_XOAUTH2_BEARER, o->secret);
+	else
+		curl_easy_setopt(h, CURLOPT_PASSWORD, o->secret);
+	/* Plain URLs must upgrade with STARTTLS or fail: never fall back. */
+	if (plain)
+		curl_easy_setopt(h, CURLOPT_USE_SSL,
+				 o->tls_off ? (long)CURLUSESSL_NONE : (long)CURLUSESSL_ALL);
+	curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
+	curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
+	if (o->ca_file)
+		curl_easy_setopt(h, CURLOPT_CAINFO, o->ca_file);
+
+	rc = curl_easy_perform(h);
+	if (rc == CURLE_OK)
+		rc = curl_easy_getinfo(h, CURLINFO_ACTIVESOCKET, &sock);
+	if (rc != CURLE_OK || sock == CURL_SOCKET_BAD) {
+		*retry_r = describe_failure(rc, o, c->error, err);
+		curl_easy_cleanup(h);
+		/* The password was handed to curl only; nothing of it is in err. */
+		free(c);
+		return FETCH_ACCOUNT_BAD;
+	}
+	c->sock = sock;
+	c->error[0] = '\0';
+	*r = c;
+	return FETCH_OK;
+}
+
+void conn_close(struct conn **cp)
+{
+	struct conn *c = *cp;
+
+	if (!c)
+		return;
+	curl_easy_cleanup(c->curl);
+	free(c);
+	*cp = NULL;
+}
+
+const char *conn_error(const struct conn *c)
+{
+	return c->error;
+}
+
+/* Waits for the socket; 1 ready, 0 timed out, -1 error. */
+static int wait_sock(struct conn *c, short events)
+{
+	struct pollfd p = { .fd = c->sock, .events = events };
+	int n;
+
+	do
+		n = poll(&p, 1, c->timeout_ms);
+	while (n < 0 && errno == EINTR);
+	if (n < 0) {
+		snprintf(c->error, sizeof(c->error), "poll: %s", strerror(errno));
+		return -1;
+	}
+	if (n == 0) {
+		snprintf(c->error, sizeof(c->error), "no data from the server for %d s",
+			 c->timeout_ms / 1000);
+		return 0;
+	}
+	return 1;
+}
+
+ssize_t conn_read(void *conn, void *p, size_t n)
+{
+	struct conn *c = conn;
+
+	for (;;) {
+		size_t got = 0;
+		/* Try first: TLS may hold decrypted bytes the socket no longer shows. */
+		CURLcode rc = curl_easy_recv(c->curl, p, n, &got);
+
+		if (rc == CURLE_OK)
+			return (ssize_t)got;   /* 0: the server closed the connection */
+		if (rc != CURLE_AGAIN) {
+			snprintf(c->error, sizeof(c->error), "receive failed: %s",
+				 curl_easy_strerror(rc));
+			return -1;
+		}
+		if (wait_sock(c, POLLIN) <= 0)
+			return -1;
+	}
+}
+
+int conn_write(struct conn *c, const void *p, size_t n)
+{
+	const char *s = p;
+
+	while (n > 0) {
+		size_t sent = 0;
+		CURLcode rc = curl_easy_send(c->curl, s, n, &sent);
+
+		if (rc == CURLE_AGAIN) {
+			if (wait_sock(c, POLLOUT) <= 0)
+				return -1;
+			continue;
+		}
+		if (rc != CURLE_OK) {
+			snprintf(c->error, sizeof(c->error), "send failed: %s",
+				 curl_easy_strerror(rc));
+			return -1;
+		}
+		s += sent;
+		n -= sent;
+	}
+	return 0;
+}

@@ -1,0 +1,49 @@
+/* conn: one authenticated connection to a mail server, opened by libcurl
+ * and then driven by maildisk itself.
+ *
+ * libcurl does DNS, TCP, TLS (or STARTTLS, RFC 2595) with certificate
+ * verification, the greeting, CAPABILITY and authentication, with
+ * CURLOPT_CONNECT_ONLY; after that the caller speaks the protocol over
+ * conn_read/conn_write (curl_easy_recv/curl_easy_send). Why not libcurl's
+ * own IMAP requests: DESIGN.md "Transport, and why".
+ *
+ * Threads: a conn belongs to the sync worker that opened it. */
+#ifndef MAILDISK_CONN_H
+#define MAILDISK_CONN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+#include "../cache/buf.h"
+#include "status.h"
+
+struct conn;
+
+struct conn_opts {
+	const char *url;        /* borrowed: "imaps://host:port/" */
+	const char *login;      /* borrowed */
+	const char *secret;     /* borrowed: password, or the bearer token when xoauth2 */
+	bool xoauth2;
+	bool tls_off;           /* plaintext allowed (imap:// without STARTTLS) */
+	const char *ca_file;    /* borrowed, may be NULL */
+	int timeout;            /* seconds without progress before an operation fails */
+	const char *label;      /* borrowed: "alice/work", for messages */
+};
+
+/* FETCH_OK, or FETCH_ACCOUNT_BAD with err describing the failure for a user
+ * ("alice/work: login refused by 127.0.0.1: check the password") and
+ * retry_r saying whether retrying can help. */
+enum fetch_status conn_open(const struct conn_opts *o, struct conn **r,
+			    enum fetch_retry *retry_r, struct buf *err);
+void conn_close(struct conn **c);
+
+/* Blocks until some bytes arrive (up to n), the peer closes (0), or an
+ * error or the timeout (-1, conn_error says which). Has the signature of
+ * struct imap_src's read, with the conn as ctx. */
+ssize_t conn_read(void *conn, void *p, size_t n);
+/* Writes all n bytes; 0 or -1 (conn_error). */
+int conn_write(struct conn *c, const void *p, size_t n);
+/* The last read/write failure, "" if none. */
+const char *conn_error(const struct conn *c);
+
+#endif

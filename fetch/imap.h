@@ -1,0 +1,98 @@
+/* imap: an IMAP4rev1 client session for syncing (RFC 3501/9051; CONDSTORE
+ * and QRESYNC, RFC 7162; ESEARCH, RFC 4731).
+ *
+ * Read-only by construction: folders are opened with EXAMINE and bodies
+ * fetched with BODY.PEEK[], so a sync never changes anything on the server
+ * (not even \Seen). One command at a time; every command waits for its
+ * tagged response, and untagged data seen on the way (EXISTS, VANISHED,
+ * FETCH flag updates) is folded into the session state.
+ *
+ * Errors: functions return enum fetch_status; the message for the user is
+ * in imap_error(). After FETCH_ACCOUNT_BAD the session is unusable (the
+ * connection is in an unknown state): close it. FETCH_FOLDER_BAD (a NO or
+ * BAD to a command) leaves the session usable for other folders.
+ *
+ * Threads: a session belongs to the sync worker that opened it. */
+#ifndef MAILDISK_IMAP_H
+#define MAILDISK_IMAP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "../cache/settings.h"
+#include "imap_parse.h"
+#include "status.h"
+
+struct imap;
+
+/* Connects and authenticates as the account's user (conn.h), reads the
+ * capabilities, and enables QRESYNC when offered. */
+enum fetch_status imap_open(const struct account_settings *a, const char *secret,
+			    bool xoauth2, struct imap **r, enum fetch_retry *retry_r,
+			    struct buf *err);
+/* Sends LOGOUT when the session is healthy, then closes. Safe on NULL. */
+void imap_close(struct imap **s);
+const char *imap_error(const struct imap *s);
+bool imap_has_cap(const struct imap *s, const char *cap);
+
+struct imap_mailbox {
+	char *name;      /* owned: UTF-8, decoded from modified UTF-7 */
+	char *raw;       /* owned: as the server spells it */
+	char delim;      /* hierarchy delimiter, 0 if none */
+	bool noselect;   /* \Noselect or \NonExistent: not a folder with messages */
+};
+void imap_mailboxes_free(struct imap_mailbox *m, size_t n);
+/* LIST "" "*". */
+enum fetch_status imap_list(struct imap *s, struct imap_mailbox **r, size_t *n_r);
+
+struct imap_folder_state {
+	uint32_t uidvalidity;
+	uint32_t uidnext;
+	uint32_t exists;            /* latest EXISTS seen in this session */
+	uint64_t highestmodseq;     /* 0 when the server has no CONDSTORE for it */
+	bool nonexistent;           /* EXAMINE answered NO [NONEXISTENT] */
+};
+/* EXAMINE raw (modified UTF-7 name). FETCH_FOLDER_BAD on NO. */
+enum fetch_status imap_examine(struct imap *s, const char *raw, struct imap_folder_state *st);
+/* The state as updated by untagged responses since EXAMINE. */
+const struct imap_folder_state *imap_state(const struct imap *s);
+
+/* All UIDs of the examined folder (UID SEARCH ALL, or ESEARCH when
+ * offered), sorted ascending. The caller frees *uids_r. A complete answer
+ * only: any error is FETCH_FOLDER_BAD or worse and *uids_r is NULL. */
+enum fetch_status imap_uid_list(struct imap *s, uint32_t **uids_r, size_t *n_r);
+
+/* One message as a FETCH response reported it. */
+struct imap_fetched {
+	uint32_t uid;
+	uint32_t seq;
+	uint64_t size;          /* RFC822.SIZE, 0 if not sent */
+	int64_t internal_date;  /* unix time, 0 if not sent */
+	const char *flags;      /* "\\Seen \\Flagged", "" if none, NULL if not sent */
+	uint64_t modseq;        /* 0 if not sent */
+	bool body;              /* BODY[] was streamed to the sink for this response */
+	const char *header_value; /* BODY[HEADER.FIELDS (MESSAGE-ID)] raw text, or NULL */
+};
+
+/* What imap_fetch does with each response: bodies stream through sink
+ * (struct imap_sink, key "BODY[]"); then message() is called once per FETCH
+ * response with its attributes (also for unsolicited flag updates, where
+ * body is false). message() returns 0 to go on, non-zero to stop (the
+ * response stream is still read to the tagged end). */
+struct imap_fetch_handler {
+	struct imap_sink sink;
+	int (*message)(void *ctx, const struct imap_fetched *m);
+	void *ctx;
+};
+
+/* UID FETCH uidset with the given items (e.g. "(UID RFC822.SIZE
+ * INTERNALDATE FLAGS BODY.PEEK[])"). */
+enum fetch_status imap_fetch(struct imap *s, const char *uidset, const char *items,
+			     const struct imap_fetch_handler *h);
+
+/* Builds compact UID sets ("1:5,9,12:14") from sorted uids, starting at
+ * *pos and taking at most max_uids of them or max_len bytes; advances *pos. */
+int imap_uidset(const uint32_t *uids, size_t n, size_t *pos, size_t max_uids,
+		size_t max_len, struct buf *out);
+
+#endif

@@ -1,0 +1,88 @@
+/* msgmeta: header fields for the index and the mount's names and xattrs,
+ * parsed with GMime 3 (RFC 5322, RFC 2047 encoded words, RFC 2231). */
+#include "msgmeta.h"
+
+#include <errno.h>
+#include <gmime/gmime.h>
+#include <stdlib.h>
+#include <string.h>
+
+void msgmeta_init(void)
+{
+	g_mime_init();
+}
+
+/* GMime returns UTF-8 for decoded words but passes raw 8-bit bytes of
+ * undeclared charsets through its fallback list; make sure of it here. */
+static char *dup_utf8(const char *s)
+{
+	if (!s || !*s)
+		return NULL;
+	gchar *v = g_utf8_make_valid(s, -1);
+	char *r = strdup(v);
+	g_free(v);
+	return r;
+}
+
+static char *addresses(InternetAddressList *l)
+{
+	if (!l || internet_address_list_length(l) == 0)
+		return NULL;
+	gchar *s = internet_address_list_to_string(l, NULL, FALSE);
+	char *r = dup_utf8(s);
+	g_free(s);
+	return r;
+}
+
+int msgmeta_parse(const char *hdr, size_t len, struct msgmeta *r)
+{
+	memset(r, 0, sizeof(*r));
+	if (len == 0)
+		return 0;
+
+	GMimeStream *stream = g_mime_stream_mem_new_with_buffer(hdr, len);
+	GMimeParser *parser = g_mime_parser_new_with_stream(stream);
+	GMimeMessage *msg = g_mime_parser_construct_message(parser, NULL);
+
+	if (msg) {
+		const char *id = g_mime_message_get_message_id(msg);
+		GDateTime *d = g_mime_message_get_date(msg);
+
+		r->message_id = dup_utf8(id);
+		r->subject = dup_utf8(g_mime_message_get_subject(msg));
+		r->from = addresses(g_mime_message_get_from(msg));
+		r->to = addresses(g_mime_message_get_to(msg));
+		if (d)
+			r->date = g_date_time_to_unix(d);
+		g_object_unref(msg);
+	}
+	g_object_unref(parser);
+	g_object_unref(stream);
+	return 0;
+}
+
+void msgmeta_release(struct msgmeta *m)
+{
+	free(m->message_id);
+	free(m->subject);
+	free(m->from);
+	free(m->to);
+	memset(m, 0, sizeof(*m));
+}
+
+size_t msgmeta_header_len(const char *p, size_t len)
+{
+	if (len >= 2 && p[0] == '\r' && p[1] == '\n')
+		return 2;          /* no header at all */
+	for (size_t i = 0; i < len; i++) {
+		if (p[i] != '\n')
+			continue;
+		if (i == 0)
+			return 1;          /* no header at all: the body starts at once */
+		if (i + 1 < len && p[i + 1] == '\n')
+			return i + 2;
+		if (i + 2 < len && p[i + 1] == '\r' && p[i + 2] == '\n')
+			return i + 3;
+	}
+	return 0;
+}

@@ -1,0 +1,30 @@
+/* msgmeta: what maildisk records about a message from its header (RFC 5322
+ * fields, RFC 2047 encoded words, decoded with GMime 3 as notmuch does).
+ *
+ * Threads: any, after msgmeta_init() was called once before threads start. */
+#ifndef MAILDISK_MSGMETA_H
+#define MAILDISK_MSGMETA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct msgmeta {
+	char *message_id;   /* owned, may be NULL: without the angle brackets */
+	char *subject;      /* owned, may be NULL: decoded, valid UTF-8 */
+	char *from;         /* owned, may be NULL: decoded addresses, valid UTF-8 */
+	char *to;           /* owned, may be NULL */
+	int64_t date;       /* unix time of the Date header, 0 if absent or unparsable */
+};
+
+void msgmeta_init(void);
+/* Parses the header block hdr[0..len) (the message up to and including the
+ * blank line, or as much of it as was kept). Never fails on bad input: what
+ * cannot be parsed is left NULL/0. Returns 0 or -ENOMEM. */
+int msgmeta_parse(const char *hdr, size_t len, struct msgmeta *r);
+void msgmeta_release(struct msgmeta *m);
+
+/* Length of the header block at the start of p[0..len): up to and including
+ * the first empty line (CRLF CRLF or LF LF), or 0 if not complete yet. */
+size_t msgmeta_header_len(const char *p, size_t len);
+
+#endif

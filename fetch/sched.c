@@ -1,0 +1,285 @@
+/* sched: when each account is synced, and by which worker.
+ *
+ * Locking: s->lock protects slots[], stop_requested and wake; it is never
+ * held across a sync, a network call or a notify (the workers drop it
+ * before sync_account). The self-pipe lets a signal handler ask for a sync
+ * without touching the lock. */
+#include "sched.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../cache/log.h"
+
+/* Back-off after failures: interval doubled per failure, at most this. */
+#define BACKOFF_MAX 3600
+/* After a failure only the user can fix (login, certificate): wait long. */
+#define AFTER_FIX_DELAY 3600
+
+struct slot {
+	const struct account_settings *a;   /* borrowed from cfg */
+	time_t due;
+	bool running;
+	unsigned failures;
+};
+
+struct sched {
+	struct store *st;                   /* borrowed */
+	const struct settings *cfg;         /* borrowed */
+	const struct sync_observer *obs;    /* borrowed */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct slot *slots;                 /* owned; protected by lock */
+	size_t n_slots;
+	pthread_t *workers;                 /* owned */
+	size_t n_workers;
+	pthread_t waker;
+	bool waker_started;
+	int pipe[2];                        /* [1] written by sched_sync_now */
+	volatile sig_atomic_t stop;         /* read by sync_account at message boundaries */
+};
+
+static time_t next_delay(const struct slot *sl, const struct sync_result *r)
+{
+	time_t base = sl->a->interval > 0 ? sl->a->interval : 300;
+
+	if (r->status == FETCH_OK)
+		return base;
+	if (r->retry == RETRY_AFTER_FIX)
+		return base > AFTER_FIX_DELAY ? base : AFTER_FIX_DELAY;
+	time_t d = base;
+	for (unsigned i = 1; i < sl->failures && d < BACKOFF_MAX; i++)
+		d *= 2;
+	return d < BACKOFF_MAX ? d : (base > BACKOFF_MAX ? base : BACKOFF_MAX);
+}
+
+static void *worker_main(void *arg)
+{
+	struct sched *s = arg;
+
+	pthread_mutex_lock(&s->lock);
+	while (!s->stop) {
+		time_t now = time(NULL), earliest = 0;
+		struct slot *pick = NULL;
+
+		for (size_t i = 0; i < s->n_slots; i++) {
+			struct slot *sl = &s->slots[i];
+
+			if (sl->running)
+				continue;
+			if (sl->due <= now && (!pick || sl->due < pick->due))
+				pick = sl;
+			if (!earliest || sl->due < earliest)
+				earliest = sl->due;
+		}
+		if (!pick) {
+			struct timespec ts = { .tv_sec = earliest ? earliest : now + 3600 };
+			pthread_cond_timedwait(&s->cond, &s->lock, &ts);
+			continue;
+		}
+		pick->running = true;
+		pthread_mutex_unlock(&s->lock);
+
+		struct sync_result r;
+		struct sync_opts o = { .obs = s->obs, .stop = &s->stop };
+		sync_account(s->st, s->cfg, pick->a, &o, &r);
+		if (r.status == FETCH_OK && (r.n_new || r.n_trashed))
+			log_info("%s/%s: %lld new, %lld moved to trash", pick->a->user,
+				 pick->a->name, (long long)r.n_new, (long long)r.n_trashed);
+
+		pthread_mutex_lock(&s->lock);
+		pick->running = false;
+		pick->failures = r.status == FETCH_OK ? 0 : pick->failures + 1;
+		if (r.status == FETCH_LOCAL_BAD)
+			log_error("%s/%s: the local store failed; check the disk and the log",
+				  pick->a->user, pick->a->name);
+		pick->due = time(NULL) + next_delay(pick, &r);
+		pthread_cond_broadcast(&s->cond);
+	}
+	pthread_mutex_unlock(&s->lock);
+	return NULL;
+}
+
+/* Turns bytes on the self-pipe into "everything is due now". */
+static void *waker_main(void *arg)
+{
+	struct sched *s = arg;
+	char b[64];
+
+	for (;;) {
+		struct pollfd p = { .fd = s->pipe[0], .events = POLLIN };
+
+		if (poll(&p, 1, -1) < 0 && errno != EINTR)
+			break;
+		ssize_t n = read(s->pipe[0], b, sizeof(b));
+		if (n <= 0 && errno != EAGAIN && errno != EINTR)
+			break;
+		if (s->stop)
+			break;
+		pthread_mutex_lock(&s->lock);
+		for (size_t i = 0; i < s->n_slots; i++)
+			s->slots[i].due = 0;
+		pthread_cond_broadcast(&s->cond);
+		pthread_mutex_unlock(&s->lock);
+	}
+	return NULL;
+}
+
+int sched_start(struct store *st, const struct settings *cfg,
+		const struct sync_observer *obs, struct sched **r)
+{
+	struct sched *s = calloc(1, sizeof(*s));
+	int rc;
+
+	*r = NULL;
+	if (!s)
+		return -ENOMEM;
+	s->st = st;
+	s->cfg = cfg;
+	s->obs = obs;
+	s->pipe[0] = s->pipe[1] = -1;
+	pthread_mutex_init(&s->lock, NULL);
+	pthread_cond_init(&s->cond, NULL);
+	s->n_slots = cfg->n_accounts;
+	s->slots = calloc(s->n_slots ? s->n_slots : 1, sizeof(*s->slots));
+	s->n_workers = cfg->workers > 0 ? (size_t)cfg->workers : 4;
+	if (s->n_workers > s->n_slots)
+		s->n_workers = s->n_slots ? s->n_slots : 1;
+	s->workers = calloc(s->n_workers, sizeof(*s->workers));
+	if (!s->slots || !s->workers || pipe2(s->pipe, O_CLOEXEC | O_NONBLOCK) < 0) {
+		rc = -errno ? -errno : -ENOMEM;
+		goto fail;
+	}
+	for (size_t i = 0; i < s->n_slots; i++)
+		s->slots[i].a = &cfg->accounts[i];
+	if ((rc = -pthread_create(&s->waker, NULL, waker_main, s)) < 0)
+		goto fail;
+	s->waker_started = true;
+	for (size_t i = 0; i < s->n_workers; i++) {
+		if ((rc = -pthread_create(&s->workers[i], NULL, worker_main, s)) < 0) {
+			s->n_workers = i;
+			*r = s;
+			sched_stop(r);
+			return rc;
+		}
+	}
+	*r = s;
+	return 0;
+fail:
+	*r = s;
+	s->n_workers = 0;
+	sched_stop(r);
+	return rc ? rc : -ENOMEM;
+}
+
+void sched_sync_now(struct sched *s)
+{
+	int saved = errno;
+
+	if (s && s->pipe[1] >= 0 && write(s->pipe[1], "s", 1) < 0) {
+		/* pipe full: a wake-up is already pending */
+	}
+	errno = saved;
+}
+
+void sched_stop(struct sched **sp)
+{
+	struct sched *s = *sp;
+
+	if (!s)
+		return;
+	pthread_mutex_lock(&s->lock);
+	s->stop = 1;
+	pthread_cond_broadcast(&s->cond);
+	pthread_mutex_unlock(&s->lock);
+	if (s->waker_started) {
+		sched_sync_now(s);
+		pthread_join(s->waker, NULL);
+	}
+	for (size_t i = 0; i < s->n_workers; i++)
+		pthread_join(s->workers[i], NULL);
+	if (s->pipe[0] >= 0)
+		close(s->pipe[0]);
+	if (s->pipe[1] >= 0)
+		close(s->pipe[1]);
+	pthread_cond_destroy(&s->cond);
+	pthread_mutex_destroy(&s->lock);
+	free(s->workers);
+	free(s->slots);
+	free(s);
+	*sp = NULL;
+}
+
+/* ---- one pass, for `maildisk sync` ---- */
+
+struct once {
+	struct store *st;
+	const struct settings *cfg;
+	const struct sync_opts *o;
+	struct sync_result *results;
+	const bool *selected;
+	pthread_mutex_t lock;     /* protects next */
+	size_t next;
+};
+
+static void *once_main(void *arg)
+{
+	struct once *w = arg;
+
+	for (;;) {
+		size_t i;
+
+		pthread_mutex_lock(&w->lock);
+		while (w->next < w->cfg->n_accounts && !w->selected[w->next])
+			w->next++;
+		i = w->next++;
+		pthread_mutex_unlock(&w->lock);
+		if (i >= w->cfg->n_accounts)
+			return NULL;
+		sync_account(w->st, w->cfg, &w->cfg->accounts[i], w->o, &w->results[i]);
+	}
+}
+
+size_t sched_run_once(struct store *st, const struct settings *cfg, const char *user,
+		      const char *account, const struct sync_opts *o,
+		      struct sync_result *results, bool *ran_r)
+{
+	struct once w = { .st = st, .cfg = cfg, .o = o, .results = results, .selected = ran_r };
+	size_t n = 0, nw;
+
+	for (size_t i = 0; i < cfg->n_accounts; i++) {
+		const struct account_settings *a = &cfg->accounts[i];
+
+		memset(&results[i], 0, sizeof(results[i]));
+		ran_r[i] = (!user || strcmp(a->user, user) == 0) &&
+			   (!account || strcmp(a->name, account) == 0);
+		n += ran_r[i];
+	}
+	nw = cfg->workers > 0 ? (size_t)cfg->workers : 4;
+	if (nw > n)
+		nw = n;
+	pthread_mutex_init(&w.lock, NULL);
+	if (nw <= 1) {
+		once_main(&w);
+	} else {
+		pthread_t *t = calloc(nw, sizeof(*t));
+		size_t started = 0;
+
+		for (; t && started < nw; started++)
+			if (pthread_create(&t[started], NULL, once_main, &w) != 0)
+				break;
+		if (started == 0)
+			once_main(&w);
+		for (size_t i = 0; i < started; i++)
+			pthread_join(t[i], NULL);
+		free(t);
+	}
+	pthread_mutex_destroy(&w.lock);
+	return n;
+}

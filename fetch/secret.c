@@ -1,0 +1,419 @@
+/* secret: an account's password or OAuth2 token, read from the config, a
+ * file or a command's output when a session needs it (see secret.h).
+ *
+ * Every buffer that held a secret is cleared with explicit_bzero before it
+ * is freed, and no error message quotes one. */
+#include "secret.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+extern char **environ;
+
+static bool is_blank(char c)
+{
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
+}
+
+int secret_split_argv(const char *command, char ***argv_r)
+{
+	size_t len = strlen(command);
+	/* a word takes at least two bytes of the command (one and a blank) */
+	size_t max_words = len / 2 + 2;
+	char **argv = calloc(max_words, sizeof(*argv));
+	size_t n = 0;
+	const char *p = command;
+
+	*argv_r = NULL;
+	if (!argv)
+		return -ENOMEM;
+	for (;;) {
+		while (is_blank(*p))
+			p++;
+		if (!*p)
+			break;
+		char *w = malloc(len + 1);
+		size_t wn = 0;
+		if (!w) {
+			secret_free_argv(&argv);
+			return -ENOMEM;
+		}
+		argv[n++] = w;
+		while (*p && !is_blank(*p)) {
+			if (*p == '\'') {
+				for (p++; *p && *p != '\''; p++)
+					w[wn++] = *p;
+				if (!*p)
+					goto bad;
+				p++;
+			} else if (*p == '"') {
+				for (p++; *p && *p != '"'; p++) {
+					if (*p == '\\' && (p[1] == '"' || p[1] == '\\'))
+						p++;
+					w[wn++] = *p;
+				}
+				if (!*p)
+					goto bad;
+				p++;
+			} else if (*p == '\\') {
+				if (!p[1])
+					goto bad;
+				w[wn++] = p[1];
+				p += 2;
+			} else {
+				w[wn++] = *p++;
+			}
+		}
+		w[wn] = '\0';
+	}
+	if (n == 0)
+		goto bad;
+	*argv_r = argv;
+	return 0;
+bad:
+	secret_free_argv(&argv);
+	return -EINVAL;
+}
+
+void secret_free_argv(char ***argv)
+{
+	if (!*argv)
+		return;
+	for (char **p = *argv; *p; p++)
+		free(*p);
+	free(*argv);
+	*argv = NULL;
+}
+
+bool secret_is_token(const struct account_settings *a)
+{
+	return a->oauth2_token_command != NULL;
+}
+
+/* The first line of data[0..n): without "\n" or "\r\n"; NULL (and *why set)
+ * when it is empty or holds a NUL byte, which a C string would cut short. */
+static char *first_line(const char *data, size_t n, const char **why)
+{
+	const char *nl = memchr(data, '\n', n);
+	size_t len = nl ? (size_t)(nl - data) : n;
+	char *s;
+
+	if (len > 0 && data[len - 1] == '\r')
+		len--;
+	if (len == 0) {
+		*why = n == 0 ? "printed nothing" : "first line is empty";
+		return NULL;
+	}
+	if (memchr(data, '\0', len)) {
+		*why = "first line holds a NUL byte";
+		return NULL;
+	}
+	s = strndup(data, len);
+	if (!s)
+		*why = "out of memory";
+	return s;
+}
+
+static int from_file(const struct account_settings *a, char **secret_r, struct buf *err)
+{
+	const char *path = a->password_file;
+	struct stat st;
+	char *data;
+	size_t n = 0;
+	const char *why = NULL;
+	int fd, rc = 0;
+
+	/* O_NONBLOCK: a FIFO put in place of the file must not hang the worker */
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	if (fd < 0) {
+		rc = -errno;
+		buf_printf(err, "%s/%s: password_file %s: cannot open: %s", a->user, a->name,
+			   path, strerror(-rc));
+		return rc;
+	}
+	if (fstat(fd, &st) < 0) {
+		rc = -errno;
+		buf_printf(err, "%s/%s: password_file %s: %s", a->user, a->name, path,
+			   strerror(-rc));
+		close(fd);
+		return rc;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		buf_printf(err, "%s/%s: password_file %s: not a regular file", a->user, a->name,
+			   path);
+		close(fd);
+		return -EINVAL;
+	}
+	/* checked again here: the file may have changed since the config was loaded */
+	if (st.st_uid != geteuid() && st.st_uid != 0) {
+		buf_printf(err, "%s/%s: password_file %s: owned by uid %u, expected uid %u or root; "
+			   "run: chown %u %s", a->user, a->name, path, (unsigned)st.st_uid,
+			   (unsigned)geteuid(), (unsigned)geteuid(), path);
+		close(fd);
+		return -EPERM;
+	}
+	if (st.st_mode & 077) {
+		buf_printf(err, "%s/%s: password_file %s: open to group or others (mode %04o); "
+			   "run: chmod 600 %s", a->user, a->name, path,
+			   (unsigned)(st.st_mode & 07777), path);
+		close(fd);
+		return -EPERM;
+	}
+	data = malloc(SECRET_OUTPUT_MAX);
+	if (!data) {
+		close(fd);
+		buf_printf(err, "%s/%s: password_file %s: out of memory", a->user, a->name, path);
+		return -ENOMEM;
+	}
+	while (n < SECRET_OUTPUT_MAX && !memchr(data, '\n', n)) {
+		ssize_t got = read(fd, data + n, SECRET_OUTPUT_MAX - n);
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got < 0) {
+			rc = -errno;
+			buf_printf(err, "%s/%s: password_file %s: read: %s", a->user, a->name,
+				   path, strerror(-rc));
+			goto out;
+		}
+		if (got == 0)
+			break;
+		n += (size_t)got;
+	}
+	if (n == SECRET_OUTPUT_MAX && !memchr(data, '\n', n)) {
+		buf_printf(err, "%s/%s: password_file %s: first line longer than %d bytes",
+			   a->user, a->name, path, SECRET_OUTPUT_MAX);
+		rc = -EFBIG;
+		goto out;
+	}
+	*secret_r = first_line(data, n, &why);
+	if (!*secret_r) {
+		rc = strcmp(why, "out of memory") == 0 ? -ENOMEM : -ENODATA;
+		if (strcmp(why, "printed nothing") == 0)
+			why = "empty file";
+		buf_printf(err, "%s/%s: password_file %s: %s", a->user, a->name, path, why);
+	}
+out:
+	explicit_bzero(data, SECRET_OUTPUT_MAX);
+	free(data);
+	close(fd);
+	return rc;
+}
+
+static long long now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Waits for pid until deadline (ms, CLOCK_MONOTONIC); a child that closed
+ * its stdout but keeps running must not hang the caller either. 0 with
+ * *status set, or -ETIMEDOUT with the child killed and reaped. */
+static int wait_child(pid_t pid, long long deadline, int *status)
+{
+	for (;;) {
+		pid_t r = waitpid(pid, status, WNOHANG);
+		if (r == pid)
+			return 0;
+		if (r < 0 && errno != EINTR) {
+			*status = 0;
+			return 0;
+		}
+		if (now_ms() >= deadline) {
+			kill(pid, SIGKILL);
+			while (waitpid(pid, status, 0) < 0 && errno == EINTR)
+				;
+			return -ETIMEDOUT;
+		}
+		struct timespec ts = { 0, 10 * 1000 * 1000 };
+		nanosleep(&ts, NULL);
+	}
+}
+
+/* Runs cmd (the value of key) and returns the first line of its stdout. */
+static int from_command(const struct account_settings *a, const char *key, const char *cmd,
+			char **secret_r, struct buf *err)
+{
+	char **argv = NULL;
+	posix_spawn_file_actions_t fa;
+	posix_spawnattr_t attr;
+	sigset_t none, def;
+	int fds[2];
+	pid_t pid;
+	char *out = NULL;
+	size_t n = 0;
+	int rc, status = 0;
+	long long deadline;
+	const char *why = NULL;
+
+	rc = secret_split_argv(cmd, &argv);
+	if (rc < 0) {
+		buf_printf(err, "%s/%s: %s: %s", a->user, a->name, key,
+			   rc == -ENOMEM ? "out of memory"
+					 : "no command, or an unterminated quote or backslash");
+		return rc;
+	}
+	out = malloc(SECRET_OUTPUT_MAX + 1);
+	if (!out) {
+		buf_printf(err, "%s/%s: %s %s: out of memory", a->user, a->name, key, argv[0]);
+		secret_free_argv(&argv);
+		return -ENOMEM;
+	}
+	/* O_CLOEXEC: a command spawned at the same time by another thread must
+	 * not inherit our write end, or we would wait for its EOF too */
+	if (pipe2(fds, O_CLOEXEC) < 0) {
+		rc = -errno;
+		buf_printf(err, "%s/%s: %s %s: pipe: %s", a->user, a->name, key, argv[0],
+			   strerror(-rc));
+		goto out;
+	}
+	posix_spawn_file_actions_init(&fa);
+	rc = posix_spawn_file_actions_adddup2(&fa, fds[1], STDOUT_FILENO);
+	if (rc != 0) {
+		posix_spawn_file_actions_destroy(&fa);
+		close(fds[0]);
+		close(fds[1]);
+		buf_printf(err, "%s/%s: %s %s: %s", a->user, a->name, key, argv[0], strerror(rc));
+		rc = -rc;
+		goto out;
+	}
+	/* the daemon ignores SIGPIPE and its workers block signals; a child
+	 * would inherit both, so reset them */
+	posix_spawnattr_init(&attr);
+	sigemptyset(&none);
+	sigemptyset(&def);
+	sigaddset(&def, SIGPIPE);
+	posix_spawnattr_setsigmask(&attr, &none);
+	posix_spawnattr_setsigdefault(&attr, &def);
+	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+	rc = posix_spawnp(&pid, argv[0], &fa, &attr, argv, environ);
+	posix_spawn_file_actions_destroy(&fa);
+	posix_spawnattr_destroy(&attr);
+	close(fds[1]);
+	if (rc != 0) {
+		close(fds[0]);
+		buf_printf(err, "%s/%s: %s %s: cannot run: %s", a->user, a->name, key, argv[0],
+			   strerror(rc));
+		rc = -rc;
+		goto out;
+	}
+
+	deadline = now_ms() + SECRET_COMMAND_TIMEOUT * 1000LL;
+	for (;;) {
+		long long left = deadline - now_ms();
+		struct pollfd pfd = { .fd = fds[0], .events = POLLIN };
+		ssize_t got;
+
+		if (left <= 0) {
+			rc = -ETIMEDOUT;
+			break;
+		}
+		rc = poll(&pfd, 1, (int)left);
+		if (rc < 0 && errno == EINTR)
+			continue;
+		if (rc < 0) {
+			rc = -errno;
+			break;
+		}
+		if (rc == 0) {
+			rc = -ETIMEDOUT;
+			break;
+		}
+		/* one byte of room past the cap tells "too much" from "exactly full" */
+		got = read(fds[0], out + n, SECRET_OUTPUT_MAX + 1 - n);
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got < 0) {
+			rc = -errno;
+			break;
+		}
+		if (got == 0) {
+			rc = 0;
+			break;
+		}
+		n += (size_t)got;
+		if (n > SECRET_OUTPUT_MAX) {
+			rc = -EFBIG;
+			break;
+		}
+	}
+	close(fds[0]);
+	if (rc < 0) {
+		kill(pid, SIGKILL);
+		while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+			;
+		if (rc == -ETIMEDOUT)
+			buf_printf(err, "%s/%s: %s %s: no answer within %d s, killed", a->user,
+				   a->name, key, argv[0], SECRET_COMMAND_TIMEOUT);
+		else if (rc == -EFBIG)
+			buf_printf(err, "%s/%s: %s %s: printed more than %d bytes, killed",
+				   a->user, a->name, key, argv[0], SECRET_OUTPUT_MAX);
+		else
+			buf_printf(err, "%s/%s: %s %s: reading its output: %s", a->user, a->name,
+				   key, argv[0], strerror(-rc));
+		goto out;
+	}
+	rc = wait_child(pid, deadline, &status);
+	if (rc < 0) {
+		buf_printf(err, "%s/%s: %s %s: did not exit within %d s, killed", a->user,
+			   a->name, key, argv[0], SECRET_COMMAND_TIMEOUT);
+		goto out;
+	}
+	if (WIFSIGNALED(status)) {
+		buf_printf(err, "%s/%s: %s %s: killed by signal %d (%s)", a->user, a->name, key,
+			   argv[0], WTERMSIG(status), strsignal(WTERMSIG(status)));
+		rc = -EIO;
+		goto out;
+	}
+	if (WIFEXITED(status) && WEXITSTATUS(status) != 0) {
+		buf_printf(err, "%s/%s: %s %s: exited with status %d", a->user, a->name, key,
+			   argv[0], WEXITSTATUS(status));
+		rc = -EIO;
+		goto out;
+	}
+	*secret_r = first_line(out, n, &why);
+	if (!*secret_r) {
+		rc = strcmp(why, "out of memory") == 0 ? -ENOMEM : -ENODATA;
+		buf_printf(err, "%s/%s: %s %s: %s", a->user, a->name, key, argv[0], why);
+	}
+out:
+	explicit_bzero(out, SECRET_OUTPUT_MAX + 1);
+	free(out);
+	secret_free_argv(&argv);
+	return rc;
+}
+
+int secret_get(const struct account_settings *a, char **secret_r, struct buf *err)
+{
+	*secret_r = NULL;
+	buf_reset(err);
+	if (a->password) {
+		*secret_r = strdup(a->password);
+		if (!*secret_r) {
+			buf_printf(err, "%s/%s: password: out of memory", a->user, a->name);
+			return -ENOMEM;
+		}
+		return 0;
+	}
+	if (a->password_file)
+		return from_file(a, secret_r, err);
+	if (a->password_command)
+		return from_command(a, "password_command", a->password_command, secret_r, err);
+	if (a->oauth2_token_command)
+		return from_command(a, "oauth2_token_command", a->oauth2_token_command, secret_r,
+				    err);
+	buf_printf(err, "%s/%s: no password, password_file, password_command or "
+		   "oauth2_token_command configured", a->user, a->name);
+	return -EINVAL;
+}

@@ -1,0 +1,841 @@
+/* sync: one account, once. IMAP (RFC 3501/9051, RFC 7162 for the modseq
+ * shortcut); POP3 lives in pop3 sync (sync_pop3.c) behind the same result.
+ *
+ * Per folder: EXAMINE; if nothing changed (same UIDVALIDITY, UIDNEXT and
+ * HIGHESTMODSEQ) stop there; else list the UIDs, fetch what is new in bulk
+ * straight into the store, and trash what the complete listing no longer
+ * has — subject to the guards in reconcile.c. A changed UIDVALIDITY re-keys
+ * rows by evidence instead of downloading or deleting anything blindly. */
+#include "sync.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../cache/log.h"
+#include "../cache/names.h"
+#include "imap.h"
+#include "msgmeta.h"
+#include "reconcile.h"
+#include "secret.h"
+#include "sync_pop3.h"
+
+/* Messages and bytes per durable batch: each batch costs an fsync per file,
+ * one rename each, one directory fsync and one transaction. */
+#define BATCH_MAX_MSGS 512
+#define BATCH_MAX_BYTES (64u << 20)
+/* UIDs per UID FETCH command; bounded so one command line stays short. */
+#define FETCH_MAX_UIDS 2000
+#define FETCH_MAX_SET_LEN 8000
+/* Header bytes kept per message for parsing (a longer header is cut). */
+#define HEADER_KEEP (256u << 10)
+
+struct run {
+	struct store *st;
+	const struct account_settings *a;
+	const struct sync_opts *o;
+	struct sync_result *r;
+	struct index *ix;          /* owned: this worker's connection */
+	int64_t sync_id;
+	char label[160];           /* "alice/work" */
+	bool changed;
+};
+
+/* Worst-of for statuses; STOPPED wins, then local, account, folder, message. */
+static void note_status(struct run *run, enum fetch_status st)
+{
+	static const int rank[] = {
+		[FETCH_OK] = 0, [FETCH_MSG_BAD] = 1, [FETCH_FOLDER_BAD] = 2,
+		[FETCH_ACCOUNT_BAD] = 3, [FETCH_LOCAL_BAD] = 4, [FETCH_STOPPED] = 5,
+	};
+	if (rank[st] > rank[run->r->status])
+		run->r->status = st;
+}
+
+static void note_error(struct run *run, const char *msg)
+{
+	if (!run->r->error[0])
+		snprintf(run->r->error, sizeof(run->r->error), "%s", msg);
+}
+
+static bool stopping(const struct run *run)
+{
+	return run->o->stop && *run->o->stop;
+}
+
+static void progress(const struct run *run, const char *folder, size_t done, size_t total)
+{
+	if (!run->o->progress)
+		return;
+	fprintf(stderr, "\r%s %s: %zu/%zu messages, %.1f MB", run->label, folder, done, total,
+		(double)run->r->bytes / 1e6);
+	if (done == total)
+		fputc('\n', stderr);
+}
+
+/* ---- fetching new messages into the store ---- */
+
+struct fetcher {
+	struct run *run;
+	const struct index_folder *f;
+	uint32_t uidvalidity;
+	struct store_batch *batch;   /* owned */
+	struct store_msg *cur;       /* borrowed from batch: the body being written */
+	struct buf hdr;              /* the current message's header, up to HEADER_KEEP */
+	bool hdr_done;
+	bool failed_local;           /* the store refused a write: stop */
+	size_t done, total;
+	int64_t *added;              /* ids committed, for the observer */
+	size_t n_added;
+};
+
+static int commit_batch(struct fetcher *fx)
+{
+	struct run *run = fx->run;
+	int64_t *ids = NULL;
+	size_t n = 0;
+	int rc;
+
+	if (store_batch_count(fx->batch) == 0)
+		return 0;
+	rc = store_batch_commit(fx->batch, run->ix, (int64_t)time(NULL), &ids, &n);
+	if (rc < 0) {
+		log_error("%s %s: cannot commit %zu messages to the store: %s", run->label,
+			  fx->f->name, store_batch_count(fx->batch), strerror(-rc));
+		fx->failed_local = true;
+		return rc;
+	}
+	run->r->n_new += (int64_t)n;
+	run->changed = true;
+	/* The index has committed: only now may the mount show them. */
+	if (run->o->obs && run->o->obs->added && n)
+		run->o->obs->added(run->o->obs->ctx, fx->f->id, ids, n);
+	free(ids);
+	return 0;
+}
+
+static int fx_begin(void *ctx, const char *key, uint64_t n)
+{
+	struct fetcher *fx = ctx;
+	int rc;
+
+	(void)key;
+	(void)n;
+	if (stopping(fx->run) || fx->failed_local)
+		return -1;     /* abort the response: we are leaving */
+	if (fx->cur)
+		store_msg_abort(fx->cur);
+	fx->cur = NULL;
+	rc = store_msg_begin(fx->batch, &fx->cur);
+	if (rc < 0) {
+		log_error("%s %s: cannot create a message file: %s", fx->run->label,
+			  fx->f->name, strerror(-rc));
+		fx->failed_local = true;
+		return -1;
+	}
+	buf_reset(&fx->hdr);
+	fx->hdr_done = false;
+	return 1;
+}
+
+static int fx_write(void *ctx, const void *p, size_t n)
+{
+	struct fetcher *fx = ctx;
+	int rc = store_msg_write(fx->cur, p, n);
+
+	if (rc < 0) {
+		log_error("%s %s: cannot write a message file: %s", fx->run->label,
+			  fx->f->name, strerror(-rc));
+		fx->failed_local = true;
+		return -1;
+	}
+	if (!fx->hdr_done) {
+		size_t room = HEADER_KEEP - fx->hdr.len;
+		size_t from = fx->hdr.len > 3 ? fx->hdr.len - 3 : 0;
+
+		buf_append(&fx->hdr, p, n < room ? n : room);
+		if (msgmeta_header_len(fx->hdr.data + from, fx->hdr.len - from) ||
+		    fx->hdr.len >= HEADER_KEEP)
+			fx->hdr_done = true;
+	}
+	fx->run->r->bytes += n;
+	return 0;
+}
+
+static int fx_end(void *ctx)
+{
+	(void)ctx;
+	return 0;      /* the message completes when its FETCH response does */
+}
+
+static void fx_abort(void *ctx)
+{
+	struct fetcher *fx = ctx;
+
+	if (fx->cur)
+		store_msg_abort(fx->cur);
+	fx->cur = NULL;
+}
+
+static char *xstrdup(const char *s)
+{
+	return s ? strdup(s) : NULL;
+}
+
+static int fx_message(void *ctx, const struct imap_fetched *m)
+{
+	struct fetcher *fx = ctx;
+	struct run *run = fx->run;
+	struct msgmeta mm;
+	struct index_msg meta = { 0 };
+	char uid[16], tag[12];
+	struct buf name = BUF_INIT(1024);
+	int rc;
+
+	if (!m->body || !fx->cur)
+		return 0;      /* a flag update, or a body the server did not send */
+	snprintf(uid, sizeof(uid), "%" PRIu32, m->uid);
+	size_t hl = fx->hdr.len ? msgmeta_header_len(fx->hdr.data, fx->hdr.len) : 0;
+	msgmeta_parse(fx->hdr.data ? fx->hdr.data : "", hl ? hl : fx->hdr.len, &mm);
+	names_tag(run->a->name, fx->f->name, fx->uidvalidity, uid, tag, 8);
+	int64_t when = mm.date ? mm.date : m->internal_date;
+	if (names_message_file(when, mm.subject, tag, &name) < 0) {
+		log_error("%s %s: UID %s: cannot make a file name", run->label, fx->f->name, uid);
+		store_msg_abort(fx->cur);
+		fx->cur = NULL;
+		msgmeta_release(&mm);
+		buf_release(&name);
+		note_status(run, FETCH_MSG_BAD);
+		return 0;
+	}
+	meta.folder_id = fx->f->id;
+	meta.remote_id = strdup(uid);
+	meta.message_id = mm.message_id;
+	meta.subject = mm.subject;
+	meta.sender = mm.from;
+	meta.recipients = mm.to;
+	meta.date = mm.date;
+	meta.internal_date = m->internal_date;
+	meta.flags = xstrdup(m->flags);
+	meta.view_name = buf_detach(&name);
+	meta.state = MSG_ACTIVE;
+	/* The strings now belong to meta, and then to the batch. */
+	rc = store_msg_finish(fx->cur, &meta);
+	fx->cur = NULL;
+	index_msg_release(&meta);
+	if (rc < 0) {
+		log_error("%s %s: UID %s: cannot store the message: %s", run->label,
+			  fx->f->name, uid, strerror(-rc));
+		fx->failed_local = true;
+		return 1;
+	}
+	fx->done++;
+	if (store_batch_count(fx->batch) >= BATCH_MAX_MSGS ||
+	    store_batch_bytes(fx->batch) >= BATCH_MAX_BYTES)
+		if (commit_batch(fx) < 0)
+			return 1;
+	if (fx->done % 100 == 0)
+		progress(run, fx->f->name, fx->done, fx->total);
+	return stopping(run) ? 1 : 0;
+}
+
+/* Fetches uids (ascending) into the folder. FETCH_OK when all came. */
+static enum fetch_status fetch_new(struct run *run, struct imap *s,
+				   const struct index_folder *f, uint32_t uidvalidity,
+				   const uint32_t *uids, size_t n)
+{
+	struct fetcher fx = { .run = run, .f = f, .uidvalidity = uidvalidity, .total = n };
+	struct buf set = BUF_INIT(FETCH_MAX_SET_LEN + 64);
+	struct imap_fetch_handler h = {
+		.sink = { .begin = fx_begin, .write = fx_write, .end = fx_end,
+			  .abort = fx_abort, .ctx = &fx },
+		.message = fx_message, .ctx = &fx,
+	};
+	enum fetch_status st = FETCH_OK;
+	size_t pos = 0;
+	int rc;
+
+	if (n == 0)
+		return FETCH_OK;
+	buf_init(&fx.hdr, HEADER_KEEP + 1);
+	rc = store_batch_create(run->st, f, &fx.batch);
+	if (rc < 0) {
+		log_error("%s %s: cannot prepare the folder in the store: %s", run->label,
+			  f->name, strerror(-rc));
+		buf_release(&fx.hdr);
+		return FETCH_LOCAL_BAD;
+	}
+	while (pos < n && st == FETCH_OK) {
+		if (imap_uidset(uids, n, &pos, FETCH_MAX_UIDS, FETCH_MAX_SET_LEN, &set) < 0) {
+			st = FETCH_LOCAL_BAD;
+			break;
+		}
+		st = imap_fetch(s, set.data,
+				"(UID RFC822.SIZE INTERNALDATE FLAGS BODY.PEEK[])", &h);
+		if (fx.failed_local)
+			st = FETCH_LOCAL_BAD;
+		else if (stopping(run))
+			st = FETCH_STOPPED;
+	}
+	fx_abort(&fx);
+	/* Whatever arrived whole is kept, even when the connection then failed:
+	 * the files are complete and their UIDs are known. */
+	if (commit_batch(&fx) < 0)
+		st = FETCH_LOCAL_BAD;
+	progress(run, f->name, fx.done, fx.done > n ? fx.done : n);
+	store_batch_destroy(&fx.batch);
+	buf_release(&fx.hdr);
+	buf_release(&set);
+	if (st == FETCH_OK && fx.done < n)
+		log_info("%s %s: %zu of %zu new messages were not sent by the server "
+			 "(expunged meanwhile?); the next sync checks again",
+			 run->label, f->name, n - fx.done, n);
+	return st;
+}
+
+/* ---- trashing ---- */
+
+static int trash_rows(struct run *run, const struct index_folder *f, const int64_t *ids,
+		      size_t n, const char *reason)
+{
+	char **names = calloc(n ? n : 1, sizeof(char *));
+	int rc;
+
+	if (!names)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		struct index_msg m;
+
+		if (index_msg_get(run->ix, ids[i], &m) == 0) {
+			names[i] = m.view_name;
+			m.view_name = NULL;
+			index_msg_release(&m);
+		}
+	}
+	rc = store_trash(run->st, run->ix, ids, n, run->sync_id, reason, (int64_t)time(NULL));
+	if (rc == 0) {
+		run->r->n_trashed += (int64_t)n;
+		run->changed = true;
+		log_info("%s %s: %zu message(s) vanished upstream, moved to trash", run->label,
+			 f->name, n);
+		if (run->o->obs && run->o->obs->removed)
+			run->o->obs->removed(run->o->obs->ctx, f->id, ids, names, n);
+	} else {
+		log_error("%s %s: cannot move %zu message(s) to trash: %s", run->label,
+			  f->name, n, strerror(-rc));
+	}
+	for (size_t i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+	return rc;
+}
+
+static enum fetch_status trash_uids(struct run *run, const struct index_folder *f,
+				    const uint32_t *gone, size_t n, const char *reason)
+{
+	int64_t *ids = malloc((n ? n : 1) * sizeof(*ids));
+	size_t k = 0;
+	char uid[16];
+
+	if (!ids)
+		return FETCH_LOCAL_BAD;
+	for (size_t i = 0; i < n; i++) {
+		snprintf(uid, sizeof(uid), "%" PRIu32, gone[i]);
+		if (index_msg_find(run->ix, f->id, uid, &ids[k]) == 0)
+			k++;
+	}
+	int rc = k ? trash_rows(run, f, ids, k, reason) : 0;
+	free(ids);
+	return rc < 0 ? FETCH_LOCAL_BAD : FETCH_OK;
+}
+
+/* ---- one IMAP folder ---- */
+
+static int known_uids(struct run *run, int64_t folder_id, uint32_t **uids_r, size_t *n_r)
+{
+	char **ids;
+	size_t n, k = 0;
+	int rc = index_known_ids(run->ix, folder_id, &ids, &n);
+
+	*uids_r = NULL;
+	*n_r = 0;
+	if (rc < 0)
+		return rc;
+	uint32_t *u = malloc((n ? n : 1) * sizeof(*u));
+	if (!u) {
+		index_ids_free(ids, n);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < n; i++) {
+		char *end;
+		unsigned long v = strtoul(ids[i], &end, 10);
+
+		/* Rows parked by a re-match ("v<uidvalidity>:<uid>") are known but
+		 * match no UID, so a later complete listing trashes them. */
+		if (*end == '\0' && v > 0 && v <= UINT32_MAX)
+			u[k++] = (uint32_t)v;
+		else
+			u[k++] = 0;
+	}
+	index_ids_free(ids, n);
+	/* ascending; 0 entries sort first and are never listed by a server */
+	for (size_t i = 1; i < k; i++) {
+		uint32_t x = u[i];
+		size_t j = i;
+
+		while (j > 0 && u[j - 1] > x) {
+			u[j] = u[j - 1];
+			j--;
+		}
+		u[j] = x;
+	}
+	*uids_r = u;
+	*n_r = k;
+	return 0;
+}
+
+struct remote_row {
+	struct rematch_remote *v;
+	char **ids;        /* owned Message-IDs */
+	size_t n, cap;
+};
+
+static int collect_remote(void *ctx, const struct imap_fetched *m)
+{
+	struct remote_row *rr = ctx;
+	struct msgmeta mm = { 0 };
+
+	if (rr->n == rr->cap) {
+		size_t nc = rr->cap ? rr->cap * 2 : 256;
+		struct rematch_remote *nv = realloc(rr->v, nc * sizeof(*nv));
+		char **ni = realloc(rr->ids, nc * sizeof(*ni));
+		if (nv)
+			rr->v = nv;
+		if (ni)
+			rr->ids = ni;
+		if (!nv || !ni)
+			return 1;
+		rr->cap = nc;
+	}
+	if (m->header_value)
+		msgmeta_parse(m->header_value, strlen(m->header_value), &mm);
+	rr->ids[rr->n] = mm.message_id;
+	mm.message_id = NULL;
+	msgmeta_release(&mm);
+	rr->v[rr->n] = (struct rematch_remote){ m->uid, rr->ids[rr->n], (int64_t)m->size,
+						m->internal_date };
+	rr->n++;
+	return 0;
+}
+
+struct local_rows {
+	struct rematch_local *v;
+	char **ids;
+	size_t n, cap;
+	bool oom;
+};
+
+static int collect_local(void *ctx, const struct index_msg *m)
+{
+	struct local_rows *l = ctx;
+
+	if (l->n == l->cap) {
+		size_t nc = l->cap ? l->cap * 2 : 256;
+		struct rematch_local *nv = realloc(l->v, nc * sizeof(*nv));
+		char **ni = realloc(l->ids, nc * sizeof(*ni));
+		if (nv)
+			l->v = nv;
+		if (ni)
+			l->ids = ni;
+		if (!nv || !ni) {
+			l->oom = true;
+			return 1;
+		}
+		l->cap = nc;
+	}
+	l->ids[l->n] = xstrdup(m->message_id);
+	l->v[l->n] = (struct rematch_local){ m->id, l->ids[l->n], m->size, m->internal_date };
+	l->n++;
+	return 0;
+}
+
+static void sink_discard_abort(void *ctx) { (void)ctx; }
+static int sink_inline(void *ctx, const char *key, uint64_t n)
+{
+	(void)ctx, (void)key, (void)n;
+	return 0;
+}
+
+/* UIDVALIDITY changed: re-key what the evidence pairs, fetch the rest, and
+ * trash the unmatched only when the re-match is convincing. */
+static enum fetch_status rematch_folder(struct run *run, struct imap *s,
+					const struct index_folder *f,
+					const struct imap_folder_state *st, char *held,
+					size_t heldlen)
+{
+	struct remote_row rr = { 0 };
+	struct local_rows lr = { 0 };
+	struct rematch_result rm = { 0 };
+	struct imap_fetch_handler h = {
+		.sink = { .begin = sink_inline, .abort = sink_discard_abort },
+		.message = collect_remote, .ctx = &rr,
+	};
+	enum fetch_status ret = FETCH_OK;
+	int rc;
+
+	log_warn("%s %s: UIDVALIDITY changed (%" PRIu32 " -> %" PRIu32 "), re-matching %" PRId64
+		 " messages by Message-ID and size", run->label, f->name, f->uidvalidity,
+		 st->uidvalidity, f->n_active);
+	if (st->exists) {
+		ret = imap_fetch(s, "1:*", "(UID RFC822.SIZE INTERNALDATE "
+				 "BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])", &h);
+		if (ret != FETCH_OK)
+			goto out;
+	}
+	if (rr.n != imap_state(s)->exists) {
+		snprintf(held, heldlen, "UIDVALIDITY changed and the server listed %zu of %" PRIu32
+			 " messages; nothing changed locally", rr.n, imap_state(s)->exists);
+		goto out;
+	}
+	rc = index_msg_foreach(run->ix, f->id, 1u << MSG_ACTIVE, collect_local, &lr);
+	if (rc < 0 || lr.oom || reconcile_rematch(lr.v, lr.n, rr.v, rr.n, &rm) < 0) {
+		ret = FETCH_LOCAL_BAD;
+		goto out;
+	}
+	struct reconcile_policy pol = { true, run->a->mass_delete_limit,
+					run->o->allow_mass_delete };
+	char why[512];
+	if (!rm.convincing && !run->o->allow_mass_delete) {
+		snprintf(held, heldlen, "UIDVALIDITY changed (%" PRIu32 " -> %" PRIu32 ") and only %zu "
+			 "of %zu messages could be matched by Message-ID and size; nothing changed "
+			 "locally: run 'maildisk sync --allow-mass-delete' to accept the server's "
+			 "new state", f->uidvalidity, st->uidvalidity, rm.n_pairs, lr.n);
+		goto out;
+	}
+	if (!reconcile_may_delete(lr.n, rm.n_lost, rr.n, &pol, why, sizeof(why))) {
+		snprintf(held, heldlen, "UIDVALIDITY changed: %s", why);
+		goto out;
+	}
+	/* Park every active row on a key no UID can take, then give the paired
+	 * ones their new UID, in one transaction with the new UIDVALIDITY: a
+	 * crash leaves either the old keys or the new ones, never a mix. */
+	rc = index_begin(run->ix);
+	for (size_t i = 0; rc == 0 && i < lr.n; i++) {
+		char parked[48];
+		snprintf(parked, sizeof(parked), "v%" PRIu32 ":%" PRId64, f->uidvalidity, lr.v[i].row_id);
+		rc = index_msg_rekey(run->ix, lr.v[i].row_id, parked);
+	}
+	for (size_t i = 0; rc == 0 && i < rm.n_pairs; i++) {
+		char uid[16];
+		snprintf(uid, sizeof(uid), "%" PRIu32, rm.pairs[i].uid);
+		rc = index_msg_rekey(run->ix, rm.pairs[i].row_id, uid);
+	}
+	if (rc == 0)
+		rc = index_folder_set_state(run->ix, f->id, st->uidvalidity, 0, 0);
+	if (rc == 0)
+		rc = index_commit(run->ix);
+	else
+		index_rollback(run->ix);
+	if (rc < 0) {
+		ret = FETCH_LOCAL_BAD;
+		goto out;
+	}
+	run->r->n_rekeyed += (int64_t)rm.n_pairs;
+	log_info("%s %s: re-keyed %zu messages to the new UIDVALIDITY without downloading "
+		 "them; %zu unmatched local, %zu new on the server", run->label, f->name,
+		 rm.n_pairs, rm.n_lost, rm.n_fresh);
+	if (rm.n_lost) {
+		char reason[160];
+		snprintf(reason, sizeof(reason), "not found after UIDVALIDITY change %" PRIu32
+			 " -> %" PRIu32, f->uidvalidity, st->uidvalidity);
+		if (trash_rows(run, f, rm.lost_rows, rm.n_lost, reason) < 0) {
+			ret = FETCH_LOCAL_BAD;
+			goto out;
+		}
+	}
+	ret = fetch_new(run, s, f, st->uidvalidity, rm.fresh_uids, rm.n_fresh);
+out:
+	for (size_t i = 0; i < rr.n; i++)
+		free(rr.ids[i]);
+	free(rr.ids);
+	free(rr.v);
+	for (size_t i = 0; i < lr.n; i++)
+		free(lr.ids[i]);
+	free(lr.ids);
+	free(lr.v);
+	reconcile_rematch_release(&rm);
+	return ret;
+}
+
+static enum fetch_status sync_imap_folder(struct run *run, struct imap *s,
+					  const struct imap_mailbox *mb)
+{
+	struct index_folder f = { 0 };
+	struct imap_folder_state st;
+	struct buf path = BUF_INIT(8192);
+	char held[768] = "";
+	uint32_t *remote = NULL, *known = NULL, *nw = NULL, *gone = NULL;
+	size_t n_remote = 0, n_known = 0, n_new = 0, n_gone = 0;
+	enum fetch_status ret;
+	int rc;
+
+	/* "mail/<user>/<account>/<folder path>": every part through names.c */
+	buf_appends(&path, "mail/");
+	rc = names_escape(run->a->user, strlen(run->a->user), &path);
+	if (rc == 0)
+		rc = buf_appendc(&path, '/');
+	if (rc == 0)
+		rc = names_escape(run->a->name, strlen(run->a->name), &path);
+	if (rc == 0)
+		rc = buf_appendc(&path, '/');
+	if (rc == 0)
+		rc = names_folder_path(mb->name, mb->delim, &path);
+	if (rc < 0) {
+		log_error("%s: folder \"%s\" cannot be stored: %s", run->label, mb->name,
+			  rc == -ENAMETOOLONG ? "a part of its name is longer than 255 bytes"
+					      : strerror(-rc));
+		buf_release(&path);
+		return FETCH_FOLDER_BAD;
+	}
+
+	ret = imap_examine(s, mb->raw, &st);
+	rc = index_folder_ensure(run->ix, run->a->user, run->a->name, mb->name, path.data, &f);
+	buf_release(&path);
+	if (rc < 0)
+		return FETCH_LOCAL_BAD;
+	if (ret != FETCH_OK) {
+		/* A folder the server refuses is never evidence of deletion. */
+		log_error("%s", imap_error(s));
+		index_folder_set_result(run->ix, f.id, time(NULL), imap_error(s), f.held);
+		index_folder_release(&f);
+		return ret;
+	}
+	if (f.uidvalidity == 0 && f.synced_at == 0 && run->o->obs && run->o->obs->folder_added)
+		run->o->obs->folder_added(run->o->obs->ctx, f.id);
+
+	if (f.uidvalidity && f.uidvalidity != st.uidvalidity) {
+		ret = rematch_folder(run, s, &f, &st, held, sizeof(held));
+		if (ret == FETCH_OK && !held[0])
+			index_folder_set_state(run->ix, f.id, st.uidvalidity, st.uidnext,
+					       st.highestmodseq);
+		goto done;
+	}
+	if (f.uidvalidity == st.uidvalidity && st.highestmodseq &&
+	    f.highestmodseq == st.highestmodseq && f.uidnext == st.uidnext &&
+	    !f.last_error && !f.held) {
+		ret = FETCH_OK;    /* CONDSTORE says nothing changed: one round trip */
+		goto done;
+	}
+
+	ret = imap_uid_list(s, &remote, &n_remote);
+	if (ret != FETCH_OK) {
+		log_error("%s", imap_error(s));
+		goto done;
+	}
+	/* A listing is complete only if it agrees with the message count the
+	 * server announced (EXISTS, updated by any untagged EXISTS since). */
+	bool complete = n_remote == imap_state(s)->exists;
+	if (!complete)
+		log_warn("%s %s: the server listed %zu UIDs but says the folder has %" PRIu32
+			 " messages; no deletions this time", run->label, f.name, n_remote,
+			 imap_state(s)->exists);
+	if (known_uids(run, f.id, &known, &n_known) < 0 ||
+	    reconcile_uids(known, n_known, remote, n_remote, &nw, &n_new, &gone, &n_gone) < 0) {
+		ret = FETCH_LOCAL_BAD;
+		goto done;
+	}
+	ret = fetch_new(run, s, &f, st.uidvalidity, nw, n_new);
+	if (ret != FETCH_OK) {
+		if (ret != FETCH_STOPPED)
+			log_error("%s", ret == FETCH_LOCAL_BAD ? "the store failed; see above"
+							       : imap_error(s));
+		goto done;
+	}
+	if (n_gone) {
+		struct reconcile_policy pol = { complete, run->a->mass_delete_limit,
+						run->o->allow_mass_delete };
+		if (!run->a->mirror_deletions) {
+			/* the user asked us to keep local copies */
+		} else if (reconcile_may_delete(n_known, n_gone, n_remote, &pol, held, sizeof(held))) {
+			held[0] = '\0';
+			ret = trash_uids(run, &f, gone, n_gone, "expunged on the server");
+		} else if (complete) {
+			/* held: reported below */
+		} else {
+			held[0] = '\0';      /* not a hold: just no proof this time */
+		}
+	}
+	if (ret == FETCH_OK)
+		index_folder_set_state(run->ix, f.id, st.uidvalidity, st.uidnext,
+				       complete ? st.highestmodseq : 0);
+done:
+	if (held[0] && ret == FETCH_OK) {
+		run->r->n_held += n_gone ? (int64_t)n_gone : 1;
+		log_warn("%s %s: deletions held: %s", run->label, f.name, held);
+	}
+	if (ret == FETCH_OK || ret == FETCH_STOPPED)
+		index_folder_set_result(run->ix, f.id, time(NULL), NULL, held[0] ? held : NULL);
+	else
+		index_folder_set_result(run->ix, f.id, time(NULL),
+					ret == FETCH_LOCAL_BAD ? "local store error (see the log)"
+							       : imap_error(s),
+					f.held);
+	free(remote);
+	free(known);
+	free(nw);
+	free(gone);
+	index_folder_release(&f);
+	return ret;
+}
+
+/* Which of the server's folders to sync: all selectable ones for "*", else
+ * the configured names (INBOX case-insensitively, RFC 3501 5.1). */
+static bool wanted(const struct account_settings *a, const struct imap_mailbox *mb)
+{
+	if (mb->noselect)
+		return false;
+	for (size_t i = 0; i < a->n_folders; i++) {
+		const char *w = a->folders[i];
+
+		if (strcmp(w, "*") == 0)
+			return true;
+		if (strcasecmp(w, "INBOX") == 0 ? strcasecmp(mb->name, "INBOX") == 0
+						: strcmp(w, mb->name) == 0)
+			return true;
+	}
+	return false;
+}
+
+static enum fetch_status sync_imap(struct run *run, const char *secret, bool token)
+{
+	struct imap *s = NULL;
+	struct imap_mailbox *mbs = NULL;
+	size_t n_mbs = 0;
+	struct buf err = BUF_INIT(1024);
+	enum fetch_status st;
+
+	st = imap_open(run->a, secret, token, &s, &run->r->retry, &err);
+	if (st != FETCH_OK) {
+		log_error("%s", err.data ? err.data : run->label);
+		note_error(run, err.data ? err.data : "connection failed");
+		buf_release(&err);
+		return st;
+	}
+	buf_release(&err);
+	st = imap_list(s, &mbs, &n_mbs);
+	if (st != FETCH_OK) {
+		log_error("%s", imap_error(s));
+		note_error(run, imap_error(s));
+		imap_close(&s);
+		return st;
+	}
+	/* Configured folders the server does not list: an error, never a
+	 * deletion (a typo or a rename must not empty anything). */
+	for (size_t i = 0; i < run->a->n_folders; i++) {
+		const char *w = run->a->folders[i];
+		bool found = strcmp(w, "*") == 0;
+
+		for (size_t j = 0; !found && j < n_mbs; j++)
+			found = !mbs[j].noselect && (strcasecmp(w, "INBOX") == 0
+				? strcasecmp(mbs[j].name, "INBOX") == 0 : strcmp(w, mbs[j].name) == 0);
+		if (!found) {
+			char msg[512];
+			snprintf(msg, sizeof(msg), "%s: folder \"%s\" does not exist on the server "
+				 "(check 'folders =' in the config)", run->label, w);
+			log_error("%s", msg);
+			note_error(run, msg);
+			note_status(run, FETCH_FOLDER_BAD);
+		}
+	}
+	st = FETCH_OK;
+	for (size_t i = 0; i < n_mbs && !stopping(run); i++) {
+		if (!wanted(run->a, &mbs[i]))
+			continue;
+		enum fetch_status fs = sync_imap_folder(run, s, &mbs[i]);
+
+		note_status(run, fs);
+		if (fs == FETCH_FOLDER_BAD)
+			note_error(run, imap_error(s));
+		if (fs == FETCH_ACCOUNT_BAD)
+			note_error(run, imap_error(s));
+		if (fs >= FETCH_ACCOUNT_BAD) {
+			st = fs;
+			break;
+		}
+	}
+	if (stopping(run))
+		st = FETCH_STOPPED;
+	imap_mailboxes_free(mbs, n_mbs);
+	imap_close(&s);
+	return st;
+}
+
+int sync_global_init(void)
+{
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+		return -1;
+	msgmeta_init();
+	return 0;
+}
+
+void sync_global_cleanup(void)
+{
+	curl_global_cleanup();
+}
+
+int sync_account(struct store *st, const struct settings *cfg,
+		 const struct account_settings *a, const struct sync_opts *o,
+		 struct sync_result *r)
+{
+	struct run run = { .st = st, .a = a, .o = o, .r = r };
+	struct buf err = BUF_INIT(1024);
+	char *secret = NULL;
+	enum fetch_status stat;
+	int rc;
+
+	(void)cfg;
+	memset(r, 0, sizeof(*r));
+	snprintf(run.label, sizeof(run.label), "%s/%s", a->user, a->name);
+	rc = store_index_open(st, false, &run.ix);
+	if (rc < 0) {
+		snprintf(r->error, sizeof(r->error), "%s: cannot open the index: %s", run.label,
+			 strerror(-rc));
+		r->status = FETCH_LOCAL_BAD;
+		return -1;
+	}
+	index_sync_start(run.ix, a->user, a->name, (int64_t)time(NULL), &run.sync_id);
+	if (a->tls_off)
+		log_warn("%s: tls = off: the login and all mail cross the network unencrypted",
+			 run.label);
+
+	rc = secret_get(a, &secret, &err);
+	if (rc < 0) {
+		log_error("%s", err.data ? err.data : run.label);
+		note_error(&run, err.data ? err.data : "cannot get the secret");
+		r->retry = RETRY_AFTER_FIX;
+		stat = FETCH_ACCOUNT_BAD;
+	} else if (a->proto == PROTO_IMAP || a->proto == PROTO_IMAPS) {
+		stat = sync_imap(&run, secret, secret_is_token(a));
+	} else {
+		stat = sync_pop3(st, run.ix, a, o, run.sync_id, secret, secret_is_token(a), r);
+		run.changed = r->n_new || r->n_trashed;
+	}
+	if (secret) {
+		explicit_bzero(secret, strlen(secret));
+		free(secret);
+	}
+	buf_release(&err);
+	note_status(&run, stat);
+	index_sync_finish(run.ix, run.sync_id, (int64_t)time(NULL), r->n_new, r->n_trashed,
+			  r->status == FETCH_OK ? NULL : r->error[0] ? r->error
+								  : fetch_status_str(r->status));
+	index_close(&run.ix);
+	if (run.changed && o->obs && o->obs->user_changed)
+		o->obs->user_changed(o->obs->ctx, a->user);
+	return r->status == FETCH_OK && r->n_held == 0 ? 0 : -1;
+}
