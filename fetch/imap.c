@@ -524,7 +524,8 @@ enum fetch_status imap_uid_list(struct imap *s, uint32_t **uids_r, size_t *n_r)
 		free(u.v);
 		return st;
 	}
-	qsort(u.v, u.n, sizeof(*u.v), cmp_u32);
+	if (u.n)
+		qsort(u.v, u.n, sizeof(*u.v), cmp_u32);
 	for (i = j = 0; i < u.n; i++)
 		if (j == 0 || u.v[j - 1] != u.v[i])
 			u.v[j++] = u.v[i];

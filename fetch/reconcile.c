@@ -94,8 +94,10 @@ int reconcile_ids(char *const *known, size_t nk, char *const *remote, size_t nr,
 		memcpy(k, known, nk * sizeof(*k));
 	if (nr)
 		memcpy(r, remote, nr * sizeof(*r));
-	qsort(k, nk, sizeof(*k), cmp_str);
-	qsort(r, nr, sizeof(*r), cmp_str);
+	if (nk)
+		qsort(k, nk, sizeof(*k), cmp_str);
+	if (nr)
+		qsort(r, nr, sizeof(*r), cmp_str);
 	while (i < nk || j < nr) {
 		int c = i == nk ? 1 : j == nr ? -1 : strcmp(k[i], r[j]);
 
@@ -187,7 +189,8 @@ int reconcile_rematch(const struct rematch_local *local, size_t nl,
 		if (!v[nl + i].key)
 			goto out;
 	}
-	qsort(v, n, sizeof(*v), cmp_keyed);
+	if (n)
+		qsort(v, n, sizeof(*v), cmp_keyed);
 
 	r->pairs = nl ? calloc(nl, sizeof(*r->pairs)) : NULL;
 	if (nl && !r->pairs)
@@ -223,7 +226,8 @@ int reconcile_rematch(const struct rematch_local *local, size_t nl,
 	for (i = 0; i < nr; i++)
 		if (!paired_r[i])
 			r->fresh_uids[nfresh++] = remote[i].uid;
-	qsort(r->fresh_uids, nfresh, sizeof(uint32_t), cmp_u32);
+	if (nfresh)
+		qsort(r->fresh_uids, nfresh, sizeof(uint32_t), cmp_u32);
 	r->n_lost = nlost;
 	r->n_fresh = nfresh;
 	r->convincing = nl == 0 || np >= 20 || (double)np >= 0.8 * (double)nl;

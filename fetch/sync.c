@@ -18,258 +18,80 @@
 #include <unistd.h>
 
 #include "../cache/log.h"
-#include "../cache/names.h"
 #include "imap.h"
+#include "ingest.h"
 #include "msgmeta.h"
 #include "reconcile.h"
 #include "secret.h"
 #include "sync_pop3.h"
 
-/* Messages and bytes per durable batch: each batch costs an fsync per file,
- * one rename each, one directory fsync and one transaction. */
-#define BATCH_MAX_MSGS 512
-#define BATCH_MAX_BYTES (64u << 20)
 /* UIDs per UID FETCH command; bounded so one command line stays short. */
 #define FETCH_MAX_UIDS 2000
 #define FETCH_MAX_SET_LEN 8000
-/* Header bytes kept per message for parsing (a longer header is cut). */
-#define HEADER_KEEP (256u << 10)
-
-struct run {
-	struct store *st;
-	const struct account_settings *a;
-	const struct sync_opts *o;
-	struct sync_result *r;
-	struct index *ix;          /* owned: this worker's connection */
-	int64_t sync_id;
-	char label[160];           /* "alice/work" */
-	bool changed;
-};
-
-/* Worst-of for statuses; STOPPED wins, then local, account, folder, message. */
-static void note_status(struct run *run, enum fetch_status st)
-{
-	static const int rank[] = {
-		[FETCH_OK] = 0, [FETCH_MSG_BAD] = 1, [FETCH_FOLDER_BAD] = 2,
-		[FETCH_ACCOUNT_BAD] = 3, [FETCH_LOCAL_BAD] = 4, [FETCH_STOPPED] = 5,
-	};
-	if (rank[st] > rank[run->r->status])
-		run->r->status = st;
-}
-
-static void note_error(struct run *run, const char *msg)
-{
-	if (!run->r->error[0])
-		snprintf(run->r->error, sizeof(run->r->error), "%s", msg);
-}
-
-static bool stopping(const struct run *run)
-{
-	return run->o->stop && *run->o->stop;
-}
-
-static void progress(const struct run *run, const char *folder, size_t done, size_t total)
-{
-	if (!run->o->progress)
-		return;
-	fprintf(stderr, "\r%s %s: %zu/%zu messages, %.1f MB", run->label, folder, done, total,
-		(double)run->r->bytes / 1e6);
-	if (done == total)
-		fputc('\n', stderr);
-}
 
 /* ---- fetching new messages into the store ---- */
 
-struct fetcher {
-	struct run *run;
-	const struct index_folder *f;
-	uint32_t uidvalidity;
-	struct store_batch *batch;   /* owned */
-	struct store_msg *cur;       /* borrowed from batch: the body being written */
-	struct buf hdr;              /* the current message's header, up to HEADER_KEEP */
-	bool hdr_done;
-	bool failed_local;           /* the store refused a write: stop */
-	size_t done, total;
-	int64_t *added;              /* ids committed, for the observer */
-	size_t n_added;
-};
-
-static int commit_batch(struct fetcher *fx)
-{
-	struct run *run = fx->run;
-	int64_t *ids = NULL;
-	size_t n = 0;
-	int rc;
-
-	if (store_batch_count(fx->batch) == 0)
-		return 0;
-	rc = store_batch_commit(fx->batch, run->ix, (int64_t)time(NULL), &ids, &n);
-	if (rc < 0) {
-		log_error("%s %s: cannot commit %zu messages to the store: %s", run->label,
-			  fx->f->name, store_batch_count(fx->batch), strerror(-rc));
-		fx->failed_local = true;
-		return rc;
-	}
-	run->r->n_new += (int64_t)n;
-	run->changed = true;
-	/* The index has committed: only now may the mount show them. */
-	if (run->o->obs && run->o->obs->added && n)
-		run->o->obs->added(run->o->obs->ctx, fx->f->id, ids, n);
-	free(ids);
-	return 0;
-}
-
+/* imap.c's sink and message callback, in terms of ingest. A body starts
+ * at its literal; it is complete only when its whole FETCH response (with
+ * the UID, which may come after the body) has been read. */
 static int fx_begin(void *ctx, const char *key, uint64_t n)
 {
-	struct fetcher *fx = ctx;
-	int rc;
+	struct ingest *in = ctx;
 
 	(void)key;
 	(void)n;
-	if (stopping(fx->run) || fx->failed_local)
+	if (ingest_stopping(in->run) || in->failed_local)
 		return -1;     /* abort the response: we are leaving */
-	if (fx->cur)
-		store_msg_abort(fx->cur);
-	fx->cur = NULL;
-	rc = store_msg_begin(fx->batch, &fx->cur);
-	if (rc < 0) {
-		log_error("%s %s: cannot create a message file: %s", fx->run->label,
-			  fx->f->name, strerror(-rc));
-		fx->failed_local = true;
-		return -1;
-	}
-	buf_reset(&fx->hdr);
-	fx->hdr_done = false;
-	return 1;
+	return ingest_msg_begin(in) < 0 ? -1 : 1;
 }
 
 static int fx_write(void *ctx, const void *p, size_t n)
 {
-	struct fetcher *fx = ctx;
-	int rc = store_msg_write(fx->cur, p, n);
-
-	if (rc < 0) {
-		log_error("%s %s: cannot write a message file: %s", fx->run->label,
-			  fx->f->name, strerror(-rc));
-		fx->failed_local = true;
-		return -1;
-	}
-	if (!fx->hdr_done) {
-		size_t room = HEADER_KEEP - fx->hdr.len;
-		size_t from = fx->hdr.len > 3 ? fx->hdr.len - 3 : 0;
-
-		buf_append(&fx->hdr, p, n < room ? n : room);
-		if (msgmeta_header_len(fx->hdr.data + from, fx->hdr.len - from) ||
-		    fx->hdr.len >= HEADER_KEEP)
-			fx->hdr_done = true;
-	}
-	fx->run->r->bytes += n;
-	return 0;
+	return ingest_msg_write(ctx, p, n);
 }
 
 static int fx_end(void *ctx)
 {
 	(void)ctx;
-	return 0;      /* the message completes when its FETCH response does */
+	return 0;
 }
 
 static void fx_abort(void *ctx)
 {
-	struct fetcher *fx = ctx;
-
-	if (fx->cur)
-		store_msg_abort(fx->cur);
-	fx->cur = NULL;
-}
-
-static char *xstrdup(const char *s)
-{
-	return s ? strdup(s) : NULL;
+	ingest_msg_abort(ctx);
 }
 
 static int fx_message(void *ctx, const struct imap_fetched *m)
 {
-	struct fetcher *fx = ctx;
-	struct run *run = fx->run;
-	struct msgmeta mm;
-	struct index_msg meta = { 0 };
-	char uid[16], tag[12];
-	struct buf name = BUF_INIT(1024);
-	int rc;
+	struct ingest *in = ctx;
+	char uid[16];
 
-	if (!m->body || !fx->cur)
+	if (!m->body || !in->cur)
 		return 0;      /* a flag update, or a body the server did not send */
 	snprintf(uid, sizeof(uid), "%" PRIu32, m->uid);
-	size_t hl = fx->hdr.len ? msgmeta_header_len(fx->hdr.data, fx->hdr.len) : 0;
-	msgmeta_parse(fx->hdr.data ? fx->hdr.data : "", hl ? hl : fx->hdr.len, &mm);
-	names_tag(run->a->name, fx->f->name, fx->uidvalidity, uid, tag, 8);
-	int64_t when = mm.date ? mm.date : m->internal_date;
-	if (names_message_file(when, mm.subject, tag, &name) < 0) {
-		log_error("%s %s: UID %s: cannot make a file name", run->label, fx->f->name, uid);
-		store_msg_abort(fx->cur);
-		fx->cur = NULL;
-		msgmeta_release(&mm);
-		buf_release(&name);
-		note_status(run, FETCH_MSG_BAD);
-		return 0;
-	}
-	meta.folder_id = fx->f->id;
-	meta.remote_id = strdup(uid);
-	meta.message_id = mm.message_id;
-	meta.subject = mm.subject;
-	meta.sender = mm.from;
-	meta.recipients = mm.to;
-	meta.date = mm.date;
-	meta.internal_date = m->internal_date;
-	meta.flags = xstrdup(m->flags);
-	meta.view_name = buf_detach(&name);
-	meta.state = MSG_ACTIVE;
-	/* The strings now belong to meta, and then to the batch. */
-	rc = store_msg_finish(fx->cur, &meta);
-	fx->cur = NULL;
-	index_msg_release(&meta);
-	if (rc < 0) {
-		log_error("%s %s: UID %s: cannot store the message: %s", run->label,
-			  fx->f->name, uid, strerror(-rc));
-		fx->failed_local = true;
+	if (ingest_msg_finish(in, uid, m->internal_date, m->flags) < 0)
 		return 1;
-	}
-	fx->done++;
-	if (store_batch_count(fx->batch) >= BATCH_MAX_MSGS ||
-	    store_batch_bytes(fx->batch) >= BATCH_MAX_BYTES)
-		if (commit_batch(fx) < 0)
-			return 1;
-	if (fx->done % 100 == 0)
-		progress(run, fx->f->name, fx->done, fx->total);
-	return stopping(run) ? 1 : 0;
+	return ingest_stopping(in->run) ? 1 : 0;
 }
 
 /* Fetches uids (ascending) into the folder. FETCH_OK when all came. */
-static enum fetch_status fetch_new(struct run *run, struct imap *s,
+static enum fetch_status fetch_new(struct ingest_run *run, struct imap *s,
 				   const struct index_folder *f, uint32_t uidvalidity,
 				   const uint32_t *uids, size_t n)
 {
-	struct fetcher fx = { .run = run, .f = f, .uidvalidity = uidvalidity, .total = n };
+	struct ingest in;
 	struct buf set = BUF_INIT(FETCH_MAX_SET_LEN + 64);
 	struct imap_fetch_handler h = {
 		.sink = { .begin = fx_begin, .write = fx_write, .end = fx_end,
-			  .abort = fx_abort, .ctx = &fx },
-		.message = fx_message, .ctx = &fx,
+			  .abort = fx_abort, .ctx = &in },
+		.message = fx_message, .ctx = &in,
 	};
-	enum fetch_status st = FETCH_OK;
+	enum fetch_status st;
 	size_t pos = 0;
-	int rc;
 
 	if (n == 0)
 		return FETCH_OK;
-	buf_init(&fx.hdr, HEADER_KEEP + 1);
-	rc = store_batch_create(run->st, f, &fx.batch);
-	if (rc < 0) {
-		log_error("%s %s: cannot prepare the folder in the store: %s", run->label,
-			  f->name, strerror(-rc));
-		buf_release(&fx.hdr);
-		return FETCH_LOCAL_BAD;
-	}
+	st = ingest_open(&in, run, f, uidvalidity, n);
 	while (pos < n && st == FETCH_OK) {
 		if (imap_uidset(uids, n, &pos, FETCH_MAX_UIDS, FETCH_MAX_SET_LEN, &set) < 0) {
 			st = FETCH_LOCAL_BAD;
@@ -277,86 +99,46 @@ static enum fetch_status fetch_new(struct run *run, struct imap *s,
 		}
 		st = imap_fetch(s, set.data,
 				"(UID RFC822.SIZE INTERNALDATE FLAGS BODY.PEEK[])", &h);
-		if (fx.failed_local)
+		if (in.failed_local)
 			st = FETCH_LOCAL_BAD;
-		else if (stopping(run))
+		else if (ingest_stopping(run))
 			st = FETCH_STOPPED;
 	}
-	fx_abort(&fx);
-	/* Whatever arrived whole is kept, even when the connection then failed:
-	 * the files are complete and their UIDs are known. */
-	if (commit_batch(&fx) < 0)
-		st = FETCH_LOCAL_BAD;
-	progress(run, f->name, fx.done, fx.done > n ? fx.done : n);
-	store_batch_destroy(&fx.batch);
-	buf_release(&fx.hdr);
+	size_t done = in.done;
+	st = ingest_close(&in, st);
 	buf_release(&set);
-	if (st == FETCH_OK && fx.done < n)
+	if (st == FETCH_OK && done < n)
 		log_info("%s %s: %zu of %zu new messages were not sent by the server "
 			 "(expunged meanwhile?); the next sync checks again",
-			 run->label, f->name, n - fx.done, n);
+			 run->label, f->name, n - done, n);
 	return st;
 }
 
-/* ---- trashing ---- */
-
-static int trash_rows(struct run *run, const struct index_folder *f, const int64_t *ids,
-		      size_t n, const char *reason)
-{
-	char **names = calloc(n ? n : 1, sizeof(char *));
-	int rc;
-
-	if (!names)
-		return -ENOMEM;
-	for (size_t i = 0; i < n; i++) {
-		struct index_msg m;
-
-		if (index_msg_get(run->ix, ids[i], &m) == 0) {
-			names[i] = m.view_name;
-			m.view_name = NULL;
-			index_msg_release(&m);
-		}
-	}
-	rc = store_trash(run->st, run->ix, ids, n, run->sync_id, reason, (int64_t)time(NULL));
-	if (rc == 0) {
-		run->r->n_trashed += (int64_t)n;
-		run->changed = true;
-		log_info("%s %s: %zu message(s) vanished upstream, moved to trash", run->label,
-			 f->name, n);
-		if (run->o->obs && run->o->obs->removed)
-			run->o->obs->removed(run->o->obs->ctx, f->id, ids, names, n);
-	} else {
-		log_error("%s %s: cannot move %zu message(s) to trash: %s", run->label,
-			  f->name, n, strerror(-rc));
-	}
-	for (size_t i = 0; i < n; i++)
-		free(names[i]);
-	free(names);
-	return rc;
-}
-
-static enum fetch_status trash_uids(struct run *run, const struct index_folder *f,
+static enum fetch_status trash_uids(struct ingest_run *run, const struct index_folder *f,
 				    const uint32_t *gone, size_t n, const char *reason)
 {
-	int64_t *ids = malloc((n ? n : 1) * sizeof(*ids));
+	char **ids = calloc(n ? n : 1, sizeof(*ids));
+	enum fetch_status st = FETCH_LOCAL_BAD;
 	size_t k = 0;
-	char uid[16];
 
 	if (!ids)
-		return FETCH_LOCAL_BAD;
-	for (size_t i = 0; i < n; i++) {
-		snprintf(uid, sizeof(uid), "%" PRIu32, gone[i]);
-		if (index_msg_find(run->ix, f->id, uid, &ids[k]) == 0)
-			k++;
-	}
-	int rc = k ? trash_rows(run, f, ids, k, reason) : 0;
+		return st;
+	for (; k < n; k++)
+		if (asprintf(&ids[k], "%" PRIu32, gone[k]) < 0) {
+			ids[k] = NULL;
+			goto out;
+		}
+	st = ingest_trash_remote(run, f, ids, n, reason);
+out:
+	for (size_t i = 0; i < k; i++)
+		free(ids[i]);
 	free(ids);
-	return rc < 0 ? FETCH_LOCAL_BAD : FETCH_OK;
+	return st;
 }
 
 /* ---- one IMAP folder ---- */
 
-static int known_uids(struct run *run, int64_t folder_id, uint32_t **uids_r, size_t *n_r)
+static int known_uids(struct ingest_run *run, int64_t folder_id, uint32_t **uids_r, size_t *n_r)
 {
 	char **ids;
 	size_t n, k = 0;
@@ -458,7 +240,7 @@ static int collect_local(void *ctx, const struct index_msg *m)
 		}
 		l->cap = nc;
 	}
-	l->ids[l->n] = xstrdup(m->message_id);
+	l->ids[l->n] = m->message_id ? strdup(m->message_id) : NULL;
 	l->v[l->n] = (struct rematch_local){ m->id, l->ids[l->n], m->size, m->internal_date };
 	l->n++;
 	return 0;
@@ -473,7 +255,7 @@ static int sink_inline(void *ctx, const char *key, uint64_t n)
 
 /* UIDVALIDITY changed: re-key what the evidence pairs, fetch the rest, and
  * trash the unmatched only when the re-match is convincing. */
-static enum fetch_status rematch_folder(struct run *run, struct imap *s,
+static enum fetch_status rematch_folder(struct ingest_run *run, struct imap *s,
 					const struct index_folder *f,
 					const struct imap_folder_state *st, char *held,
 					size_t heldlen)
@@ -553,7 +335,7 @@ static enum fetch_status rematch_folder(struct run *run, struct imap *s,
 		char reason[160];
 		snprintf(reason, sizeof(reason), "not found after UIDVALIDITY change %" PRIu32
 			 " -> %" PRIu32, f->uidvalidity, st->uidvalidity);
-		if (trash_rows(run, f, rm.lost_rows, rm.n_lost, reason) < 0) {
+		if (ingest_trash(run, f, rm.lost_rows, rm.n_lost, reason) < 0) {
 			ret = FETCH_LOCAL_BAD;
 			goto out;
 		}
@@ -572,7 +354,7 @@ out:
 	return ret;
 }
 
-static enum fetch_status sync_imap_folder(struct run *run, struct imap *s,
+static enum fetch_status sync_imap_folder(struct ingest_run *run, struct imap *s,
 					  const struct imap_mailbox *mb)
 {
 	struct index_folder f = { 0 };
@@ -584,17 +366,7 @@ static enum fetch_status sync_imap_folder(struct run *run, struct imap *s,
 	enum fetch_status ret;
 	int rc;
 
-	/* "mail/<user>/<account>/<folder path>": every part through names.c */
-	buf_appends(&path, "mail/");
-	rc = names_escape(run->a->user, strlen(run->a->user), &path);
-	if (rc == 0)
-		rc = buf_appendc(&path, '/');
-	if (rc == 0)
-		rc = names_escape(run->a->name, strlen(run->a->name), &path);
-	if (rc == 0)
-		rc = buf_appendc(&path, '/');
-	if (rc == 0)
-		rc = names_folder_path(mb->name, mb->delim, &path);
+	rc = ingest_folder_path(run->a, mb->name, mb->delim, &path);
 	if (rc < 0) {
 		log_error("%s: folder \"%s\" cannot be stored: %s", run->label, mb->name,
 			  rc == -ENAMETOOLONG ? "a part of its name is longer than 255 bytes"
@@ -711,7 +483,7 @@ static bool wanted(const struct account_settings *a, const struct imap_mailbox *
 	return false;
 }
 
-static enum fetch_status sync_imap(struct run *run, const char *secret, bool token)
+static enum fetch_status sync_imap(struct ingest_run *run, const char *secret, bool token)
 {
 	struct imap *s = NULL;
 	struct imap_mailbox *mbs = NULL;
@@ -722,7 +494,7 @@ static enum fetch_status sync_imap(struct run *run, const char *secret, bool tok
 	st = imap_open(run->a, secret, token, &s, &run->r->retry, &err);
 	if (st != FETCH_OK) {
 		log_error("%s", err.data ? err.data : run->label);
-		note_error(run, err.data ? err.data : "connection failed");
+		ingest_note_error(run, err.data ? err.data : "connection failed");
 		buf_release(&err);
 		return st;
 	}
@@ -730,7 +502,7 @@ static enum fetch_status sync_imap(struct run *run, const char *secret, bool tok
 	st = imap_list(s, &mbs, &n_mbs);
 	if (st != FETCH_OK) {
 		log_error("%s", imap_error(s));
-		note_error(run, imap_error(s));
+		ingest_note_error(run, imap_error(s));
 		imap_close(&s);
 		return st;
 	}
@@ -748,27 +520,27 @@ static enum fetch_status sync_imap(struct run *run, const char *secret, bool tok
 			snprintf(msg, sizeof(msg), "%s: folder \"%s\" does not exist on the server "
 				 "(check 'folders =' in the config)", run->label, w);
 			log_error("%s", msg);
-			note_error(run, msg);
-			note_status(run, FETCH_FOLDER_BAD);
+			ingest_note_error(run, msg);
+			ingest_note_status(run, FETCH_FOLDER_BAD);
 		}
 	}
 	st = FETCH_OK;
-	for (size_t i = 0; i < n_mbs && !stopping(run); i++) {
+	for (size_t i = 0; i < n_mbs && !ingest_stopping(run); i++) {
 		if (!wanted(run->a, &mbs[i]))
 			continue;
 		enum fetch_status fs = sync_imap_folder(run, s, &mbs[i]);
 
-		note_status(run, fs);
+		ingest_note_status(run, fs);
 		if (fs == FETCH_FOLDER_BAD)
-			note_error(run, imap_error(s));
+			ingest_note_error(run, imap_error(s));
 		if (fs == FETCH_ACCOUNT_BAD)
-			note_error(run, imap_error(s));
+			ingest_note_error(run, imap_error(s));
 		if (fs >= FETCH_ACCOUNT_BAD) {
 			st = fs;
 			break;
 		}
 	}
-	if (stopping(run))
+	if (ingest_stopping(run))
 		st = FETCH_STOPPED;
 	imap_mailboxes_free(mbs, n_mbs);
 	imap_close(&s);
@@ -792,7 +564,7 @@ int sync_account(struct store *st, const struct settings *cfg,
 		 const struct account_settings *a, const struct sync_opts *o,
 		 struct sync_result *r)
 {
-	struct run run = { .st = st, .a = a, .o = o, .r = r };
+	struct ingest_run run = { .st = st, .a = a, .o = o, .r = r };
 	struct buf err = BUF_INIT(1024);
 	char *secret = NULL;
 	enum fetch_status stat;
@@ -816,21 +588,20 @@ int sync_account(struct store *st, const struct settings *cfg,
 	rc = secret_get(a, &secret, &err);
 	if (rc < 0) {
 		log_error("%s", err.data ? err.data : run.label);
-		note_error(&run, err.data ? err.data : "cannot get the secret");
+		ingest_note_error(&run, err.data ? err.data : "cannot get the secret");
 		r->retry = RETRY_AFTER_FIX;
 		stat = FETCH_ACCOUNT_BAD;
 	} else if (a->proto == PROTO_IMAP || a->proto == PROTO_IMAPS) {
 		stat = sync_imap(&run, secret, secret_is_token(a));
 	} else {
-		stat = sync_pop3(st, run.ix, a, o, run.sync_id, secret, secret_is_token(a), r);
-		run.changed = r->n_new || r->n_trashed;
+		stat = sync_pop3(&run, secret, secret_is_token(a));
 	}
 	if (secret) {
 		explicit_bzero(secret, strlen(secret));
 		free(secret);
 	}
 	buf_release(&err);
-	note_status(&run, stat);
+	ingest_note_status(&run, stat);
 	index_sync_finish(run.ix, run.sync_id, (int64_t)time(NULL), r->n_new, r->n_trashed,
 			  r->status == FETCH_OK ? NULL : r->error[0] ? r->error
 								  : fetch_status_str(r->status));

@@ -8,16 +8,11 @@
 
 #include <stdbool.h>
 #include <stdint.h>
-#include "../cache/index.h"
-#include "../cache/store.h"
-#include "sync.h"
+#include "ingest.h"
 
-/* ix is the worker's writer connection, sync_id the audit row of this run.
- * Fills r (n_new, n_trashed, n_held, bytes, error, retry) and returns the
- * worst status; calls o->obs added/removed/folder_added as sync.c does. */
-enum fetch_status sync_pop3(struct store *st, struct index *ix,
-			    const struct account_settings *a, const struct sync_opts *o,
-			    int64_t sync_id, const char *secret, bool token,
-			    struct sync_result *r);
+/* Syncs run->a with the given secret (a bearer token when token). Fills
+ * run->r (n_new, n_trashed, n_held, bytes, error, retry) through ingest and
+ * returns the worst status; the mount hears of changes as from sync.c. */
+enum fetch_status sync_pop3(struct ingest_run *run, const char *secret, bool token);
 
 #endif
