@@ -9,6 +9,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -406,30 +407,6 @@ enum fetch_status imap_list(struct imap *s, struct imap_mailbox **r, size_t *n_r
 	return FETCH_OK;
 }
 
-/* ---- EXAMINE ---- */
-
-enum fetch_status imap_examine(struct imap *s, const char *raw, struct imap_folder_state *st_r)
-{
-	enum fetch_status st;
-
-	memset(&s->st, 0, sizeof(s->st));
-	cmd_set(s, "EXAMINE ");
-	if (cmd_quote(s, raw) < 0) {
-		set_error(s, "folder name \"%s\" cannot be sent to the server", raw);
-		return FETCH_FOLDER_BAD;
-	}
-	/* CONDSTORE makes the server report HIGHESTMODSEQ (QRESYNC implies it). */
-	if (imap_has_cap(s, "CONDSTORE") && !imap_has_cap(s, "QRESYNC"))
-		buf_appends(&s->cmd, " (CONDSTORE)");
-	st = run(s, "EXAMINE", NULL, NULL, NULL);
-	if (st == FETCH_OK && s->st.uidvalidity == 0) {
-		set_error(s, "EXAMINE \"%s\": the server sent no UIDVALIDITY", raw);
-		st = FETCH_FOLDER_BAD;
-	}
-	*st_r = s->st;
-	return st;
-}
-
 /* ---- UID SEARCH ---- */
 
 struct uid_vec {
@@ -507,18 +484,21 @@ static int cmp_u32(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-enum fetch_status imap_uid_list(struct imap *s, uint32_t **uids_r, size_t *n_r)
+enum fetch_status imap_uid_list(struct imap *s, uint32_t from, uint32_t **uids_r, size_t *n_r)
 {
 	struct uid_vec u = { 0 };
 	enum fetch_status st;
+	char crit[32] = "ALL";
 	size_t i, j;
 
 	*uids_r = NULL;
 	*n_r = 0;
+	if (from > 1)
+		snprintf(crit, sizeof(crit), "UID %" PRIu32 ":*", from);
 	if (imap_has_cap(s, "ESEARCH"))
-		cmd_set(s, "UID SEARCH RETURN (ALL) ALL");
+		cmd_set(s, "UID SEARCH RETURN (ALL) %s", crit);
 	else
-		cmd_set(s, "UID SEARCH ALL");
+		cmd_set(s, "UID SEARCH %s", crit);
 	st = run(s, "UID SEARCH", search_collect, &u, NULL);
 	if (st != FETCH_OK) {
 		free(u.v);
@@ -526,8 +506,9 @@ enum fetch_status imap_uid_list(struct imap *s, uint32_t **uids_r, size_t *n_r)
 	}
 	if (u.n)
 		qsort(u.v, u.n, sizeof(*u.v), cmp_u32);
+	/* "n:*" always matches the last message, even below n (RFC 3501 6.4.8) */
 	for (i = j = 0; i < u.n; i++)
-		if (j == 0 || u.v[j - 1] != u.v[i])
+		if ((j == 0 || u.v[j - 1] != u.v[i]) && u.v[i] >= from)
 			u.v[j++] = u.v[i];
 	*uids_r = u.v;
 	*n_r = j;
@@ -706,4 +687,162 @@ int imap_uidset(const uint32_t *uids, size_t n, size_t *pos, size_t max_uids,
 	}
 	*pos = i;
 	return 0;
+}
+
+/* ---- EXAMINE, and what changed (RFC 7162) ---- */
+
+void imap_changes_release(struct imap_changes *c)
+{
+	for (size_t i = 0; i < c->n_flags; i++)
+		free(c->flags[i].flags);
+	free(c->flags);
+	free(c->vanished);
+	memset(c, 0, sizeof(*c));
+}
+
+struct changes_ctx {
+	struct imap_changes *ch;
+	struct uid_vec vanished;
+	size_t cap_flags;
+	bool oom;
+	struct fetch_ctx fetch;       /* FETCH responses, parsed as imap_fetch does */
+};
+
+static int flag_change(void *ctx, const struct imap_fetched *m)
+{
+	struct changes_ctx *c = ctx;
+	struct imap_changes *ch = c->ch;
+
+	if (!m->flags)
+		return 0;
+	if (ch->n_flags == c->cap_flags) {
+		size_t nc = c->cap_flags ? c->cap_flags * 2 : 64;
+		struct imap_flag_change *nv = realloc(ch->flags, nc * sizeof(*nv));
+		if (!nv) {
+			c->oom = true;
+			return 1;
+		}
+		ch->flags = nv;
+		c->cap_flags = nc;
+	}
+	char *f = strdup(m->flags);
+	if (!f) {
+		c->oom = true;
+		return 1;
+	}
+	ch->flags[ch->n_flags++] = (struct imap_flag_change){ m->uid, f };
+	return 0;
+}
+
+static int changes_collect(struct imap *s, const struct imap_resp *r, void *ctx)
+{
+	struct changes_ctx *c = ctx;
+
+	if (imap_is(r->name, "VANISHED")) {
+		/* "* VANISHED (EARLIER) 1:3,5"; without EARLIER it is a live
+		 * expunge, which counts the same for a read-only session. */
+		size_t i = 0;
+		if (r->n_toks && r->toks[0].type == IMAP_LIST_BEGIN)
+			i = r->toks[0].end + 1;
+		if (i >= r->n_toks || (r->toks[i].type != IMAP_ATOM &&
+				       r->toks[i].type != IMAP_NUMBER)) {
+			set_error(s, "VANISHED: malformed answer");
+			return -1;
+		}
+		if (imap_seqset_foreach(r->toks[i].s, uid_push, &c->vanished) != 0) {
+			set_error(s, c->vanished.oom ? "VANISHED: out of memory"
+						     : "VANISHED: malformed UID set");
+			return -1;
+		}
+		return 0;
+	}
+	if (r->has_num && imap_is(r->name, "FETCH"))
+		return fetch_collect(s, r, &c->fetch);
+	return 0;
+}
+
+static void changes_finish(struct changes_ctx *c)
+{
+	struct uid_vec *u = &c->vanished;
+	size_t i, j;
+
+	if (u->n)
+		qsort(u->v, u->n, sizeof(*u->v), cmp_u32);
+	for (i = j = 0; i < u->n; i++)
+		if (j == 0 || u->v[j - 1] != u->v[i])
+			u->v[j++] = u->v[i];
+	free(c->ch->vanished);
+	c->ch->vanished = u->v;
+	c->ch->n_vanished = j;
+	u->v = NULL;
+	buf_release(&c->fetch.flags);
+}
+
+enum fetch_status imap_examine(struct imap *s, const char *raw, uint32_t since_uidvalidity,
+			       uint64_t since_modseq, struct imap_folder_state *st_r,
+			       struct imap_changes *ch)
+{
+	struct imap_fetch_handler h = { .message = flag_change };
+	struct changes_ctx c = { .ch = ch };
+	bool qresync = ch && since_uidvalidity && since_modseq && imap_has_cap(s, "QRESYNC");
+	enum fetch_status st;
+
+	if (ch)
+		memset(ch, 0, sizeof(*ch));
+	memset(&s->st, 0, sizeof(s->st));
+	cmd_set(s, "EXAMINE ");
+	if (cmd_quote(s, raw) < 0) {
+		set_error(s, "folder name \"%s\" cannot be sent to the server", raw);
+		return FETCH_FOLDER_BAD;
+	}
+	if (qresync)
+		buf_printf(&s->cmd, " (QRESYNC (%" PRIu32 " %" PRIu64 "))", since_uidvalidity,
+			   since_modseq);
+	else if (imap_has_cap(s, "CONDSTORE") && !imap_has_cap(s, "QRESYNC"))
+		/* makes the server report HIGHESTMODSEQ (QRESYNC implies it) */
+		buf_appends(&s->cmd, " (CONDSTORE)");
+	h.ctx = &c;
+	c.fetch.h = &h;
+	buf_init(&c.fetch.flags, 64 * 1024);
+	st = run(s, "EXAMINE", qresync ? changes_collect : NULL, &c, NULL);
+	changes_finish(&c);
+	if (c.oom) {
+		set_error(s, "EXAMINE: out of memory");
+		st = FETCH_LOCAL_BAD;
+	}
+	if (st == FETCH_OK && s->st.uidvalidity == 0) {
+		set_error(s, "EXAMINE \"%s\": the server sent no UIDVALIDITY", raw);
+		st = FETCH_FOLDER_BAD;
+	}
+	if (ch) {
+		ch->valid = st == FETCH_OK && qresync && s->st.uidvalidity == since_uidvalidity;
+		if (!ch->valid)
+			imap_changes_release(ch);
+	}
+	*st_r = s->st;
+	return st;
+}
+
+enum fetch_status imap_flag_changes(struct imap *s, uint64_t since_modseq,
+				    struct imap_changes *ch)
+{
+	struct imap_fetch_handler h = { .message = flag_change };
+	struct changes_ctx c = { .ch = ch };
+	enum fetch_status st;
+
+	memset(ch, 0, sizeof(*ch));
+	h.ctx = &c;
+	c.fetch.h = &h;
+	buf_init(&c.fetch.flags, 64 * 1024);
+	cmd_set(s, "UID FETCH 1:* (UID FLAGS) (CHANGEDSINCE %" PRIu64 ")", since_modseq);
+	st = run(s, "UID FETCH CHANGEDSINCE", changes_collect, &c, NULL);
+	changes_finish(&c);
+	if (c.oom) {
+		set_error(s, "UID FETCH: out of memory");
+		st = FETCH_LOCAL_BAD;
+	}
+	ch->valid = st == FETCH_OK;
+	if (!ch->valid)
+		imap_changes_release(ch);
+	return st;
 }

@@ -52,15 +52,41 @@ struct imap_folder_state {
 	uint64_t highestmodseq;     /* 0 when the server has no CONDSTORE for it */
 	bool nonexistent;           /* EXAMINE answered NO [NONEXISTENT] */
 };
-/* EXAMINE raw (modified UTF-7 name). FETCH_FOLDER_BAD on NO. */
-enum fetch_status imap_examine(struct imap *s, const char *raw, struct imap_folder_state *st);
+/* What changed in a folder since a known (UIDVALIDITY, HIGHESTMODSEQ), as
+ * the server reports it (RFC 7162): expunged UIDs and changed flags. */
+struct imap_flag_change {
+	uint32_t uid;
+	char *flags;                /* owned: "\\Seen \\Flagged", "" for none */
+};
+struct imap_changes {
+	bool valid;                 /* the server answered for that UIDVALIDITY: the lists are complete */
+	uint32_t *vanished;         /* owned, ascending, no duplicates: expunged since then (QRESYNC) */
+	size_t n_vanished;
+	struct imap_flag_change *flags;   /* owned: messages whose flags changed (or that are new) */
+	size_t n_flags;
+};
+void imap_changes_release(struct imap_changes *c);
+
+/* EXAMINE raw (modified UTF-7 name). FETCH_FOLDER_BAD on NO. When ch is
+ * not NULL, since_uidvalidity and since_modseq are non-zero and the server
+ * has QRESYNC, the EXAMINE asks for what changed since then (VANISHED
+ * (EARLIER) and FETCH FLAGS), collected in *ch; ch->valid is true only when
+ * the folder's UIDVALIDITY is still since_uidvalidity. */
+enum fetch_status imap_examine(struct imap *s, const char *raw, uint32_t since_uidvalidity,
+			       uint64_t since_modseq, struct imap_folder_state *st,
+			       struct imap_changes *ch);
+/* CONDSTORE without QRESYNC: flag changes since modseq
+ * (UID FETCH 1:* (UID FLAGS) (CHANGEDSINCE m)) into ch->flags. */
+enum fetch_status imap_flag_changes(struct imap *s, uint64_t since_modseq,
+				    struct imap_changes *ch);
 /* The state as updated by untagged responses since EXAMINE. */
 const struct imap_folder_state *imap_state(const struct imap *s);
 
-/* All UIDs of the examined folder (UID SEARCH ALL, or ESEARCH when
- * offered), sorted ascending. The caller frees *uids_r. A complete answer
- * only: any error is FETCH_FOLDER_BAD or worse and *uids_r is NULL. */
-enum fetch_status imap_uid_list(struct imap *s, uint32_t **uids_r, size_t *n_r);
+/* The UIDs >= from (1: all) of the examined folder (UID SEARCH, or
+ * ESEARCH when offered), sorted ascending. The caller frees *uids_r. A
+ * complete answer only: any error is FETCH_FOLDER_BAD or worse and *uids_r
+ * is NULL. */
+enum fetch_status imap_uid_list(struct imap *s, uint32_t from, uint32_t **uids_r, size_t *n_r);
 
 /* One message as a FETCH response reported it. */
 struct imap_fetched {

@@ -354,15 +354,66 @@ out:
 	return ret;
 }
 
+/* Flag changes the server reported into the index (user.mail.flags). */
+static enum fetch_status apply_flags(struct ingest_run *run, const struct index_folder *f,
+				     const struct imap_changes *ch)
+{
+	int rc = 0;
+	size_t n = 0;
+
+	if (ch->n_flags == 0)
+		return FETCH_OK;
+	rc = index_begin(run->ix);
+	for (size_t i = 0; rc == 0 && i < ch->n_flags; i++) {
+		char uid[16];
+		int64_t id;
+
+		snprintf(uid, sizeof(uid), "%" PRIu32, ch->flags[i].uid);
+		if (index_msg_find(run->ix, f->id, uid, &id) < 0)
+			continue;      /* new, or not ours: its flags come with it */
+		rc = index_msg_set_flags(run->ix, id, ch->flags[i].flags);
+		n++;
+	}
+	if (rc == 0)
+		rc = index_commit(run->ix);
+	else
+		index_rollback(run->ix);
+	if (rc < 0) {
+		log_error("%s %s: cannot record flag changes: %s", run->label, f->name, strerror(-rc));
+		return FETCH_LOCAL_BAD;
+	}
+	if (n)
+		log_debug("%s %s: flags of %zu message(s) changed", run->label, f->name, n);
+	return FETCH_OK;
+}
+
+/* known ∩ vanished, both ascending. */
+static size_t intersect(const uint32_t *a, size_t na, const uint32_t *b, size_t nb, uint32_t *out)
+{
+	size_t i = 0, j = 0, k = 0;
+
+	while (i < na && j < nb) {
+		if (a[i] < b[j])
+			i++;
+		else if (b[j] < a[i])
+			j++;
+		else
+			out[k++] = a[i], i++, j++;
+	}
+	return k;
+}
+
 static enum fetch_status sync_imap_folder(struct ingest_run *run, struct imap *s,
 					  const struct imap_mailbox *mb)
 {
 	struct index_folder f = { 0 };
 	struct imap_folder_state st;
+	struct imap_changes ch = { 0 };
 	struct buf path = BUF_INIT(8192);
 	char held[768] = "";
 	uint32_t *remote = NULL, *known = NULL, *nw = NULL, *gone = NULL;
 	size_t n_remote = 0, n_known = 0, n_new = 0, n_gone = 0;
+	bool complete = false;
 	enum fetch_status ret;
 	int rc;
 
@@ -374,12 +425,17 @@ static enum fetch_status sync_imap_folder(struct ingest_run *run, struct imap *s
 		buf_release(&path);
 		return FETCH_FOLDER_BAD;
 	}
-
-	ret = imap_examine(s, mb->raw, &st);
 	rc = index_folder_ensure(run->ix, run->a->user, run->a->name, mb->name, path.data, &f);
 	buf_release(&path);
 	if (rc < 0)
 		return FETCH_LOCAL_BAD;
+
+	/* With QRESYNC the EXAMINE itself says what vanished and which flags
+	 * changed since the last good sync; after an error or a hold, list
+	 * everything again instead. */
+	bool since = f.uidvalidity && f.highestmodseq && !f.last_error && !f.held;
+	ret = imap_examine(s, mb->raw, since ? f.uidvalidity : 0, since ? f.highestmodseq : 0,
+			   &st, &ch);
 	if (ret != FETCH_OK) {
 		/* A folder the server refuses is never evidence of deletion. */
 		log_error("%s", imap_error(s));
@@ -403,31 +459,68 @@ static enum fetch_status sync_imap_folder(struct ingest_run *run, struct imap *s
 		ret = FETCH_OK;    /* CONDSTORE says nothing changed: one round trip */
 		goto done;
 	}
-
-	ret = imap_uid_list(s, &remote, &n_remote);
-	if (ret != FETCH_OK) {
-		log_error("%s", imap_error(s));
-		goto done;
-	}
-	/* A listing is complete only if it agrees with the message count the
-	 * server announced (EXISTS, updated by any untagged EXISTS since). */
-	bool complete = n_remote == imap_state(s)->exists;
-	if (!complete)
-		log_warn("%s %s: the server listed %zu UIDs but says the folder has %" PRIu32
-			 " messages; no deletions this time", run->label, f.name, n_remote,
-			 imap_state(s)->exists);
-	if (known_uids(run, f.id, &known, &n_known) < 0 ||
-	    reconcile_uids(known, n_known, remote, n_remote, &nw, &n_new, &gone, &n_gone) < 0) {
+	if (known_uids(run, f.id, &known, &n_known) < 0) {
 		ret = FETCH_LOCAL_BAD;
 		goto done;
 	}
-	ret = fetch_new(run, s, &f, st.uidvalidity, nw, n_new);
-	if (ret != FETCH_OK) {
-		if (ret != FETCH_STOPPED)
-			log_error("%s", ret == FETCH_LOCAL_BAD ? "the store failed; see above"
-							       : imap_error(s));
-		goto done;
+
+	if (ch.valid) {
+		/* QRESYNC: gone = what the server says vanished; new = UIDs from
+		 * the old UIDNEXT on. Trusted only if the result adds up to the
+		 * server's message count; otherwise list everything. */
+		gone = malloc((n_known ? n_known : 1) * sizeof(*gone));
+		ret = gone ? imap_uid_list(s, f.uidnext ? f.uidnext : 1, &remote, &n_remote)
+			   : FETCH_LOCAL_BAD;
+		if (ret != FETCH_OK)
+			goto failed;
+		n_gone = intersect(known, n_known, ch.vanished, ch.n_vanished, gone);
+		uint32_t *dummy = NULL;
+		size_t n_dummy = 0;
+		if (reconcile_uids(known, n_known, remote, n_remote, &nw, &n_new, &dummy, &n_dummy) < 0) {
+			ret = FETCH_LOCAL_BAD;
+			goto done;
+		}
+		free(dummy);
+		complete = n_known - n_gone + n_new == imap_state(s)->exists;
+		if (complete) {
+			n_remote = imap_state(s)->exists;
+		} else {
+			log_info("%s %s: the changes the server reported do not add up (%zu known, "
+				 "%zu vanished, %zu new, %" PRIu32 " on the server); listing all UIDs",
+				 run->label, f.name, n_known, n_gone, n_new, imap_state(s)->exists);
+			free(remote), free(nw), free(gone);
+			remote = nw = gone = NULL;
+			n_remote = n_new = n_gone = 0;
+		}
 	}
+	if (!complete) {
+		ret = imap_uid_list(s, 1, &remote, &n_remote);
+		if (ret != FETCH_OK)
+			goto failed;
+		/* A listing is complete only if it agrees with the message count
+		 * the server announced (EXISTS, updated by any EXISTS since). */
+		complete = n_remote == imap_state(s)->exists;
+		if (!complete)
+			log_warn("%s %s: the server listed %zu UIDs but says the folder has %" PRIu32
+				 " messages; no deletions this time", run->label, f.name, n_remote,
+				 imap_state(s)->exists);
+		if (reconcile_uids(known, n_known, remote, n_remote, &nw, &n_new, &gone, &n_gone) < 0) {
+			ret = FETCH_LOCAL_BAD;
+			goto done;
+		}
+		if (f.highestmodseq && st.highestmodseq && imap_has_cap(s, "CONDSTORE") &&
+		    !ch.valid) {
+			ret = imap_flag_changes(s, f.highestmodseq, &ch);
+			if (ret != FETCH_OK)
+				goto failed;
+		}
+	}
+	ret = apply_flags(run, &f, &ch);
+	if (ret != FETCH_OK)
+		goto done;
+	ret = fetch_new(run, s, &f, st.uidvalidity, nw, n_new);
+	if (ret != FETCH_OK)
+		goto failed;
 	if (n_gone) {
 		struct reconcile_policy pol = { complete, run->a->mass_delete_limit,
 						run->o->allow_mass_delete };
@@ -436,27 +529,30 @@ static enum fetch_status sync_imap_folder(struct ingest_run *run, struct imap *s
 		} else if (reconcile_may_delete(n_known, n_gone, n_remote, &pol, held, sizeof(held))) {
 			held[0] = '\0';
 			ret = trash_uids(run, &f, gone, n_gone, "expunged on the server");
-		} else if (complete) {
-			/* held: reported below */
-		} else {
+		} else if (!complete) {
 			held[0] = '\0';      /* not a hold: just no proof this time */
 		}
 	}
 	if (ret == FETCH_OK)
 		index_folder_set_state(run->ix, f.id, st.uidvalidity, st.uidnext,
 				       complete ? st.highestmodseq : 0);
+	goto done;
+failed:
+	if (ret != FETCH_STOPPED)
+		log_error("%s", ret == FETCH_LOCAL_BAD ? "the store failed; see above" : imap_error(s));
 done:
 	if (held[0] && ret == FETCH_OK) {
 		run->r->n_held += n_gone ? (int64_t)n_gone : 1;
 		log_warn("%s %s: deletions held: %s", run->label, f.name, held);
 	}
-	if (ret == FETCH_OK || ret == FETCH_STOPPED)
+	if (ret == FETCH_OK)
 		index_folder_set_result(run->ix, f.id, time(NULL), NULL, held[0] ? held : NULL);
 	else
 		index_folder_set_result(run->ix, f.id, time(NULL),
-					ret == FETCH_LOCAL_BAD ? "local store error (see the log)"
-							       : imap_error(s),
-					f.held);
+					ret == FETCH_STOPPED ? "interrupted; the next sync goes on"
+					: ret == FETCH_LOCAL_BAD ? "local store error (see the log)"
+					: imap_error(s), f.held);
+	imap_changes_release(&ch);
 	free(remote);
 	free(known);
 	free(nw);
