@@ -19,6 +19,9 @@ struct conn {
 	CURL *curl;              /* owned */
 	curl_socket_t sock;
 	int timeout_ms;
+	int cancel_fd;           /* borrowed, -1 for none */
+	bool timed_out;          /* the last failure was the timeout */
+	bool cancelled;          /* the last failure was cancel_fd */
 	char label[128];
 	char error[CURL_ERROR_SIZE + 160];
 };
@@ -79,6 +82,7 @@ enum fetch_status conn_open(const struct conn_opts *o, struct conn **r,
 		return FETCH_LOCAL_BAD;
 	}
 	c->timeout_ms = o->timeout * 1000;
+	c->cancel_fd = -1;
 	snprintf(c->label, sizeof(c->label), "%s", o->label);
 
 	CURL *h = c->curl;
@@ -134,20 +138,58 @@ const char *conn_error(const struct conn *c)
 	return c->error;
 }
 
-/* Waits for the socket; 1 ready, 0 timed out, -1 error. */
+bool conn_timed_out(const struct conn *c)
+{
+	return c->timed_out;
+}
+
+bool conn_cancelled(const struct conn *c)
+{
+	return c->cancelled;
+}
+
+void conn_set_timeout(struct conn *c, int seconds)
+{
+	c->timeout_ms = seconds * 1000;
+}
+
+int conn_timeout_ms(const struct conn *c)
+{
+	return c->timeout_ms;
+}
+
+void conn_set_timeout_ms(struct conn *c, int ms)
+{
+	c->timeout_ms = ms;
+}
+
+void conn_set_cancel(struct conn *c, int fd)
+{
+	c->cancel_fd = fd;
+}
+
+/* Waits for the socket; 1 ready, 0 timed out or cancelled, -1 error. */
 static int wait_sock(struct conn *c, short events)
 {
-	struct pollfd p = { .fd = c->sock, .events = events };
+	struct pollfd p[2] = { { .fd = c->sock, .events = events },
+			       { .fd = c->cancel_fd, .events = POLLIN } };
 	int n;
 
+	c->timed_out = c->cancelled = false;
 	do
-		n = poll(&p, 1, c->timeout_ms);
+		n = poll(p, c->cancel_fd >= 0 ? 2 : 1, c->timeout_ms);
 	while (n < 0 && errno == EINTR);
 	if (n < 0) {
 		snprintf(c->error, sizeof(c->error), "poll: %s", strerror(errno));
 		return -1;
 	}
+	if (c->cancel_fd >= 0 && (p[1].revents & POLLIN)) {
+		c->cancelled = true;
+		snprintf(c->error, sizeof(c->error), "cancelled");
+		return 0;
+	}
 	if (n == 0) {
+		c->timed_out = true;
 		snprintf(c->error, sizeof(c->error), "no data from the server for %d s",
 			 c->timeout_ms / 1000);
 		return 0;
@@ -159,6 +201,7 @@ ssize_t conn_read(void *conn, void *p, size_t n)
 {
 	struct conn *c = conn;
 
+	c->timed_out = c->cancelled = false;
 	for (;;) {
 		size_t got = 0;
 		/* Try first: TLS may hold decrypted bytes the socket no longer shows. */

@@ -45,5 +45,16 @@ ssize_t conn_read(void *conn, void *p, size_t n);
 int conn_write(struct conn *c, const void *p, size_t n);
 /* The last read/write failure, "" if none. */
 const char *conn_error(const struct conn *c);
+/* Whether the last failure was the timeout (no byte for that long). */
+bool conn_timed_out(const struct conn *c);
+/* Changes the timeout of later reads and writes. */
+void conn_set_timeout(struct conn *c, int seconds);
+int conn_timeout_ms(const struct conn *c);
+void conn_set_timeout_ms(struct conn *c, int ms);
+/* A file descriptor that, once readable, makes every wait fail at once
+ * (shutdown of a thread blocked in IDLE); -1 for none. Borrowed. */
+void conn_set_cancel(struct conn *c, int fd);
+/* Whether the last failure was the cancel descriptor. */
+bool conn_cancelled(const struct conn *c);
 
 #endif

@@ -771,9 +771,13 @@ static void changes_finish(struct changes_ctx *c)
 	for (i = j = 0; i < u->n; i++)
 		if (j == 0 || u->v[j - 1] != u->v[i])
 			u->v[j++] = u->v[i];
-	free(c->ch->vanished);
-	c->ch->vanished = u->v;
-	c->ch->n_vanished = j;
+	if (c->ch) {
+		free(c->ch->vanished);
+		c->ch->vanished = u->v;
+		c->ch->n_vanished = j;
+	} else {
+		free(u->v);
+	}
 	u->v = NULL;
 	buf_release(&c->fetch.flags);
 }
@@ -845,4 +849,110 @@ enum fetch_status imap_flag_changes(struct imap *s, uint64_t since_modseq,
 	if (!ch->valid)
 		imap_changes_release(ch);
 	return st;
+}
+
+/* ---- IDLE ---- */
+
+bool imap_usable(const struct imap *s)
+{
+	return !s->broken;
+}
+
+void imap_set_cancel(struct imap *s, int fd)
+{
+	conn_set_cancel(s->conn, fd);
+}
+
+static bool is_change(const struct imap_resp *r)
+{
+	if (imap_is(r->name, "VANISHED"))
+		return true;
+	return r->has_num && (imap_is(r->name, "EXISTS") || imap_is(r->name, "EXPUNGE") ||
+			      imap_is(r->name, "FETCH"));
+}
+
+/* Reads one response for IDLE; 0, or the status to return (s->broken set). */
+static enum fetch_status idle_read(struct imap *s, struct imap_resp *r)
+{
+	int rc = imap_read_response(s->rd, r, NULL);
+
+	if (rc == 0 && r->status == IMAP_ST_BYE)
+		rc = IMAP_ERR_EOF;
+	if (rc == 0)
+		return FETCH_OK;
+	s->broken = true;
+	if (conn_cancelled(s->conn))
+		return FETCH_STOPPED;
+	set_error(s, "IDLE: %s", rc == IMAP_ERR_IO ? conn_error(s->conn) : imap_strerror(rc));
+	return FETCH_ACCOUNT_BAD;
+}
+
+enum fetch_status imap_idle(struct imap *s, int seconds, bool *changed_r)
+{
+	struct imap_resp r;
+	enum fetch_status st;
+	char tag[16], line[32];
+	int timeout_ms_saved;
+
+	*changed_r = false;
+	if (s->broken) {
+		set_error(s, "connection lost earlier in this session");
+		return FETCH_ACCOUNT_BAD;
+	}
+	snprintf(tag, sizeof(tag), "M%u", ++s->tag_counter);
+	snprintf(line, sizeof(line), "%s IDLE\r\n", tag);
+	if (conn_write(s->conn, line, strlen(line)) < 0) {
+		s->broken = true;
+		set_error(s, "IDLE: %s", conn_error(s->conn));
+		return FETCH_ACCOUNT_BAD;
+	}
+	/* Until "+ idling": a refusal is the tagged answer. */
+	for (;;) {
+		if ((st = idle_read(s, &r)) != FETCH_OK)
+			return st;
+		if (r.kind == IMAP_CONTINUATION)
+			break;
+		if (r.kind == IMAP_TAGGED) {
+			set_error(s, "IDLE: the server answered %s", r.text);
+			return strcmp(r.tag, tag) == 0 ? FETCH_FOLDER_BAD : FETCH_ACCOUNT_BAD;
+		}
+		note_untagged(s, &r);
+		*changed_r = *changed_r || is_change(&r);
+	}
+	timeout_ms_saved = conn_timeout_ms(s->conn);
+	conn_set_timeout(s->conn, seconds);
+	while (!*changed_r) {
+		int rc = imap_read_response(s->rd, &r, NULL);
+
+		if (rc == IMAP_ERR_IO && conn_timed_out(s->conn)) {
+			/* Time to start over; the half-read state is not worth proving. */
+			s->broken = true;
+			return FETCH_OK;
+		}
+		if (rc < 0 || r.status == IMAP_ST_BYE || r.kind != IMAP_UNTAGGED) {
+			s->broken = true;
+			if (conn_cancelled(s->conn))
+				return FETCH_STOPPED;
+			set_error(s, "IDLE: %s", rc < 0 ? (rc == IMAP_ERR_IO ? conn_error(s->conn)
+								: imap_strerror(rc))
+						     : "the server ended the IDLE");
+			return FETCH_ACCOUNT_BAD;
+		}
+		note_untagged(s, &r);
+		*changed_r = is_change(&r);
+	}
+	conn_set_timeout_ms(s->conn, timeout_ms_saved);
+	if (conn_write(s->conn, "DONE\r\n", 6) < 0) {
+		s->broken = true;
+		set_error(s, "IDLE: %s", conn_error(s->conn));
+		return FETCH_ACCOUNT_BAD;
+	}
+	for (;;) {
+		if ((st = idle_read(s, &r)) != FETCH_OK)
+			return st;
+		if (r.kind == IMAP_TAGGED)
+			return strcmp(r.tag, tag) == 0 && r.status == IMAP_ST_OK ? FETCH_OK
+										   : FETCH_ACCOUNT_BAD;
+		note_untagged(s, &r);
+	}
 }

@@ -116,6 +116,18 @@ struct imap_fetch_handler {
 enum fetch_status imap_fetch(struct imap *s, const char *uidset, const char *items,
 			     const struct imap_fetch_handler *h);
 
+/* IDLE (RFC 2177) on the examined folder. Waits at most seconds for the
+ * server to report a change (EXISTS, EXPUNGE, VANISHED, FETCH): FETCH_OK
+ * with *changed_r true, and the IDLE ended with DONE. When the time passes
+ * with no change, FETCH_OK with *changed_r false and the session is spent
+ * (close it and open a new one: cheaper than proving the stream intact).
+ * FETCH_STOPPED when the cancel descriptor fired. */
+enum fetch_status imap_idle(struct imap *s, int seconds, bool *changed_r);
+/* Whether the session can take another command. */
+bool imap_usable(const struct imap *s);
+/* See conn_set_cancel. */
+void imap_set_cancel(struct imap *s, int fd);
+
 /* Builds compact UID sets ("1:5,9,12:14") from sorted uids, starting at
  * *pos and taking at most max_uids of them or max_len bytes; advances *pos. */
 int imap_uidset(const uint32_t *uids, size_t n, size_t *pos, size_t max_uids,

@@ -44,6 +44,11 @@ struct imap_reader {
 	bool draining;              /* a sink aborted: finish the response, drop literals */
 };
 
+size_t imap_reader_buffered(const struct imap_reader *rd)
+{
+	return rd->in_len - rd->in_pos;
+}
+
 const char *imap_strerror(int err)
 {
 	switch (err) {

@@ -104,6 +104,11 @@ void imap_reader_destroy(struct imap_reader **r);
 int imap_read_response(struct imap_reader *rd, struct imap_resp *resp,
 		       const struct imap_sink *sink);
 
+/* Bytes read from the source but not yet parsed. A read that fails before
+ * any byte of a response arrived, with nothing buffered, leaves the stream
+ * intact (an IDLE wait that timed out). */
+size_t imap_reader_buffered(const struct imap_reader *rd);
+
 /* Case-insensitive ASCII comparison helper for names and atoms. */
 bool imap_is(const char *a, const char *b);
 

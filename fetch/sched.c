@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "../cache/log.h"
+#include "idle.h"
 
 /* Back-off after failures: interval doubled per failure, at most this. */
 #define BACKOFF_MAX 3600
@@ -24,6 +25,8 @@
 
 struct slot {
 	const struct account_settings *a;   /* borrowed from cfg */
+	struct sched *s;                    /* borrowed: the owner, for idle wake-ups */
+	struct idle *idle;                  /* owned, NULL without IDLE */
 	time_t due;
 	bool running;
 	unsigned failures;
@@ -42,6 +45,7 @@ struct sched {
 	pthread_t waker;
 	bool waker_started;
 	int pipe[2];                        /* [1] written by sched_sync_now */
+	int cancel[2];                      /* [1] written once at stop: readable from then on */
 	volatile sig_atomic_t stop;         /* read by sync_account at message boundaries */
 };
 
@@ -57,6 +61,17 @@ static time_t next_delay(const struct slot *sl, const struct sync_result *r)
 	for (unsigned i = 1; i < sl->failures && d < BACKOFF_MAX; i++)
 		d *= 2;
 	return d < BACKOFF_MAX ? d : (base > BACKOFF_MAX ? base : BACKOFF_MAX);
+}
+
+/* An idle watcher saw new mail: that account is due now. */
+static void idle_wake(void *ctx)
+{
+	struct slot *sl = ctx;
+
+	pthread_mutex_lock(&sl->s->lock);
+	sl->due = 0;
+	pthread_cond_broadcast(&sl->s->cond);
+	pthread_mutex_unlock(&sl->s->lock);
 }
 
 static void *worker_main(void *arg)
@@ -144,6 +159,7 @@ int sched_start(struct store *st, const struct settings *cfg,
 	s->cfg = cfg;
 	s->obs = obs;
 	s->pipe[0] = s->pipe[1] = -1;
+	s->cancel[0] = s->cancel[1] = -1;
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_cond_init(&s->cond, NULL);
 	s->n_slots = cfg->n_accounts;
@@ -152,12 +168,18 @@ int sched_start(struct store *st, const struct settings *cfg,
 	if (s->n_workers > s->n_slots)
 		s->n_workers = s->n_slots ? s->n_slots : 1;
 	s->workers = calloc(s->n_workers, sizeof(*s->workers));
-	if (!s->slots || !s->workers || pipe2(s->pipe, O_CLOEXEC | O_NONBLOCK) < 0) {
-		rc = -errno ? -errno : -ENOMEM;
+	if (!s->slots || !s->workers) {
+		rc = -ENOMEM;
 		goto fail;
 	}
-	for (size_t i = 0; i < s->n_slots; i++)
+	if (pipe2(s->pipe, O_CLOEXEC | O_NONBLOCK) < 0 || pipe2(s->cancel, O_CLOEXEC) < 0) {
+		rc = -errno;
+		goto fail;
+	}
+	for (size_t i = 0; i < s->n_slots; i++) {
 		s->slots[i].a = &cfg->accounts[i];
+		s->slots[i].s = s;
+	}
 	if ((rc = -pthread_create(&s->waker, NULL, waker_main, s)) < 0)
 		goto fail;
 	s->waker_started = true;
@@ -169,6 +191,13 @@ int sched_start(struct store *st, const struct settings *cfg,
 			return rc;
 		}
 	}
+	/* Push: an IDLE connection per IMAP account; without it, the interval. */
+	for (size_t i = 0; i < s->n_slots; i++)
+		if (idle_wanted(s->slots[i].a) &&
+		    idle_start(s->slots[i].a, s->cancel[0], idle_wake, &s->slots[i],
+			       &s->slots[i].idle) < 0)
+			log_warn("%s/%s: cannot start the IDLE watcher; syncing every %d s",
+				 s->slots[i].a->user, s->slots[i].a->name, s->slots[i].a->interval);
 	*r = s;
 	return 0;
 fail:
@@ -198,6 +227,10 @@ void sched_stop(struct sched **sp)
 	s->stop = 1;
 	pthread_cond_broadcast(&s->cond);
 	pthread_mutex_unlock(&s->lock);
+	if (s->cancel[1] >= 0 && write(s->cancel[1], "q", 1) < 0)
+		log_error("cannot signal the IDLE watchers to stop: %m");
+	for (size_t i = 0; s->slots && i < s->n_slots; i++)
+		idle_stop(&s->slots[i].idle);
 	if (s->waker_started) {
 		sched_sync_now(s);
 		pthread_join(s->waker, NULL);
@@ -208,6 +241,9 @@ void sched_stop(struct sched **sp)
 		close(s->pipe[0]);
 	if (s->pipe[1] >= 0)
 		close(s->pipe[1]);
+	for (int i = 0; i < 2; i++)
+		if (s->cancel[i] >= 0)
+			close(s->cancel[i]);
 	pthread_cond_destroy(&s->cond);
 	pthread_mutex_destroy(&s->lock);
 	free(s->workers);
