@@ -34,8 +34,12 @@ static enum fetch_retry describe_failure(CURLcode rc, const struct conn_opts *o,
 
 	switch (rc) {
 	case CURLE_LOGIN_DENIED:
-		buf_printf(err, "%s: login refused by the server (%s): check login and password",
-			   o->label, d);
+		if (o->xoauth2)
+			buf_printf(err, "%s: the server rejected the OAuth2 token (%s): check "
+				   "oauth2_token_command and the login", o->label, d);
+		else
+			buf_printf(err, "%s: login refused by the server (%s): check login and "
+				   "password", o->label, d);
 		return RETRY_AFTER_FIX;
 	case CURLE_PEER_FAILED_VERIFICATION:
 	case CURLE_SSL_CACERT_BADFILE:
