@@ -22,6 +22,7 @@
 #include "../cache/log.h"
 #include "../cache/store.h"
 #include "../fetch/imap.h"
+#include "../fetch/pop3.h"
 #include "../fetch/sched.h"
 #include "../fetch/secret.h"
 #include "../fetch/sync.h"
@@ -460,9 +461,19 @@ static int cmd_check(int argc, char **argv)
 				}
 				imap_close(&s);
 			}
-		} else if (secret && !imap) {
-			login = "-";
-			buf_printf(&err, "POP3 login is tried by 'maildisk sync'");
+		} else if (secret) {
+			struct pop3 *s = NULL;
+			enum fetch_retry retry;
+			uint32_t count;
+
+			buf_reset(&err);
+			if (pop3_open(a, secret, secret_is_token(a), &s, &count, &retry, &err) ==
+			    FETCH_OK) {
+				login = "ok";
+				/* one mailbox; say how many messages it holds */
+				snprintf(folders, sizeof(folders), "1 (%" PRIu32 ")", count);
+				pop3_close(&s);
+			}
 		}
 		if (secret) {
 			explicit_bzero(secret, strlen(secret));
