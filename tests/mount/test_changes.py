@@ -1,0 +1,147 @@
+#!/usr/bin/env python3
+"""Changes reach a running mount: after SIGUSR1 (never a fixed sleep) a
+message expunged upstream leaves `ls` and a cached stat at once although
+entries are cached for a day, and its file is in the store's trash; a
+reader that had it open reads on to the end; a new message and a new folder
+appear; directory mtimes advance; the user's on_change command runs with
+its environment."""
+
+import errno
+import os
+import signal
+import stat
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import mountlib as L  # noqa: E402
+from mountlib import H, check, log  # noqa: E402
+
+import mailgen  # noqa: E402
+
+
+def visible(store, folder):
+    return {r["view_name"]: r for r in store.messages("alice", "work", folder)
+            if r["state"] in (H.ACTIVE, H.RESTORED)}
+
+
+def main(ctx):
+    L.require_fuse()
+    dc = ctx.dovecot()
+    dc.add_user("alice", "pw-alice")
+    msgs = mailgen.generate(16, seed=77, max_size=200000)
+    uids = dc.append("alice", "INBOX", [m.raw for m in msgs[:10]])
+    dc.append("alice", "Archive", [m.raw for m in msgs[10:13]])
+
+    marker = os.path.join(ctx.tmp, "on_change.out")
+    on_change = "/bin/sh -c 'echo \"$MAILDISK_USER $MAILDISK_MOUNT $HOME\" >> %s'" % marker
+    conf = ctx.config([H.Account("alice", "work", dc.url("imaps"), "alice", "pw-alice", ["*"], dc.ca_pem)])
+    with open(conf, "a") as f:
+        f.write("\n")
+    # on_change belongs in the [user] section, which write_config writes first.
+    text = open(conf).read().replace("[user alice]\nuid = root\n",
+                                     "[user alice]\nuid = root\non_change = %s\n" % on_change)
+    with open(conf, "w") as f:
+        f.write(text)
+    store = H.Store(ctx.store_dir())
+    H.maildisk("sync", conf, expect=0)
+
+    mp = os.path.join(ctx.tmp, "mnt")
+    marks = L.sync_marks(store)
+    m = L.Mount(ctx, conf, mp).start()
+    L.wait_synced(store, [("alice", "work")], marks)
+    check(not os.path.exists(marker), "on_change ran after a sync that changed nothing")
+
+    inbox_row = store.folder("alice", "work", "INBOX")
+    inbox = L.folder_dir(mp, inbox_row)
+    acct = os.path.join(mp, "alice", "work")
+    before = visible(store, "INBOX")
+    # Fill the kernel's caches: entries, attributes, pages.
+    check(set(os.listdir(inbox)) == set(before), "initial listing")
+    stats = {n: os.stat(os.path.join(inbox, n)) for n in before}
+    gone_uids = uids[2:4]
+    gone = {n for n, r in before.items() if int(r["remote_id"]) in gone_uids}
+    check(len(gone) == 2, "rows of the UIDs to expunge", gone)
+    held_name = sorted(gone)[0]
+    held_bytes = open(os.path.join(inbox, held_name), "rb").read()
+    reader = open(os.path.join(inbox, held_name), "rb")
+    head = reader.read(100)
+    dir_mtime = os.stat(inbox).st_mtime
+    acct_nlink = os.stat(acct).st_nlink
+    check(sorted(os.listdir(acct)) == ["Archive", "INBOX"], "account listing", os.listdir(acct))
+
+    # ---- upstream: two expunged, one new message, one new folder
+    L.wait_clock_past(inbox_row["changed_at"])
+    dc.expunge("alice", "INBOX", gone_uids)
+    dc.append("alice", "INBOX", msgs[13].raw)
+    dc.append("alice", "Later", msgs[14].raw)
+    marks = L.sync_marks(store)
+    m.signal(signal.SIGUSR1)
+    log("sent SIGUSR1 to %d" % m.pid)
+
+    def settled():
+        names = set(os.listdir(inbox))
+        return not (names & gone) and len(names) == len(before) - 1 and names
+    names = L.wait_for(settled, 30, "the expunged messages to leave and the new one to come")
+    L.wait_synced(store, [("alice", "work")], marks)
+    new = names - set(before)
+    check(len(new) == 1, "new names", new)
+    new_name = new.pop()
+    check(open(os.path.join(inbox, new_name), "rb").read() ==
+          dc.fetch_bodies("alice", "INBOX", "*").popitem()[1], "new message bytes")
+
+    # A dentry the kernel held for a day is gone at once: notify_delete.
+    for n in gone:
+        try:
+            os.stat(os.path.join(inbox, n))
+            raise H.Failure("stat of expunged %r still succeeds (stale kernel entry)" % n)
+        except FileNotFoundError:
+            pass
+    for n in set(before) - gone:
+        check(os.stat(os.path.join(inbox, n)).st_ino == stats[n].st_ino, "inode of %r changed" % n)
+
+    # A reader that had it open reads on; the file is in trash.
+    rest = reader.read()
+    reader.close()
+    check(head + rest == held_bytes, "open reader lost data after the message was trashed")
+    trashed = [r for r in store.messages("alice", "work", "INBOX", H.TRASHED)]
+    check({r["view_name"] for r in trashed} == gone, "trashed rows", [r["view_name"] for r in trashed])
+    for r in trashed:
+        check(r["store_file"].startswith("trash/"), "trashed file %s not in trash/" % r["store_file"])
+        data = open(store.path(r["store_file"]), "rb").read()
+        check(len(data) == r["size"], "trash file size")
+    held_row = [r for r in trashed if r["view_name"] == held_name][0]
+    check(open(store.path(held_row["store_file"]), "rb").read() == held_bytes, "trash file bytes")
+
+    # Directory mtimes follow the content (notmuch and mu rescan by them).
+    new_mtime = os.stat(inbox).st_mtime
+    check(new_mtime > dir_mtime, "INBOX mtime did not advance", dir_mtime, new_mtime)
+    check(int(new_mtime) == store.folder("alice", "work", "INBOX")["changed_at"], "INBOX mtime vs changed_at")
+    check(os.stat(os.path.join(mp, "alice")).st_mtime >= new_mtime, "/alice mtime below its folder's")
+
+    # The new folder: the account's listing and link count were cached.
+    check(sorted(os.listdir(acct)) == ["Archive", "INBOX", "Later"], "new folder", os.listdir(acct))
+    check(os.stat(acct).st_nlink == acct_nlink + 1, "account nlink", os.stat(acct).st_nlink, acct_nlink)
+    later = os.listdir(os.path.join(acct, "Later"))
+    check(len(later) == 1, "Later listing", later)
+
+    # on_change ran once (or twice) as the user, with its environment.
+    line = L.wait_for(lambda: os.path.exists(marker) and open(marker).read(), 20, "on_change output")
+    want = "alice %s %s" % (os.path.join(mp, "alice"), os.path.expanduser("~root"))
+    check(line.splitlines()[0] == want, "on_change environment", line, want)
+
+    # A .status read after the sync shows the trash.
+    text = open(os.path.join(mp, "alice", ".status")).read()
+    check("in trash: 2" in text, ".status after trashing", text)
+
+    # Nothing of this changed what is a write.
+    try:
+        os.unlink(os.path.join(inbox, new_name))
+        raise H.Failure("unlink succeeded")
+    except OSError as e:
+        check(e.errno == errno.EROFS, "unlink errno", e)
+    check(stat.S_IMODE(os.stat(os.path.join(inbox, new_name)).st_mode) == 0o400, "new file mode")
+    m.unmount()
+
+
+if __name__ == "__main__":
+    H.run(main, deadline=240)

@@ -1,0 +1,122 @@
+#!/usr/bin/env python3
+"""One user running maildisk unprivileged on their own config and store:
+`maildisk sync` and `maildisk mount -f` as that user (fusermount3 does the
+mounting), everything in the mount belongs to them (root directory 0500),
+without allow_other nobody else gets in (not even root), SIGUSR1 syncs and
+`fusermount3 -u` run by the user ends the daemon cleanly."""
+
+import os
+import signal
+import stat
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import mountlib as L  # noqa: E402
+from mountlib import H, check, log  # noqa: E402
+
+import mailgen  # noqa: E402
+
+
+def main(ctx):
+    L.require_fuse()
+    mode = os.stat("/dev/fuse").st_mode
+    if mode & 0o006 != 0o006:
+        # libfuse opens /dev/fuse itself before trying fusermount3, and
+        # gives up when that is refused (a hardened or container device).
+        raise H.Skip("/dev/fuse is mode %o here: only root can mount" % stat.S_IMODE(mode))
+    os.chmod(ctx.tmp, 0o711)
+    home = os.path.join(ctx.tmp, "home")
+    pw = L.local_user(ctx, "mdtu", home)
+    dc = ctx.dovecot()
+    dc.add_user("ursula", "pw-ursula")
+    msgs = mailgen.generate(10, seed=12, max_size=50000)
+    dc.append("ursula", "INBOX", [m.raw for m in msgs[:8]])
+
+    conf = H.write_config(os.path.join(home, "maildisk.conf"), os.path.join(home, "store"),
+                          [H.Account("ursula", "mail", dc.url("imaps"), "ursula", "pw-ursula", ["INBOX"],
+                                     dc.ca_pem)],
+                          users={"ursula": pw.pw_name})
+    for f in os.listdir(home):
+        os.chown(os.path.join(home, f), pw.pw_uid, pw.pw_gid)
+    mp = os.path.join(home, "mnt")
+    os.mkdir(mp, 0o700)
+    os.chown(mp, pw.pw_uid, pw.pw_gid)
+    env = dict(H.maildisk_env(), HOME=home)
+
+    p = L.as_user(pw.pw_name, [H.maildisk_path(), "sync", "-c", conf], env={"HOME": home})
+    check(p.returncode == 0, "maildisk sync as %s" % pw.pw_name, p.stderr.decode(errors="replace"))
+    store = H.Store(os.path.join(home, "store"))
+    check(len(store.messages("ursula", "mail", "INBOX", H.ACTIVE)) == 8, "rows after the user's sync")
+
+    log_path = os.path.join(ctx.tmp, "mount.log")
+    logf = open(log_path, "wb")
+    argv = ["runuser", "-u", pw.pw_name, "--", H.maildisk_path(), "mount", "-c", conf, "-f", mp]
+    log("$ " + " ".join(argv))
+    proc = subprocess.Popen(argv, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+    logf.close()
+
+    def cleanup():
+        if L.in_mount_table(mp):
+            subprocess.run(["fusermount3", "-u", "-z", mp])
+        if proc.poll() is None:
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+    ctx.stack.callback(cleanup)
+
+    def mount_log():
+        return open(log_path, errors="replace").read()
+    L.wait_for(lambda: proc.poll() is not None or L.in_mount_table(mp), 20, "the user's mount")
+    check(proc.poll() is None, "maildisk mount as the user exited", mount_log())
+
+    # Without allow_other the kernel lets only the mounting user in.
+    try:
+        os.listdir(mp)
+        raise H.Failure("root could list an unprivileged mount without allow_other")
+    except PermissionError:
+        pass
+
+    p = L.as_user(pw.pw_name, ["stat", "-c", "%u %g %a %F", mp, mp + "/ursula", mp + "/ursula/mail/INBOX"])
+    lines = p.stdout.decode().splitlines()
+    check(lines == ["%d %d 500 directory" % (pw.pw_uid, pw.pw_gid)] * 3, "owners and modes", lines)
+    p = L.as_user(pw.pw_name, ["ls", "-1", mp + "/ursula/mail/INBOX"])
+    names = p.stdout.decode().splitlines()
+    want = {r["view_name"] for r in store.messages("ursula", "mail", "INBOX", H.ACTIVE)}
+    check(set(names) == want, "listing", names)
+    bodies = dc.fetch_bodies("ursula", "INBOX")
+    by_name = {r["view_name"]: int(r["remote_id"]) for r in store.messages("ursula", "mail", "INBOX", H.ACTIVE)}
+    for n in names:
+        p = L.as_user(pw.pw_name, ["cat", os.path.join(mp, "ursula/mail/INBOX", n)])
+        check(p.returncode == 0 and p.stdout == bodies[by_name[n]], "bytes of %r" % n)
+    p = L.as_user(pw.pw_name, ["stat", "-c", "%u %a", os.path.join(mp, "ursula/mail/INBOX", names[0])])
+    check(p.stdout.decode().split() == [str(pw.pw_uid), "400"], "file owner/mode", p.stdout)
+
+    # SIGUSR1 to the daemon (our grandchild: runuser's child, found by PID).
+    kids = H.children_of(proc.pid)
+    daemon = [k for k in kids if open("/proc/%d/comm" % k).read().strip() == "maildisk"] or [proc.pid]
+    marks = L.sync_marks(store)
+    dc.append("ursula", "INBOX", msgs[8].raw)
+    os.kill(daemon[0], signal.SIGUSR1)
+    L.wait_synced(store, [("ursula", "mail")], marks)
+    L.wait_for(lambda: len(L.as_user(pw.pw_name, ["ls", "-1", mp + "/ursula/mail/INBOX"]).stdout.splitlines()) == 9,
+               20, "the new message in the user's mount")
+
+    p = L.as_user(pw.pw_name, ["fusermount3", "-u", mp])
+    check(p.returncode == 0, "fusermount3 -u as the user", p.stderr.decode(errors="replace"))
+    try:
+        rc = proc.wait(60)
+    except subprocess.TimeoutExpired:
+        raise H.Failure("the user's daemon did not exit after the unmount", mount_log())
+    text = mount_log()
+    log("mount log:\n" + text)
+    check(rc == 0 and not H.SANITIZER_RE.search(text), "daemon exit %d" % rc, text[-2000:])
+    check(not L.in_mount_table(mp), "still mounted")
+    H.assert_no_tmp(store)
+    H.assert_cur_matches_rows(store)
+
+
+if __name__ == "__main__":
+    H.run(main, deadline=200)
