@@ -616,7 +616,8 @@ static int fetch_collect(struct imap *s, const struct imap_resp *r, void *ctx)
 		} else if (imap_is(k->s, "FLAGS") && v->type == IMAP_LIST_BEGIN) {
 			buf_reset(&f->flags);
 			for (size_t j = i + 2; j < v->end; j++) {
-				if (t[j].type != IMAP_ATOM)
+				/* \Recent belongs to one session, not to the message */
+				if (t[j].type != IMAP_ATOM || imap_is(t[j].s, "\\Recent"))
 					continue;
 				if (f->flags.len)
 					buf_appendc(&f->flags, ' ');
