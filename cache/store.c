@@ -59,9 +59,24 @@ struct store_batch {
 	size_t n, cap;
 	size_t n_finished;
 	uint64_t bytes;
+	int sync_fd;             /* the folder's tmp/, open since the batch began: its
+				  * filesystem is synced with syncfs(2), which reports
+				  * writeback errors seen since this open */
 };
 
 static unsigned long store_seq;   /* atomic: the Q<counter> of file names */
+
+/* getpid() without a system call per message (per thread: the store is
+ * never written from a forked child). */
+static pid_t store_pid(void)
+{
+	static __thread pid_t cached;
+	pid_t p = cached;
+
+	if (p == 0)
+		cached = p = getpid();
+	return p;
+}
 
 /* ---- paths and directories ---- */
 
@@ -542,6 +557,16 @@ int store_batch_create(struct store *s, const struct index_folder *f, struct sto
 		free(b);
 		return -ENOMEM;
 	}
+	char tmp[PATH_MAX];
+	snprintf(tmp, sizeof tmp, "%s/%s/tmp", s->root, b->dir);
+	b->sync_fd = open(tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (b->sync_fd < 0) {
+		rc = -errno;
+		log_error("open(%s): %m", tmp);
+		free(b->dir);
+		free(b);
+		return rc;
+	}
 	*r = b;
 	return 0;
 }
@@ -607,6 +632,8 @@ void store_batch_destroy(struct store_batch **bp)
 	}
 	free(b->msgs);
 	free(b->dir);
+	if (b->sync_fd >= 0)
+		close(b->sync_fd);
 	free(b);
 	*bp = NULL;
 }
@@ -638,7 +665,7 @@ int store_msg_begin(struct store_batch *b, struct store_msg **m_r)
 
 		gettimeofday(&tv, NULL);
 		snprintf(m->name, sizeof m->name, "%lld.M%ldP%ldQ%lu.maildisk",
-			 (long long)tv.tv_sec, (long)tv.tv_usec, (long)getpid(), q);
+			 (long long)tv.tv_sec, (long)tv.tv_usec, (long)store_pid(), q);
 		rc = msg_path(m, false, path, sizeof path);
 		if (rc)
 			break;
@@ -802,7 +829,7 @@ int store_batch_commit(struct store_batch *b, struct index *ix, int64_t now,
 {
 	struct store_msg **done = NULL;
 	char from[PATH_MAX], to[PATH_MAX];
-	size_t nd = 0, renamed = 0, k = 0;
+	size_t nd = 0, renamed = 0, k = 0, nd_synced = 0;
 	int64_t *ids = NULL;
 	int rc = 0;
 
@@ -824,8 +851,19 @@ int store_batch_commit(struct store_batch *b, struct index *ix, int64_t now,
 			done[nd++] = b->msgs[i];
 
 	/* 1. The bytes reach the disk before the name does: a name in cur/
-	 *    must never stand for a file whose data a crash can lose. */
-	for (size_t i = 0; i < nd && rc == 0; i++) {
+	 *    must never stand for a file whose data a crash can lose. One
+	 *    syncfs makes the whole batch durable with one journal commit
+	 *    and one cache flush, where an fsync per file would pay both per
+	 *    message; it is at least as strong, and since Linux 5.8 reports a
+	 *    writeback error on any file of the filesystem since sync_fd was
+	 *    opened. Where it fails for want of support, fsync each file. */
+	if (syncfs(b->sync_fd) == 0) {
+		nd_synced = nd;
+	} else if (errno != ENOSYS && errno != EOPNOTSUPP) {
+		rc = -errno;
+		log_error("syncfs(%s/%s): %m", b->s->root, b->dir);
+	}
+	for (size_t i = nd_synced; i < nd && rc == 0; i++) {
 		int fd;
 
 		msg_path(done[i], false, from, sizeof from);
