@@ -563,22 +563,51 @@ done:
 	return ret;
 }
 
-/* Which of the server's folders to sync: all selectable ones for "*", else
- * the configured names (INBOX case-insensitively, RFC 3501 5.1). */
-static bool wanted(const struct account_settings *a, const struct imap_mailbox *mb)
+/* A configured folder name against a listed one: INBOX case-insensitively
+ * (RFC 3501 5.1), everything else exactly. */
+static bool folder_is(const char *wanted, const struct imap_mailbox *mb)
 {
 	if (mb->noselect)
 		return false;
-	for (size_t i = 0; i < a->n_folders; i++) {
-		const char *w = a->folders[i];
+	return strcasecmp(wanted, "INBOX") == 0 ? strcasecmp(mb->name, "INBOX") == 0
+						: strcmp(wanted, mb->name) == 0;
+}
 
-		if (strcmp(w, "*") == 0)
+/* Which of the server's folders to sync: all selectable ones for "*", else
+ * the configured names. */
+static bool wanted(const struct account_settings *a, const struct imap_mailbox *mb)
+{
+	for (size_t i = 0; i < a->n_folders; i++)
+		if ((strcmp(a->folders[i], "*") == 0 && !mb->noselect) ||
+		    folder_is(a->folders[i], mb))
 			return true;
-		if (strcasecmp(w, "INBOX") == 0 ? strcasecmp(mb->name, "INBOX") == 0
-						: strcmp(w, mb->name) == 0)
-			return true;
-	}
 	return false;
+}
+
+/* Folders in the index that the server no longer lists: kept, never
+ * trashed (a rename or a server hiccup must not empty anything), and
+ * reported in status. */
+static void note_unlisted(struct ingest_run *run, const struct imap_mailbox *mbs, size_t n_mbs)
+{
+	struct index_folder *fs = NULL;
+	size_t n = 0;
+
+	if (index_folder_list(run->ix, run->a->user, run->a->name, &fs, &n) < 0)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		bool listed = false;
+
+		for (size_t j = 0; !listed && j < n_mbs; j++)
+			listed = strcmp(fs[i].name, mbs[j].name) == 0 && !mbs[j].noselect;
+		if (listed || (fs[i].last_error && strstr(fs[i].last_error, "no longer")))
+			continue;
+		char msg[512];
+		snprintf(msg, sizeof(msg), "the server no longer lists this folder; its %" PRId64
+			 " messages are kept here", fs[i].n_active);
+		log_warn("%s %s: %s", run->label, fs[i].name, msg);
+		index_folder_set_result(run->ix, fs[i].id, time(NULL), msg, fs[i].held);
+	}
+	index_folder_array_free(&fs, n);
 }
 
 static enum fetch_status sync_imap(struct ingest_run *run, const char *secret, bool token)
@@ -611,8 +640,7 @@ static enum fetch_status sync_imap(struct ingest_run *run, const char *secret, b
 		bool found = strcmp(w, "*") == 0;
 
 		for (size_t j = 0; !found && j < n_mbs; j++)
-			found = !mbs[j].noselect && (strcasecmp(w, "INBOX") == 0
-				? strcasecmp(mbs[j].name, "INBOX") == 0 : strcmp(w, mbs[j].name) == 0);
+			found = folder_is(w, &mbs[j]);
 		if (!found) {
 			char msg[512];
 			snprintf(msg, sizeof(msg), "%s: folder \"%s\" does not exist on the server "
@@ -622,6 +650,7 @@ static enum fetch_status sync_imap(struct ingest_run *run, const char *secret, b
 			ingest_note_status(run, FETCH_FOLDER_BAD);
 		}
 	}
+	note_unlisted(run, mbs, n_mbs);
 	st = FETCH_OK;
 	for (size_t i = 0; i < n_mbs && !ingest_stopping(run); i++) {
 		if (!wanted(run->a, &mbs[i]))
