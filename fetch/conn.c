@@ -35,7 +35,8 @@ static enum fetch_retry describe_failure(CURLcode rc, const struct conn_opts *o,
 	switch (rc) {
 	case CURLE_LOGIN_DENIED:
 		if (o->xoauth2)
-			buf_printf(err, "%s: the server rejected the OAuth2 token (%s): check "
+			buf_printf(err, "%s: the server rejected the OAuth2 token, or offers "
+				   "neither OAUTHBEARER nor XOAUTH2 (%s): check "
 				   "oauth2_token_command and the login", o->label, d);
 		else
 			buf_printf(err, "%s: login refused by the server (%s): check login and "
@@ -97,10 +98,14 @@ enum fetch_status conn_open(const struct conn_opts *o, struct conn **r,
 	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, (long)o->timeout);
 	curl_easy_setopt(h, CURLOPT_TIMEOUT, (long)o->timeout * 2);
 	curl_easy_setopt(h, CURLOPT_USERNAME, o->login);
-	if (o->xoauth2)
+	if (o->xoauth2) {
 		curl_easy_setopt(h, CURLOPT_XOAUTH2_BEARER, o->secret);
-	else
+		/* only the token mechanisms: without this libcurl falls back to
+		 * PLAIN with an empty password when the server offers neither */
+		curl_easy_setopt(h, CURLOPT_LOGIN_OPTIONS, "AUTH=OAUTHBEARER;AUTH=XOAUTH2");
+	} else {
 		curl_easy_setopt(h, CURLOPT_PASSWORD, o->secret);
+	}
 	/* Plain URLs must upgrade with STARTTLS or fail: never fall back. */
 	if (plain)
 		curl_easy_setopt(h, CURLOPT_USE_SSL,

@@ -388,9 +388,9 @@ static enum fetch_retry describe_open(struct pop3 *s, CURLcode rc, bool xoauth2,
 		if (strncmp(s->line, "-ERR", 4) == 0)
 			d = s->line;      /* the server's own words say more than libcurl's */
 		if (xoauth2)
-			buf_printf(err, "%s: the POP3 server rejected the OAuth2 token (%s): check "
-				   "oauth2_token_command and login, and that the server offers XOAUTH2",
-				   s->label, d);
+			buf_printf(err, "%s: the POP3 server rejected the OAuth2 token, or offers "
+				   "neither OAUTHBEARER nor XOAUTH2 (%s): check "
+				   "oauth2_token_command and the login", s->label, d);
 		else
 			buf_printf(err, "%s: login refused by the POP3 server (%s): check login and "
 				   "password", s->label, d);
@@ -515,10 +515,14 @@ enum fetch_status pop3_open(const struct account_settings *a, const char *secret
 	curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
 	curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, (long)s->timeout);
 	curl_easy_setopt(h, CURLOPT_USERNAME, a->login);
-	if (xoauth2)
+	if (xoauth2) {
 		curl_easy_setopt(h, CURLOPT_XOAUTH2_BEARER, secret);
-	else
+		/* only the token mechanisms: without this libcurl falls back to
+		 * PLAIN with an empty password when the server offers neither */
+		curl_easy_setopt(h, CURLOPT_LOGIN_OPTIONS, "AUTH=OAUTHBEARER;AUTH=XOAUTH2");
+	} else {
 		curl_easy_setopt(h, CURLOPT_PASSWORD, secret);
+	}
 	/* pop3:// must upgrade with STLS or fail: never fall back to plaintext. */
 	if (a->proto == PROTO_POP3)
 		curl_easy_setopt(h, CURLOPT_USE_SSL,

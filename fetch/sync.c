@@ -484,8 +484,8 @@ static enum fetch_status sync_imap_folder(struct ingest_run *run, struct imap *s
 		complete = n_known - n_gone + n_new == imap_state(s)->exists;
 		if (complete) {
 			n_remote = imap_state(s)->exists;
-			log_debug("%s %s: QRESYNC: %zu vanished, %zu new, %zu flag change(s)",
-				  run->label, f.name, n_gone, n_new, ch.n_flags);
+			log_debug("%s %s: QRESYNC: %zu vanished, %zu new", run->label, f.name,
+				  n_gone, n_new);
 		} else {
 			log_info("%s %s: the changes the server reported do not add up (%zu known, "
 				 "%zu vanished, %zu new, %" PRIu32 " on the server); listing all UIDs",
