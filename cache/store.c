@@ -39,6 +39,7 @@
 struct store {
 	char *root;   /* owned: absolute, no trailing '/' */
 	int lock_fd;  /* -1 unless store_lock succeeded; closing it releases the lock */
+	bool unclean; /* the lock file still named a writer: it did not end cleanly */
 };
 
 struct store_msg {
@@ -471,6 +472,9 @@ int store_lock(struct store *s, pid_t *holder_r)
 		}
 		usleep(20 * 1000);
 	}
+	/* store_close empties the file: a PID still in it is a writer that
+	 * died (kill -9, a crash, power loss), and recovery is due. */
+	s->unclean = read_pid(fd) != 0;
 	n = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
 	if (ftruncate(fd, 0) < 0 || pwrite(fd, pid, (size_t)n, 0) != n) {
 		rc = errno ? -errno : -EIO;
@@ -480,6 +484,11 @@ int store_lock(struct store *s, pid_t *holder_r)
 	}
 	s->lock_fd = fd;
 	return 0;
+}
+
+bool store_needs_recovery(const struct store *s)
+{
+	return s->unclean;
 }
 
 pid_t store_lock_holder(const struct store *s)

@@ -35,6 +35,11 @@ int store_index_open(const struct store *s, bool readonly, struct index **r);
  * our PID into it. -EWOULDBLOCK when another process holds it; *holder_r
  * then has its PID (0 if unknown). The lock lasts until store_close. */
 int store_lock(struct store *s, pid_t *holder_r);
+/* After store_lock: whether the previous writer ended without store_close
+ * (its PID was still in the lock file), so store_recover should run. A
+ * clean end leaves nothing for recovery to do, which spares every start a
+ * walk over the whole store. */
+bool store_needs_recovery(const struct store *s);
 /* PID of the process holding the lock, 0 if none. */
 pid_t store_lock_holder(const struct store *s);
 

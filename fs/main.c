@@ -122,6 +122,9 @@ static int lock_store(struct common *c, pid_t *holder_r)
 	return 0;
 }
 
+/* The writer's start: creates or migrates the index (readers such as the
+ * mount's threads open it read-only), and repairs what a writer that died
+ * left behind. */
 static void recover(struct common *c)
 {
 	struct index *ix;
@@ -129,12 +132,18 @@ static void recover(struct common *c)
 
 	if (store_index_open(c->st, false, &ix) < 0)
 		return;
-	if (store_recover(c->st, ix, true, &rep) == 0 &&
-	    (rep.tmp_removed || rep.orphans_removed || rep.trash_completed || rep.rows_missing_file))
-		log_warn("store recovered after an interruption: %zu partial file(s) removed, "
-			 "%zu uncommitted message(s) removed, %zu trash move(s) completed, "
-			 "%zu missing file(s) will be fetched again", rep.tmp_removed,
-			 rep.orphans_removed, rep.trash_completed, rep.rows_missing_file);
+	if (store_needs_recovery(c->st)) {
+		log_info("the last writer of %s did not end cleanly; checking the store",
+			 store_root(c->st));
+		if (store_recover(c->st, ix, true, &rep) == 0 &&
+		    (rep.tmp_removed || rep.orphans_removed || rep.trash_completed ||
+		     rep.rows_missing_file))
+			log_warn("store recovered after an interruption: %zu partial file(s) "
+				 "removed, %zu uncommitted message(s) removed, %zu trash move(s) "
+				 "completed, %zu missing file(s) will be fetched again",
+				 rep.tmp_removed, rep.orphans_removed, rep.trash_completed,
+				 rep.rows_missing_file);
+	}
 	index_close(&ix);
 }
 
