@@ -156,7 +156,7 @@ static const char *const stmt_sql[ST_COUNT] = {
 	[ST_SYNC_START] = "INSERT INTO syncs (user, account, started_at) VALUES (?1, ?2, ?3)",
 	[ST_SYNC_FINISH] =
 		"UPDATE syncs SET finished_at = ?2, n_new = ?3, n_trashed = ?4, error = ?5 WHERE id = ?1",
-	[ST_SYNC_LAST] = "SELECT started_at, finished_at, error FROM syncs"
+	[ST_SYNC_LAST] = "SELECT started_at, finished_at, error, id FROM syncs"
 		" WHERE user = ?1 AND account = ?2 ORDER BY id DESC LIMIT 1",
 };
 
@@ -1072,7 +1072,7 @@ int index_sync_finish(struct index *ix, int64_t sync_id, int64_t now,
 }
 
 int index_sync_last(struct index *ix, const char *user, const char *account,
-		    int64_t *started_r, int64_t *finished_r, char **error_r)
+		    int64_t *id_r, int64_t *started_r, int64_t *finished_r, char **error_r)
 {
 	sqlite3_stmt *st;
 	bool oom = false;
@@ -1080,6 +1080,8 @@ int index_sync_last(struct index *ix, const char *user, const char *account,
 
 	*started_r = *finished_r = 0;
 	*error_r = NULL;
+	if (id_r)
+		*id_r = 0;
 	if (rc)
 		return rc;
 	rc = bind_text(st, 1, user) || bind_text(st, 2, account);
@@ -1089,6 +1091,8 @@ int index_sync_last(struct index *ix, const char *user, const char *account,
 		*started_r = sqlite3_column_int64(st, 0);
 		*finished_r = sqlite3_column_int64(st, 1);
 		*error_r = col_dup(st, 2, &oom);
+		if (id_r)
+			*id_r = sqlite3_column_int64(st, 3);
 		rc = oom ? -ENOMEM : 0;
 	} else if (rc == SQLITE_DONE) {
 		rc = -ENOENT;

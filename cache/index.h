@@ -150,10 +150,10 @@ int index_sync_start(struct index *ix, const char *user, const char *account,
 		     int64_t now, int64_t *sync_id_r);
 int index_sync_finish(struct index *ix, int64_t sync_id, int64_t now,
 		      int64_t n_new, int64_t n_trashed, const char *error);
-/* The latest sync run of user/account: when it started and finished
- * (finished 0 while it runs) and its error (*error_r malloc'd, NULL when it
- * succeeded). -ENOENT when the account never synced. */
+/* The latest sync run of user/account: its id (may be NULL), when it
+ * started and finished (finished 0 while it runs) and its error (*error_r
+ * malloc'd, NULL when it succeeded). -ENOENT when the account never synced. */
 int index_sync_last(struct index *ix, const char *user, const char *account,
-		    int64_t *started_r, int64_t *finished_r, char **error_r);
+		    int64_t *id_r, int64_t *started_r, int64_t *finished_r, char **error_r);
 
 #endif

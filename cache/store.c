@@ -394,8 +394,10 @@ void store_close(struct store **sp)
 	if (!s)
 		return;
 	if (s->lock_fd >= 0) {
-		/* No stale PID for the next reader; the lock goes with the fd. */
-		if (ftruncate(s->lock_fd, 0) < 0)
+		/* An empty lock file says "ended cleanly" (store_needs_recovery).
+		 * When a dead writer's mark was found and not repaired (check
+		 * --store, trash), it stays for the next writer's recovery. */
+		if (!s->unclean && ftruncate(s->lock_fd, 0) < 0)
 			log_warn("ftruncate(%s/lock): %m", s->root);
 		close(s->lock_fd);
 	}
@@ -1423,7 +1425,7 @@ static int rec_tmp(struct rec_folder *c)
 		c->r->tmp_removed++;
 		if (!c->repair)
 			continue;
-		log_info("%s: removing half-written tmp/%s", c->label, de->d_name);
+		log_debug("%s: removing half-written tmp/%s", c->label, de->d_name);
 		if (unlinkat(dirfd(d), de->d_name, 0) < 0 && errno != ENOENT) {
 			rc = -errno;
 			log_error("unlink(%s/%s): %m", dir, de->d_name);
@@ -1473,7 +1475,7 @@ static int rec_cur_file(struct rec_folder *c, struct rec_row **vis, size_t nvis,
 	/* Crash between rename and commit in store_batch_commit (or a
 	 * duplicate copy): the server still has the message. */
 	c->r->orphans_removed++;
-	log_warn("%s: %s has no row%s", c->label, rel, c->repair ? ", removing it" : "");
+	log_debug("%s: %s has no row%s", c->label, rel, c->repair ? ", removing it" : "");
 	if (c->repair && unlinkat(dirfd(dir), name, 0) < 0 && errno != ENOENT) {
 		rc = -errno;
 		log_error("unlink(%s/%s): %m", c->s->root, rel);
@@ -1642,6 +1644,9 @@ int store_recover(struct store *s, struct index *ix, bool repair, struct store_r
 			 "%zu trash moves completed, %zu rows without file dropped",
 			 s->root, r->tmp_removed, r->orphans_removed, r->trash_completed,
 			 r->rows_missing_file);
+	/* Repaired: the mark of the writer that died may go now. */
+	if (repair && first == 0)
+		s->unclean = false;
 	return first;
 }
 

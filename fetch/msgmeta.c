@@ -19,7 +19,15 @@ static char *dup_utf8(const char *s)
 	if (!s || !*s)
 		return NULL;
 	gchar *v = g_utf8_make_valid(s, -1);
-	char *r = strdup(v);
+	size_t n = strlen(v);
+
+	/* A header of a megabyte is an attack or a mistake, not a subject:
+	 * keep what a name, an xattr (64 KiB at most) or a search can use. */
+	if (n > MSGMETA_FIELD_MAX) {
+		const char *end = g_utf8_find_prev_char(v, v + MSGMETA_FIELD_MAX + 1);
+		n = end ? (size_t)(end - v) : 0;
+	}
+	char *r = strndup(v, n);
 	g_free(v);
 	return r;
 }

@@ -8,6 +8,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Longest field kept, in bytes (cut at a UTF-8 boundary). */
+#define MSGMETA_FIELD_MAX (16 * 1024)
+
 struct msgmeta {
 	char *message_id;   /* owned, may be NULL: without the angle brackets */
 	char *subject;      /* owned, may be NULL: decoded, valid UTF-8 */

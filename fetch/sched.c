@@ -29,6 +29,7 @@ struct slot {
 	struct idle *idle;                  /* owned, NULL without IDLE */
 	time_t due;
 	bool running;
+	bool again;                         /* asked for while running: due at once after */
 	unsigned failures;
 };
 
@@ -70,6 +71,7 @@ static void idle_wake(void *ctx)
 
 	pthread_mutex_lock(&sl->s->lock);
 	sl->due = 0;
+	sl->again = sl->running;
 	pthread_cond_broadcast(&sl->s->cond);
 	pthread_mutex_unlock(&sl->s->lock);
 }
@@ -114,7 +116,9 @@ static void *worker_main(void *arg)
 		if (r.status == FETCH_LOCAL_BAD)
 			log_error("%s/%s: the local store failed; check the disk and the log",
 				  pick->a->user, pick->a->name);
-		pick->due = time(NULL) + next_delay(pick, &r);
+		/* A request that came during the sync may have missed its changes. */
+		pick->due = pick->again ? 0 : time(NULL) + next_delay(pick, &r);
+		pick->again = false;
 		pthread_cond_broadcast(&s->cond);
 	}
 	pthread_mutex_unlock(&s->lock);
@@ -138,8 +142,10 @@ static void *waker_main(void *arg)
 		if (s->stop)
 			break;
 		pthread_mutex_lock(&s->lock);
-		for (size_t i = 0; i < s->n_slots; i++)
+		for (size_t i = 0; i < s->n_slots; i++) {
 			s->slots[i].due = 0;
+			s->slots[i].again = s->slots[i].running;
+		}
 		pthread_cond_broadcast(&s->cond);
 		pthread_mutex_unlock(&s->lock);
 	}

@@ -451,6 +451,8 @@ static enum fetch_status sync_imap_folder(struct ingest_run *run, struct imap *s
 		if (ret == FETCH_OK && !held[0])
 			index_folder_set_state(run->ix, f.id, st.uidvalidity, st.uidnext,
 					       st.highestmodseq);
+		if (ret != FETCH_OK)
+			goto failed;
 		goto done;
 	}
 	if (f.uidvalidity == st.uidvalidity && st.highestmodseq &&

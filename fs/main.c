@@ -135,14 +135,8 @@ static void recover(struct common *c)
 	if (store_needs_recovery(c->st)) {
 		log_info("the last writer of %s did not end cleanly; checking the store",
 			 store_root(c->st));
-		if (store_recover(c->st, ix, true, &rep) == 0 &&
-		    (rep.tmp_removed || rep.orphans_removed || rep.trash_completed ||
-		     rep.rows_missing_file))
-			log_warn("store recovered after an interruption: %zu partial file(s) "
-				 "removed, %zu uncommitted message(s) removed, %zu trash move(s) "
-				 "completed, %zu missing file(s) will be fetched again",
-				 rep.tmp_removed, rep.orphans_removed, rep.trash_completed,
-				 rep.rows_missing_file);
+		/* store_recover says what it repaired */
+		store_recover(c->st, ix, true, &rep);
 	}
 	index_close(&ix);
 }
@@ -154,21 +148,36 @@ static void recover(struct common *c)
 static int sync_via_daemon(struct common *c, pid_t holder, const char *user, const char *account)
 {
 	struct index *ix;
-	int64_t asked = (int64_t)time(NULL);
 	int failed = 0;
+	size_t n = c->cfg->n_accounts;
+	int64_t *mark = calloc(n ? n : 1, sizeof(*mark));
 
+	if (!mark || store_index_open(c->st, true, &ix) < 0) {
+		free(mark);
+		return EXIT_SYNC_ERRORS;
+	}
+	/* The answer is a sync that starts after the request: one whose audit
+	 * row is newer than the newest row now. */
+	for (size_t i = 0; i < n; i++) {
+		int64_t started, finished;
+		char *error = NULL;
+
+		index_sync_last(ix, c->cfg->accounts[i].user, c->cfg->accounts[i].name, &mark[i],
+				&started, &finished, &error);
+		free(error);
+	}
 	if (kill(holder, SIGUSR1) < 0) {
 		fprintf(stderr, "maildisk: the store is held by process %d, which cannot be "
 			"signalled: %s\n", (int)holder, strerror(errno));
+		index_close(&ix);
+		free(mark);
 		return EXIT_SYNC_ERRORS;
 	}
 	fprintf(stderr, "maildisk: asked the running mount (pid %d) to sync; waiting\n",
 		(int)holder);
-	if (store_index_open(c->st, true, &ix) < 0)
-		return EXIT_SYNC_ERRORS;
-	for (size_t i = 0; i < c->cfg->n_accounts; i++) {
+	for (size_t i = 0; i < n; i++) {
 		const struct account_settings *a = &c->cfg->accounts[i];
-		int64_t started = 0, finished = 0;
+		int64_t id = 0, started = 0, finished = 0;
 		char *error = NULL;
 
 		if ((user && strcmp(a->user, user)) || (account && strcmp(a->name, account)))
@@ -176,8 +185,8 @@ static int sync_via_daemon(struct common *c, pid_t holder, const char *user, con
 		for (int waited = 0; waited < 3600 * 10 && !stop_flag; waited++) {
 			free(error);
 			error = NULL;
-			if (index_sync_last(ix, a->user, a->name, &started, &finished, &error) == 0 &&
-			    started >= asked && finished >= started)
+			if (index_sync_last(ix, a->user, a->name, &id, &started, &finished,
+					    &error) == 0 && id > mark[i] && finished)
 				break;
 			usleep(100 * 1000);
 		}
@@ -188,6 +197,7 @@ static int sync_via_daemon(struct common *c, pid_t holder, const char *user, con
 		free(error);
 	}
 	index_close(&ix);
+	free(mark);
 	return failed ? EXIT_SYNC_ERRORS : EXIT_OK;
 }
 
@@ -349,7 +359,7 @@ static int cmd_status(int argc, char **argv)
 		int64_t started = 0, finished = 0;
 		char *error = NULL, when[32];
 
-		index_sync_last(ix, a->user, a->name, &started, &finished, &error);
+		index_sync_last(ix, a->user, a->name, NULL, &started, &finished, &error);
 		fmt_time(finished, when, sizeof(when));
 		printf("\n%s/%s  %s  last sync %s%s%s\n", a->user, a->name, a->url,
 		       started ? when : "never", error ? "  ERROR: " : "", error ? error : "");

@@ -286,7 +286,7 @@ static int status_run(struct index *ix, struct buf *b, const char *user, const c
 	char *error = NULL, when[64];
 	int rc;
 
-	if (index_sync_last(ix, user, account, &started, &finished, &error) != 0)
+	if (index_sync_last(ix, user, account, NULL, &started, &finished, &error) != 0)
 		return buf_printf(b, "  last run: never\n");
 	if (!finished) {
 		fmt_local(when, sizeof when, started);
