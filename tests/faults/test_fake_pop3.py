@@ -1,0 +1,160 @@
+#!/usr/bin/env python3
+"""Faults a real POP3 server will not produce on demand, from a scripted
+fake server (faultlib.FakePop3).
+
+Each scenario: a fresh store, a clean first sync of 20 messages, then the
+server changes (3 deleted, 10 new) and one fault is armed. After the
+faulty `maildisk sync`: the expected exit code and a log line naming the
+account and the failure; nothing trashed; nothing in tmp/; every cur/ file
+has a visible row and is byte-exact; the fault fired; no DELE was ever
+sent. Then, the fault removed, a clean sync converges: the visible rows are
+exactly the server's UIDLs, byte-exact, and the trash holds exactly the 3
+deleted messages.
+
+The dangerous ones are the hang-ups at a message's or the listing's end:
+libcurl 7.88 ends a POP3 transfer without error when the server closes
+before the terminating ".", so a cut listing would look complete.
+MAILDISK_FAULTS=name,name runs only those scenarios."""
+
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import faultlib as F  # noqa: E402
+from faultlib import H, Fault, check, log  # noqa: E402
+
+USER, ACCT, PW = "alice", "pop", "pw-fake"
+TIMEOUT = 5
+BASE, NEW = 20, 10
+MSGS = F.mailgen.generate(BASE + NEW, seed=707, max_size=30000)
+ACCOUNT_RE = r"alice/pop"
+
+
+class Scenario:
+    def __init__(self, name, fault, expect_rc=1, log_re=None, max_seconds=None, hold=False):
+        self.name, self.fault, self.expect_rc, self.log_re = name, fault, expect_rc, log_re
+        self.max_seconds, self.hold = max_seconds, hold
+
+
+def deleted(srv):
+    return [u for u, _ in srv.msgs[2:5]]
+
+
+SCENARIOS = [
+    Scenario("hangup_mid_retr", Fault("RETR", "hangup", nth=4, at="mid_literal"),
+             log_re=r"connection to the POP3 server lost during RETR|closed the connection during RETR"),
+    Scenario("hangup_before_retr_dot", Fault("RETR", "hangup", nth=2, at="before_tagged"),
+             log_re=r"closed the connection during RETR"),
+    Scenario("hangup_mid_retr_first_line", Fault("RETR", "hangup", nth=1, at="mid_line"),
+             log_re=r"RETR"),
+    Scenario("err_to_retr", Fault("RETR", "status", nth=3, text="message locked"),
+             log_re=r"refused RETR \d+ \(-ERR message locked\)"),
+    Scenario("err_to_uidl", Fault("UIDL", "status", text="UIDL unavailable"),
+             log_re=r"refused UIDL \(-ERR UIDL unavailable\)"),
+    Scenario("hangup_mid_uidl", Fault("UIDL", "hangup", at="middle"),
+             log_re=r"closed the connection during UIDL|lost during UIDL"),
+    Scenario("hangup_before_uidl_dot", Fault("UIDL", "hangup", at="before_tagged"),
+             log_re=r"closed the connection during UIDL"),
+    Scenario("garbage_in_uidl", Fault("UIDL", "garbage", at="middle", then="rest",
+                                      data=b"\x01\x02 garbage \xff\xfe\r\n"),
+             log_re=r"UIDL listing is not understood"),
+    Scenario("garbage_for_stat", Fault("STAT", "garbage", at="start", data=b"\x00\xffHELLO\r\n", then="close"),
+             log_re=ACCOUNT_RE + r": "),
+    Scenario("hangup_at_greeting", Fault("GREETING", "hangup", at="start"), log_re=ACCOUNT_RE + r": "),
+    # UIDL lists fewer messages than STAT: no proof of deletion.
+    Scenario("short_listing", lambda srv: Fault("UIDL", "listing", uids=[u for u, _ in srv.msgs][5:]),
+             expect_rc=(0, 1), log_re=r"listed \d+ UIDLs but STAT says \d+ messages"),
+    # STAT 0 and an empty listing: complete, but it would empty the folder.
+    Scenario("empty_mailbox_lie", [Fault("STAT", "exists", value=0), Fault("UIDL", "listing", uids=[])],
+             log_re=r"deletions held", hold=True),
+    Scenario("stall_mid_retr", Fault("RETR", "stall", nth=2, at="mid_literal", seconds=12),
+             log_re=r"sent nothing for %d s during RETR" % TIMEOUT, max_seconds=TIMEOUT + 5),
+    Scenario("stall_uidl", Fault("UIDL", "stall", at="middle", seconds=12),
+             log_re=r"sent nothing for %d s during UIDL" % TIMEOUT, max_seconds=TIMEOUT + 5),
+]
+
+
+def run_scenario(ctx, sc):
+    log("==== scenario %s" % sc.name)
+    tmp = os.path.join(ctx.tmp, sc.name)
+    os.mkdir(tmp, 0o700)
+    srv = F.FakePop3(USER, PW)
+    try:
+        acct = F.account(USER, ACCT, srv.url(), PW, timeout=TIMEOUT)
+        cfg = F.write_config(os.path.join(tmp, "maildisk.conf"), os.path.join(tmp, "store"), [acct])
+        st = H.Store(os.path.join(tmp, "store"))
+        srv.add([m.raw for m in MSGS[:BASE]])
+        H.maildisk("sync", cfg, expect=0)
+        F.pop3_converged(st, srv, USER, ACCT)
+        before = {r["id"]: (r["remote_id"], r["store_file"]) for r in st.messages()}
+        gone = deleted(srv)
+        srv.delete(gone)
+        srv.add([m.raw for m in MSGS[BASE:BASE + NEW]])
+        faults = sc.fault(srv) if callable(sc.fault) else sc.fault
+        faults = faults if isinstance(faults, list) else [faults]
+        srv.arm(*faults)
+
+        t0 = time.monotonic()
+        rc, out, err, rss = F.run_measured([H.maildisk_path(), "sync", "-c", cfg], timeout=120)
+        took = time.monotonic() - t0
+        log("  faulty sync: exit %d in %.1fs" % (rc, took))
+        for l in err.rstrip().splitlines()[-10:]:
+            log("    " + l)
+        check(not H.SANITIZER_RE.search(err), "sanitizer report", err[-3000:])
+        check(rc >= 0, "maildisk died of signal %d" % -rc)
+        want = sc.expect_rc if isinstance(sc.expect_rc, tuple) else (sc.expect_rc,)
+        check(rc in want, "%s: exit %d, expected %s" % (sc.name, rc, want))
+        check(all(f.fired for f in faults), "%s: the fault never fired" % sc.name, faults)
+        problems = []
+        if not F.re.search(ACCOUNT_RE, err):
+            problems.append("the log does not name the account")
+        if sc.log_re and not F.re.search(sc.log_re, err, F.re.S):
+            problems.append("the log does not say /%s/" % sc.log_re)
+        if sc.max_seconds and took > sc.max_seconds:
+            problems.append("the sync took %.1fs with timeout = %d" % (took, TIMEOUT))
+        trashed = st.messages(state=F.TRASHED)
+        check(not trashed, "%s: the faulty sync trashed messages" % sc.name,
+              [(t["remote_id"], t["trash_reason"]) for t in trashed][:10])
+        now = {r["id"]: (r["remote_id"], r["store_file"]) for r in st.messages()}
+        check(all(now.get(k) == v for k, v in before.items()), "%s: a baseline row changed" % sc.name)
+        n = F.check_store(st, lambda r: srv.history[r["remote_id"]], sc.name)
+        log("  after the fault: %d visible rows, none trashed, tmp/ empty, files byte-exact" % n)
+        if sc.hold:
+            s = H.maildisk("status", cfg)
+            if "held" not in s.text.lower():
+                problems.append("maildisk status does not show the held deletions")
+
+        srv.disarm()
+        H.maildisk("sync", cfg, expect=0)
+        F.pop3_converged(st, srv, USER, ACCT)
+        F.check_store(st, lambda r: srv.history[r["remote_id"]], sc.name + " (converged)")
+        got = sorted(t["remote_id"] for t in st.messages(state=F.TRASHED))
+        check(got == sorted(gone), "%s: trashed after convergence" % sc.name, got, sorted(gone))
+        check(not srv.violations, "%s: the server saw DELE" % sc.name, srv.violations[:5])
+        log("  converged: %d rows, %d trashed" % (len(F.visible_rows(st)), len(got)))
+        check(not problems, "%s: %s" % (sc.name, "; ".join(problems)))
+        return len(faults)
+    finally:
+        srv.close()
+
+
+def main(ctx):
+    only = set(filter(None, os.environ.get("MAILDISK_FAULTS", "").split(",")))
+    ran = injected = 0
+    failed = []
+    for sc in SCENARIOS:
+        if only and sc.name not in only:
+            continue
+        ran += 1
+        try:
+            injected += run_scenario(ctx, sc)
+        except F.Failure as e:
+            log("FAILED scenario %s: %s" % (sc.name, e))
+            failed.append("%s: %s" % (sc.name, e))
+    log("fake POP3: %d scenarios, %d faults injected, %d failed" % (ran, injected, len(failed)))
+    check(not failed, "%d of %d scenarios failed" % (len(failed), ran), *["\n  " + f for f in failed])
+
+
+if __name__ == "__main__":
+    H.run(main, deadline=240)
