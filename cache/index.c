@@ -1002,37 +1002,31 @@ int index_msg_mark_trashed(struct index *ix, int64_t id, const char *trash_file,
 				    bind_i64(st, 5, now));
 }
 
-int index_msg_mark_restored(struct index *ix, int64_t id, const char *store_file)
+/* UPDATE messages SET <column> = ?2 WHERE id = ?1 for a required text. */
+static int update_text(struct index *ix, enum stmt_id which, int64_t id, const char *v)
 {
 	sqlite3_stmt *st;
 	int rc;
 
-	if (!store_file)
+	if (!v)
 		return -EINVAL;
-	rc = st_get(ix, ST_MSG_RESTORE, &st);
-	return rc ? rc : update_one(ix, st, bind_i64(st, 1, id) || bind_text(st, 2, store_file));
+	rc = st_get(ix, which, &st);
+	return rc ? rc : update_one(ix, st, bind_i64(st, 1, id) || bind_text(st, 2, v));
+}
+
+int index_msg_mark_restored(struct index *ix, int64_t id, const char *store_file)
+{
+	return update_text(ix, ST_MSG_RESTORE, id, store_file);
 }
 
 int index_msg_set_view_name(struct index *ix, int64_t id, const char *view_name)
 {
-	sqlite3_stmt *st;
-	int rc;
-
-	if (!view_name)
-		return -EINVAL;
-	rc = st_get(ix, ST_MSG_SET_VIEW, &st);
-	return rc ? rc : update_one(ix, st, bind_i64(st, 1, id) || bind_text(st, 2, view_name));
+	return update_text(ix, ST_MSG_SET_VIEW, id, view_name);
 }
 
 int index_msg_set_store_file(struct index *ix, int64_t id, const char *store_file)
 {
-	sqlite3_stmt *st;
-	int rc;
-
-	if (!store_file)
-		return -EINVAL;
-	rc = st_get(ix, ST_MSG_SET_FILE, &st);
-	return rc ? rc : update_one(ix, st, bind_i64(st, 1, id) || bind_text(st, 2, store_file));
+	return update_text(ix, ST_MSG_SET_FILE, id, store_file);
 }
 
 int index_msg_delete(struct index *ix, int64_t id)
