@@ -138,18 +138,35 @@ out:
 
 /* ---- one IMAP folder ---- */
 
-static int known_uids(struct ingest_run *run, int64_t folder_id, uint32_t **uids_r, size_t *n_r)
+static int cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* The folder's active UIDs, ascending, and apart from them the rows a
+ * UIDVALIDITY re-match parked ("v<old uidvalidity>:<row>") because they
+ * matched nothing: a crash after the re-key and before their trashing
+ * leaves them, and they are trashed with the next complete listing. */
+static int known_uids(struct ingest_run *run, int64_t folder_id, uint32_t **uids_r, size_t *n_r,
+		      char ***parked_r, size_t *n_parked_r)
 {
 	char **ids;
-	size_t n, k = 0;
+	size_t n, k = 0, np = 0;
 	int rc = index_known_ids(run->ix, folder_id, &ids, &n);
 
 	*uids_r = NULL;
 	*n_r = 0;
+	*parked_r = NULL;
+	*n_parked_r = 0;
 	if (rc < 0)
 		return rc;
 	uint32_t *u = malloc((n ? n : 1) * sizeof(*u));
-	if (!u) {
+	char **parked = malloc((n ? n : 1) * sizeof(*parked));
+	if (!u || !parked) {
+		free(u);
+		free(parked);
 		index_ids_free(ids, n);
 		return -ENOMEM;
 	}
@@ -157,27 +174,20 @@ static int known_uids(struct ingest_run *run, int64_t folder_id, uint32_t **uids
 		char *end;
 		unsigned long v = strtoul(ids[i], &end, 10);
 
-		/* Rows parked by a re-match ("v<uidvalidity>:<uid>") are known but
-		 * match no UID, so a later complete listing trashes them. */
-		if (*end == '\0' && v > 0 && v <= UINT32_MAX)
+		if (*end == '\0' && v > 0 && v <= UINT32_MAX) {
 			u[k++] = (uint32_t)v;
-		else
-			u[k++] = 0;
-	}
-	index_ids_free(ids, n);
-	/* ascending; 0 entries sort first and are never listed by a server */
-	for (size_t i = 1; i < k; i++) {
-		uint32_t x = u[i];
-		size_t j = i;
-
-		while (j > 0 && u[j - 1] > x) {
-			u[j] = u[j - 1];
-			j--;
+			free(ids[i]);
+		} else {
+			parked[np++] = ids[i];
 		}
-		u[j] = x;
 	}
+	free(ids);
+	if (k)
+		qsort(u, k, sizeof(*u), cmp_u32);
 	*uids_r = u;
 	*n_r = k;
+	*parked_r = parked;
+	*n_parked_r = np;
 	return 0;
 }
 
@@ -412,7 +422,8 @@ static enum fetch_status sync_imap_folder(struct ingest_run *run, struct imap *s
 	struct buf path = BUF_INIT(8192);
 	char held[768] = "";
 	uint32_t *remote = NULL, *known = NULL, *nw = NULL, *gone = NULL;
-	size_t n_remote = 0, n_known = 0, n_new = 0, n_gone = 0;
+	size_t n_remote = 0, n_known = 0, n_new = 0, n_gone = 0, n_parked = 0;
+	char **parked = NULL;
 	bool complete = false;
 	enum fetch_status ret;
 	int rc;
@@ -461,7 +472,7 @@ static enum fetch_status sync_imap_folder(struct ingest_run *run, struct imap *s
 		ret = FETCH_OK;    /* CONDSTORE says nothing changed: one round trip */
 		goto done;
 	}
-	if (known_uids(run, f.id, &known, &n_known) < 0) {
+	if (known_uids(run, f.id, &known, &n_known, &parked, &n_parked) < 0) {
 		ret = FETCH_LOCAL_BAD;
 		goto done;
 	}
@@ -522,6 +533,18 @@ static enum fetch_status sync_imap_folder(struct ingest_run *run, struct imap *s
 	ret = apply_flags(run, &f, &ch);
 	if (ret != FETCH_OK)
 		goto done;
+	/* Parked rows first: they hold names that new messages may want. */
+	if (n_parked && complete && run->a->mirror_deletions) {
+		struct reconcile_policy pol = { true, run->a->mass_delete_limit,
+						run->o->allow_mass_delete };
+		char why[512];
+
+		if (reconcile_may_delete(n_known + n_parked, n_parked, n_known, &pol, why, sizeof(why)))
+			ret = ingest_trash_remote(run, &f, parked, n_parked,
+						  "not found after a UIDVALIDITY change");
+		if (ret != FETCH_OK)
+			goto done;
+	}
 	ret = fetch_new(run, s, &f, st.uidvalidity, nw, n_new);
 	if (ret != FETCH_OK)
 		goto failed;
@@ -557,6 +580,7 @@ done:
 					: ret == FETCH_LOCAL_BAD ? "local store error (see the log)"
 					: imap_error(s), f.held);
 	imap_changes_release(&ch);
+	index_ids_free(parked, n_parked);
 	free(remote);
 	free(known);
 	free(nw);
