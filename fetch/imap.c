@@ -888,6 +888,16 @@ static enum fetch_status idle_read(struct imap *s, struct imap_resp *r)
 	return FETCH_ACCOUNT_BAD;
 }
 
+/* Writes an IDLE-phase line; FETCH_OK or FETCH_ACCOUNT_BAD (s->broken set). */
+static enum fetch_status idle_write(struct imap *s, const char *line)
+{
+	if (conn_write(s->conn, line, strlen(line)) == 0)
+		return FETCH_OK;
+	s->broken = true;
+	set_error(s, "IDLE: %s", conn_error(s->conn));
+	return FETCH_ACCOUNT_BAD;
+}
+
 enum fetch_status imap_idle(struct imap *s, int seconds, bool *changed_r)
 {
 	struct imap_resp r;
@@ -902,11 +912,8 @@ enum fetch_status imap_idle(struct imap *s, int seconds, bool *changed_r)
 	}
 	snprintf(tag, sizeof(tag), "M%u", ++s->tag_counter);
 	snprintf(line, sizeof(line), "%s IDLE\r\n", tag);
-	if (conn_write(s->conn, line, strlen(line)) < 0) {
-		s->broken = true;
-		set_error(s, "IDLE: %s", conn_error(s->conn));
-		return FETCH_ACCOUNT_BAD;
-	}
+	if ((st = idle_write(s, line)) != FETCH_OK)
+		return st;
 	/* Until "+ idling": a refusal is the tagged answer. */
 	for (;;) {
 		if ((st = idle_read(s, &r)) != FETCH_OK)
@@ -943,11 +950,8 @@ enum fetch_status imap_idle(struct imap *s, int seconds, bool *changed_r)
 		*changed_r = is_change(&r);
 	}
 	conn_set_timeout_ms(s->conn, timeout_ms_saved);
-	if (conn_write(s->conn, "DONE\r\n", 6) < 0) {
-		s->broken = true;
-		set_error(s, "IDLE: %s", conn_error(s->conn));
-		return FETCH_ACCOUNT_BAD;
-	}
+	if ((st = idle_write(s, "DONE\r\n")) != FETCH_OK)
+		return st;
 	for (;;) {
 		if ((st = idle_read(s, &r)) != FETCH_OK)
 			return st;

@@ -304,6 +304,35 @@ out:
 	return rc;
 }
 
+/* The options of status, check and trash: -c FILE, -h, and --store where
+ * store_r is not NULL. Returns -1 to go on, or the exit code to end with. */
+static int simple_opts(int argc, char **argv, const char *cmd, const char **config_r,
+		       bool *store_r)
+{
+	static const struct option opts[] = {
+		{ "config", required_argument, NULL, 'c' }, { "store", no_argument, NULL, 'S' },
+		{ "help", no_argument, NULL, 'h' }, { 0 },
+	};
+	int opt;
+
+	*config_r = NULL;
+	while ((opt = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
+		if (opt == 'c') {
+			*config_r = optarg;
+		} else if (opt == 'S' && store_r) {
+			*store_r = true;
+		} else if (opt == 'h') {
+			fputs(usage_text, stdout);
+			return EXIT_OK;
+		} else {
+			fprintf(stderr, "maildisk: %s: unknown option\nrun 'maildisk --help' for usage\n",
+				cmd);
+			return EXIT_USAGE;
+		}
+	}
+	return -1;
+}
+
 /* ---- status ---- */
 
 static void fmt_time(int64_t t, char *out, size_t n)
@@ -321,24 +350,13 @@ static void fmt_time(int64_t t, char *out, size_t n)
 
 static int cmd_status(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "config", required_argument, NULL, 'c' }, { "help", no_argument, NULL, 'h' },
-		{ 0 },
-	};
-	const char *config = NULL;
+	const char *config;
 	struct common c = { 0 };
 	struct index *ix;
-	int opt, rc;
+	int rc;
 
-	while ((opt = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
-		if (opt == 'c')
-			config = optarg;
-		else if (opt == 'h') {
-			fputs(usage_text, stdout);
-			return EXIT_OK;
-		} else
-			return usage_error("status: unknown option%s", "");
-	}
+	if ((rc = simple_opts(argc, argv, "status", &config, NULL)) >= 0)
+		return rc;
 	if ((rc = load(&c, config)) != EXIT_OK)
 		return rc;
 	rc = store_index_open(c.st, true, &ix);
@@ -421,26 +439,13 @@ static int check_store(struct common *c)
 
 static int cmd_check(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "config", required_argument, NULL, 'c' }, { "store", no_argument, NULL, 'S' },
-		{ "help", no_argument, NULL, 'h' }, { 0 },
-	};
-	const char *config = NULL;
+	const char *config;
 	bool store_only = false;
 	struct common c = { 0 };
-	int opt, rc, failed = 0;
+	int rc, failed = 0;
 
-	while ((opt = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
-		if (opt == 'c')
-			config = optarg;
-		else if (opt == 'S')
-			store_only = true;
-		else if (opt == 'h') {
-			fputs(usage_text, stdout);
-			return EXIT_OK;
-		} else
-			return usage_error("check: unknown option%s", "");
-	}
+	if ((rc = simple_opts(argc, argv, "check", &config, &store_only)) >= 0)
+		return rc;
 	if ((rc = load(&c, config)) != EXIT_OK)
 		return rc;
 	if (store_only) {
@@ -533,25 +538,14 @@ static int print_trashed(void *ctx, const struct index_msg *m)
 
 static int cmd_trash(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "config", required_argument, NULL, 'c' }, { "help", no_argument, NULL, 'h' },
-		{ 0 },
-	};
-	const char *config = NULL;
+	const char *config;
 	struct common c = { 0 };
 	struct index *ix = NULL;
-	int opt, rc;
+	int rc;
 	pid_t holder = 0;
 
-	while ((opt = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
-		if (opt == 'c')
-			config = optarg;
-		else if (opt == 'h') {
-			fputs(usage_text, stdout);
-			return EXIT_OK;
-		} else
-			return usage_error("trash: unknown option%s", "");
-	}
+	if ((rc = simple_opts(argc, argv, "trash", &config, NULL)) >= 0)
+		return rc;
 	if (optind >= argc)
 		return usage_error("trash: say list, restore ID or purge%s", "");
 	const char *verb = argv[optind];
