@@ -8,6 +8,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 enum proto { PROTO_IMAP, PROTO_IMAPS, PROTO_POP3, PROTO_POP3S };
@@ -40,6 +41,8 @@ struct account_settings {
 	char *ca_file;     /* owned, may be NULL: extra trust anchor (PEM) */
 	bool mirror_deletions;     /* default true: vanished upstream -> trash */
 	double mass_delete_limit;  /* fraction of a folder; default 0.5 */
+	uint64_t max_message_size; /* [sync] max_message_size, copied here: larger messages are refused */
+	size_t max_folders;        /* [sync] max_folders, copied here: a LIST with more fails */
 };
 
 struct settings {
@@ -47,6 +50,11 @@ struct settings {
 	char *store_path;  /* owned: [store] path */
 	int trash_days;    /* default 30 */
 	int workers;       /* [sync] workers, default 4 */
+	uint64_t max_message_size; /* [sync] default 256 MiB: see config.c */
+	int max_folders;           /* [sync] default 10,000 */
+	uint64_t min_free_bytes;   /* [store] min_free as a size; 0 when given as a percentage */
+	double min_free_fraction;  /* [store] min_free as a fraction of the filesystem */
+	bool min_free_set;         /* given; else the floor is min(1 GiB, 5%) */
 	struct user_settings *users;       /* owned array */
 	size_t n_users;
 	struct account_settings *accounts; /* owned array */

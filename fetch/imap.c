@@ -18,16 +18,30 @@
 
 #include "../cache/log.h"
 #include "conn.h"
+#include "uidset.h"
 #include "utf7.h"
 
-/* A response line outside literals; a UID SEARCH of a million messages
- * without ESEARCH is about 8 MB. */
-#define IMAP_MAX_LINE (32u << 20)
+/* A response outside literals and SEARCH numbers (which stream): the
+ * largest real ones are ESEARCH sets of badly fragmented folders and FETCH
+ * responses with many keywords. With the token cap this bounds a
+ * connection's reader to about 8 MiB, whatever the server writes. */
+#define IMAP_MAX_LINE (4u << 20)
+
+/* A folder claiming more messages than this is not believed: the listing
+ * of a folder is expanded to 4 bytes a message once it is checked, and no
+ * real folder comes near (Gmail's "All Mail" of a heavy user holds a few
+ * million). */
+#define IMAP_MAX_FOLDER_MESSAGES 10000000u
 
 struct imap {
 	struct conn *conn;          /* owned */
 	struct imap_reader *rd;     /* owned */
 	char label[128];
+	char host[128];             /* the server, for errors about what it sent */
+	uint64_t max_message_size;  /* a BODY[] literal larger than this is refused */
+	size_t max_folders;         /* a LIST with more folders than this fails */
+	uint32_t exists_examined;   /* EXISTS when the EXAMINE completed */
+	char refusal[256];          /* why a sink refused the response, "" if none */
 	unsigned tag_counter;
 	bool broken;                /* the stream is in an unknown state: no LOGOUT */
 	char *caps;                 /* owned: " CAP1 CAP2 ... " upper-cased */
@@ -143,8 +157,16 @@ static enum fetch_status run(struct imap *s, const char *what, untagged_fn fn, v
 				set_error(s, "%s: %s", what, conn_error(s->conn));
 			else if (rc == IMAP_ERR_EOF)
 				set_error(s, "%s: the server closed the connection", what);
+			else if (rc == IMAP_ERR_REFUSED && s->refusal[0])
+				set_error(s, "%s: %s; the connection was closed", what, s->refusal);
+			else if (rc == IMAP_ERR_TOOBIG)
+				set_error(s, "%s: %s sent a response larger than %u MiB, more than %u "
+					  "tokens, or a literal larger than max_message_size (%" PRIu64
+					  " bytes); the connection was closed", what, s->host,
+					  IMAP_MAX_LINE >> 20, IMAP_MAX_TOKENS, s->max_message_size);
 			else
 				set_error(s, "%s: %s", what, imap_strerror(rc));
+			s->refusal[0] = '\0';
 			return rc == IMAP_ERR_ABORT ? FETCH_LOCAL_BAD : FETCH_ACCOUNT_BAD;
 		}
 		if (r.kind == IMAP_TAGGED) {
@@ -174,8 +196,11 @@ static enum fetch_status run(struct imap *s, const char *what, untagged_fn fn, v
 		}
 		note_untagged(s, &r);
 		if (fn && fn(s, &r, ctx) != 0) {
-			/* fn recorded why in s->error; the stream is intact. */
-			return FETCH_FOLDER_BAD;
+			/* fn recorded why in s->error. The rest of the answer is
+			 * not worth reading: it comes from a server that just
+			 * broke the protocol, and could be endless. */
+			s->broken = true;
+			return FETCH_ACCOUNT_BAD;
 		}
 	}
 }
@@ -251,6 +276,9 @@ enum fetch_status imap_open(const struct account_settings *a, const char *secret
 	}
 	snprintf(label, sizeof(label), "%s/%s", a->user, a->name);
 	snprintf(s->label, sizeof(s->label), "%s", label);
+	snprintf(s->host, sizeof(s->host), "%s", a->host);
+	s->max_message_size = a->max_message_size;
+	s->max_folders = a->max_folders;
 	if (a->port)
 		snprintf(url, sizeof(url), "%s://%s:%d/",
 			 a->proto == PROTO_IMAPS ? "imaps" : "imap", a->host, a->port);
@@ -275,6 +303,8 @@ enum fetch_status imap_open(const struct account_settings *a, const char *secret
 		imap_close(&s);
 		return FETCH_LOCAL_BAD;
 	}
+	if (s->max_message_size)
+		imap_reader_set_max_literal(s->rd, s->max_message_size);
 
 	/* curl consumed the capabilities it read before and after login;
 	 * ask again, since they change after authentication. */
@@ -331,6 +361,12 @@ static int list_collect(struct imap *s, const struct imap_resp *r, void *ctx)
 
 	if (!imap_is(r->name, "LIST"))
 		return 0;
+	if (s->max_folders && l->n >= s->max_folders) {
+		set_error(s, "LIST: %s lists more than %zu folders; nothing was synced from this "
+			  "account: raise max_folders in [sync] if that many are real", s->host,
+			  s->max_folders);
+		return -1;
+	}
 	if (r->n_toks < 4 || t[0].type != IMAP_LIST_BEGIN)
 		goto bad;
 	for (i = 1; i < t[0].end; i++)
@@ -409,43 +445,55 @@ enum fetch_status imap_list(struct imap *s, struct imap_mailbox **r, size_t *n_r
 
 /* ---- UID SEARCH ---- */
 
-struct uid_vec {
-	uint32_t *v;
-	size_t n, cap;
+/* A listing being read: ranges, bounded while they arrive by what the
+ * folder announced (EXISTS may still grow by an untagged EXISTS after the
+ * SEARCH data, hence the slack; the exact check comes at the end). */
+struct listing {
+	struct imap *s;
+	struct uidset set;
 	bool oom;
 };
 
-static int uid_push(void *ctx, uint32_t uid)
+static bool listing_too_long(struct listing *l)
 {
-	struct uid_vec *u = ctx;
+	uint64_t bound = 2 * (uint64_t)l->s->st.exists + 1024;
 
-	if (u->n == u->cap) {
-		size_t nc = u->cap ? u->cap * 2 : 1024;
-		uint32_t *nv = realloc(u->v, nc * sizeof(*nv));
-		if (!nv) {
-			u->oom = true;
-			return -1;
-		}
-		u->v = nv;
-		u->cap = nc;
+	if (l->set.added <= bound)
+		return false;
+	snprintf(l->s->refusal, sizeof(l->s->refusal), "%s listed more than %" PRIu64
+		 " UIDs for a folder of %" PRIu32 " messages", l->s->host, bound, l->s->st.exists);
+	return true;
+}
+
+static int listing_number(void *ctx, uint64_t n)
+{
+	struct listing *l = ctx;
+
+	if (n == 0 || n > UINT32_MAX) {
+		snprintf(l->s->refusal, sizeof(l->s->refusal), "malformed UID %" PRIu64 " in SEARCH", n);
+		return -1;
 	}
-	u->v[u->n++] = uid;
-	return 0;
+	if (uidset_add(&l->set, (uint32_t)n, (uint32_t)n) < 0) {
+		l->oom = true;
+		snprintf(l->s->refusal, sizeof(l->s->refusal), "out of memory");
+		return -1;
+	}
+	return listing_too_long(l) ? -1 : 0;
 }
 
 static int search_collect(struct imap *s, const struct imap_resp *r, void *ctx)
 {
-	struct uid_vec *u = ctx;
+	struct listing *l = ctx;
 
 	if (imap_is(r->name, "SEARCH")) {
+		/* The numbers went to listing_number; what is left is not a UID. */
 		for (size_t i = 0; i < r->n_toks; i++) {
-			if (r->toks[i].type != IMAP_NUMBER || r->toks[i].num == 0 ||
-			    r->toks[i].num > UINT32_MAX) {
-				set_error(s, "UID SEARCH: malformed answer");
-				return -1;
+			if (r->toks[i].type == IMAP_LIST_BEGIN) {
+				i = r->toks[i].end;   /* "(MODSEQ n)" */
+				continue;
 			}
-			if (uid_push(u, (uint32_t)r->toks[i].num) < 0)
-				goto nomem;
+			set_error(s, "UID SEARCH: malformed answer");
+			return -1;
 		}
 	} else if (imap_is(r->name, "ESEARCH")) {
 		/* (TAG "x") UID ALL 1:5,7 — other return items are not asked for. */
@@ -457,39 +505,40 @@ static int search_collect(struct imap *s, const struct imap_resp *r, void *ctx)
 			if (r->toks[i].type == IMAP_ATOM && imap_is(r->toks[i].s, "ALL") &&
 			    i + 1 < r->n_toks) {
 				const struct imap_tok *t = &r->toks[++i];
-				if (t->type != IMAP_ATOM && t->type != IMAP_NUMBER) {
-					set_error(s, "UID SEARCH: malformed ESEARCH answer");
+				int rc = t->type == IMAP_ATOM || t->type == IMAP_NUMBER
+						 ? uidset_parse(&l->set, t->s) : -EINVAL;
+
+				if (rc == -ENOMEM) {
+					l->oom = true;
+					set_error(s, "UID SEARCH: out of memory");
 					return -1;
 				}
-				int rc = imap_seqset_foreach(t->s, uid_push, u);
-				if (u->oom)
-					goto nomem;
-				if (rc != 0) {
+				if (rc < 0) {
 					set_error(s, "UID SEARCH: malformed UID set in ESEARCH answer");
+					return -1;
+				}
+				if (listing_too_long(l)) {
+					set_error(s, "UID SEARCH: %s", s->refusal);
 					return -1;
 				}
 			}
 		}
 	}
 	return 0;
-nomem:
-	set_error(s, "UID SEARCH: out of memory");
-	return -1;
 }
 
-static int cmp_u32(const void *a, const void *b)
+static int refuse_literal(void *ctx, const char *key, uint64_t n)
 {
-	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-
-	return x < y ? -1 : x > y;
+	(void)ctx, (void)key, (void)n;
+	return 0;                /* small literals stay inline; large ones fail */
 }
 
 enum fetch_status imap_uid_list(struct imap *s, uint32_t from, uint32_t **uids_r, size_t *n_r)
 {
-	struct uid_vec u = { 0 };
+	struct listing l = { .s = s, .set = UIDSET_INIT };
+	struct imap_sink sink = { .begin = refuse_literal, .number = listing_number, .ctx = &l };
 	enum fetch_status st;
 	char crit[32] = "ALL";
-	size_t i, j;
 
 	*uids_r = NULL;
 	*n_r = 0;
@@ -499,20 +548,31 @@ enum fetch_status imap_uid_list(struct imap *s, uint32_t from, uint32_t **uids_r
 		cmd_set(s, "UID SEARCH RETURN (ALL) %s", crit);
 	else
 		cmd_set(s, "UID SEARCH %s", crit);
-	st = run(s, "UID SEARCH", search_collect, &u, NULL);
-	if (st != FETCH_OK) {
-		free(u.v);
-		return st;
+	st = run(s, "UID SEARCH", search_collect, &l, &sink);
+	if (st == FETCH_OK) {
+		uint64_t n = uidset_normalize(&l.set);
+		uint32_t growth = s->st.exists > s->exists_examined ? s->st.exists - s->exists_examined : 0;
+		uint64_t beyond = s->st.uidnext ? uidset_count_from(&l.set, s->st.uidnext) : 0;
+
+		/* What the folder can hold: EXISTS messages, and UIDs below
+		 * UIDNEXT but for messages that arrived during the session. */
+		if (n > s->st.exists) {
+			set_error(s, "UID SEARCH: %s listed %" PRIu64 " UIDs for a folder of %" PRIu32
+				  " messages; nothing is deleted", s->host, n, s->st.exists);
+			st = FETCH_FOLDER_BAD;
+		} else if (beyond > growth) {
+			set_error(s, "UID SEARCH: %s listed %" PRIu64 " UIDs at or beyond UIDNEXT %"
+				  PRIu32 "; nothing is deleted", s->host, beyond, s->st.uidnext);
+			st = FETCH_FOLDER_BAD;
+		} else if (uidset_expand(&l.set, from, uids_r, n_r) < 0) {
+			set_error(s, "UID SEARCH: out of memory");
+			st = FETCH_LOCAL_BAD;
+		}
 	}
-	if (u.n)
-		qsort(u.v, u.n, sizeof(*u.v), cmp_u32);
-	/* "n:*" always matches the last message, even below n (RFC 3501 6.4.8) */
-	for (i = j = 0; i < u.n; i++)
-		if ((j == 0 || u.v[j - 1] != u.v[i]) && u.v[i] >= from)
-			u.v[j++] = u.v[i];
-	*uids_r = u.v;
-	*n_r = j;
-	return FETCH_OK;
+	/* "n:*" always matches the last message, even below n (RFC 3501
+	 * 6.4.8): uidset_expand kept only the UIDs >= from. */
+	uidset_release(&l.set);
+	return st;
 }
 
 /* ---- FETCH ---- */
@@ -697,13 +757,13 @@ void imap_changes_release(struct imap_changes *c)
 	for (size_t i = 0; i < c->n_flags; i++)
 		free(c->flags[i].flags);
 	free(c->flags);
-	free(c->vanished);
+	uidset_release(&c->vanished);
 	memset(c, 0, sizeof(*c));
 }
 
 struct changes_ctx {
 	struct imap_changes *ch;
-	struct uid_vec vanished;
+	struct uidset vanished;
 	size_t cap_flags;
 	bool oom;
 	struct fetch_ctx fetch;       /* FETCH responses, parsed as imap_fetch does */
@@ -750,9 +810,10 @@ static int changes_collect(struct imap *s, const struct imap_resp *r, void *ctx)
 			set_error(s, "VANISHED: malformed answer");
 			return -1;
 		}
-		if (imap_seqset_foreach(r->toks[i].s, uid_push, &c->vanished) != 0) {
-			set_error(s, c->vanished.oom ? "VANISHED: out of memory"
-						     : "VANISHED: malformed UID set");
+		int rc = uidset_parse(&c->vanished, r->toks[i].s);
+		if (rc < 0) {
+			c->oom = rc == -ENOMEM;
+			set_error(s, c->oom ? "VANISHED: out of memory" : "VANISHED: malformed UID set");
 			return -1;
 		}
 		return 0;
@@ -762,24 +823,18 @@ static int changes_collect(struct imap *s, const struct imap_resp *r, void *ctx)
 	return 0;
 }
 
+/* Hands the vanished ranges to ch. They are never expanded: sync.c
+ * intersects them with the UIDs it knows. */
 static void changes_finish(struct changes_ctx *c)
 {
-	struct uid_vec *u = &c->vanished;
-	size_t i, j;
-
-	if (u->n)
-		qsort(u->v, u->n, sizeof(*u->v), cmp_u32);
-	for (i = j = 0; i < u->n; i++)
-		if (j == 0 || u->v[j - 1] != u->v[i])
-			u->v[j++] = u->v[i];
+	uidset_normalize(&c->vanished);
 	if (c->ch) {
-		free(c->ch->vanished);
-		c->ch->vanished = u->v;
-		c->ch->n_vanished = j;
+		uidset_release(&c->ch->vanished);
+		c->ch->vanished = c->vanished;
 	} else {
-		free(u->v);
+		uidset_release(&c->vanished);
 	}
-	u->v = NULL;
+	c->vanished = (struct uidset)UIDSET_INIT;
 	buf_release(&c->fetch.flags);
 }
 
@@ -811,6 +866,7 @@ enum fetch_status imap_examine(struct imap *s, const char *raw, uint32_t since_u
 	buf_init(&c.fetch.flags, 64 * 1024);
 	st = run(s, "EXAMINE", qresync ? changes_collect : NULL, &c, NULL);
 	changes_finish(&c);
+	s->exists_examined = s->st.exists;
 	if (c.oom) {
 		set_error(s, "EXAMINE: out of memory");
 		st = FETCH_LOCAL_BAD;
@@ -819,6 +875,13 @@ enum fetch_status imap_examine(struct imap *s, const char *raw, uint32_t since_u
 		set_error(s, "EXAMINE \"%s\": the server sent no UIDVALIDITY", raw);
 		st = FETCH_FOLDER_BAD;
 	}
+	if (st == FETCH_OK && s->st.exists > IMAP_MAX_FOLDER_MESSAGES) {
+		set_error(s, "EXAMINE \"%s\": %s claims %" PRIu32 " messages in one folder, more "
+			  "than the %u maildisk believes; nothing is deleted", raw, s->host,
+			  s->st.exists, IMAP_MAX_FOLDER_MESSAGES);
+		st = FETCH_FOLDER_BAD;
+	}
+
 	if (ch) {
 		ch->valid = st == FETCH_OK && qresync && s->st.uidvalidity == since_uidvalidity;
 		if (!ch->valid)
@@ -846,6 +909,7 @@ enum fetch_status imap_flag_changes(struct imap *s, uint64_t since_modseq,
 		set_error(s, "UID FETCH: out of memory");
 		st = FETCH_LOCAL_BAD;
 	}
+
 	ch->valid = st == FETCH_OK;
 	if (!ch->valid)
 		imap_changes_release(ch);

@@ -22,6 +22,7 @@
 #include "../cache/settings.h"
 #include "imap_parse.h"
 #include "status.h"
+#include "uidset.h"
 
 struct imap;
 
@@ -60,8 +61,8 @@ struct imap_flag_change {
 };
 struct imap_changes {
 	bool valid;                 /* the server answered for that UIDVALIDITY: the lists are complete */
-	uint32_t *vanished;         /* owned, ascending, no duplicates: expunged since then (QRESYNC) */
-	size_t n_vanished;
+	struct uidset vanished;     /* owned, normalized ranges: expunged since then (QRESYNC); never
+				     * expanded, only intersected with the UIDs the index knows */
 	struct imap_flag_change *flags;   /* owned: messages whose flags changed (or that are new) */
 	size_t n_flags;
 };
@@ -85,7 +86,10 @@ const struct imap_folder_state *imap_state(const struct imap *s);
 /* The UIDs >= from (1: all) of the examined folder (UID SEARCH, or
  * ESEARCH when offered), sorted ascending. The caller frees *uids_r. A
  * complete answer only: any error is FETCH_FOLDER_BAD or worse and *uids_r
- * is NULL. */
+ * is NULL. The answer is kept as ranges until it is checked: more UIDs
+ * than EXISTS, or UIDs at or beyond UIDNEXT (but for messages that arrived
+ * during the session), are a protocol error (FETCH_FOLDER_BAD), so memory
+ * and work are bounded by the folder, not by what the server writes. */
 enum fetch_status imap_uid_list(struct imap *s, uint32_t from, uint32_t **uids_r, size_t *n_r);
 
 /* One message as a FETCH response reported it. */

@@ -31,6 +31,7 @@ struct imap_reader {
 	size_t in_pos, in_len;      /* unread bytes are in[in_pos .. in_len) */
 	size_t max_line;
 	size_t max_toks;
+	uint64_t max_literal;
 	struct buf arena;           /* owned: text of the current response; offset 0 holds "" */
 	struct imap_tok *toks;      /* owned */
 	size_t *offs;               /* owned: arena offset of each token's text */
@@ -42,6 +43,7 @@ struct imap_reader {
 	size_t open;                /* innermost open list, or NO_LIST; while a list is
 				     * open its LIST_BEGIN.end links to the enclosing one */
 	bool draining;              /* a sink aborted: finish the response, drop literals */
+	bool numbers;               /* an untagged SEARCH: numbers go to sink->number */
 };
 
 size_t imap_reader_buffered(const struct imap_reader *rd)
@@ -59,6 +61,7 @@ const char *imap_strerror(int err)
 	case IMAP_ERR_TOOBIG: return "server response too large";
 	case IMAP_ERR_ABORT: return "response aborted by receiver";
 	case IMAP_ERR_NOMEM: return "out of memory";
+	case IMAP_ERR_REFUSED: return "response refused by receiver";
 	}
 	return "unknown imap reader error";
 }
@@ -97,12 +100,27 @@ int imap_reader_create(const struct imap_src *src, size_t max_line, struct imap_
 	rd->max_line = max_line;
 	/* One counted byte stores at most itself plus a terminating NUL. */
 	buf_init(&rd->arena, max_line > (SIZE_MAX - 64) / 2 ? SIZE_MAX : 2 * max_line + 64);
-	/* The densest real responses ("* SEARCH 1 2 3") need a token per
-	 * two bytes; this caps the token array near 24 bytes per line byte. */
-	rd->max_toks = max_line / 2 + 16;
+	/* Tokens cost 48 bytes each whatever their text: a line of "(((("
+	 * would otherwise cost 24 times its length. */
+	rd->max_toks = max_line / 2 + 16 < IMAP_MAX_TOKENS ? max_line / 2 + 16 : IMAP_MAX_TOKENS;
+	rd->max_literal = UINT64_MAX;
 	rd->open = NO_LIST;
 	*r = rd;
 	return 0;
+}
+
+void imap_reader_set_max_literal(struct imap_reader *rd, uint64_t max)
+{
+	rd->max_literal = max;
+}
+
+const struct imap_tok *imap_reader_tokens_so_far(struct imap_reader *rd, size_t *n_r)
+{
+	/* The arena does not move while a sink's begin() runs. */
+	for (size_t i = 0; i < rd->n_toks; i++)
+		rd->toks[i].s = rd->arena.data + rd->offs[i];
+	*n_r = rd->n_toks;
+	return rd->n_toks ? rd->toks : NULL;
 }
 
 void imap_reader_destroy(struct imap_reader **r)
@@ -448,6 +466,10 @@ static int parse_literal(struct imap_reader *rd)
 		return IMAP_ERR_PROTO;
 	if ((e = eol(rd, c)))
 		return e;
+	/* Before a byte of it is read: "{999999999999}" and an endless stream
+	 * must cost nothing. */
+	if (n > rd->max_literal)
+		return IMAP_ERR_TOOBIG;
 
 	if (rd->draining)
 		return skip(rd, n);
@@ -456,6 +478,8 @@ static int parse_literal(struct imap_reader *rd)
 	if (rd->n_toks > 0 && rd->toks[rd->n_toks - 1].type == IMAP_ATOM)
 		key = rd->arena.data + rd->offs[rd->n_toks - 1];
 	how = rd->sink->begin(rd->sink->ctx, key, n);
+	if (how == IMAP_SINK_REFUSE)
+		return IMAP_ERR_REFUSED;
 	if (how < 0) {
 		rd->draining = true;
 		return skip(rd, n);
@@ -491,17 +515,38 @@ static int close_list(struct imap_reader *rd)
 	return 0;
 }
 
+/* In an untagged SEARCH, hands a top-level number just parsed to the sink
+ * and takes it back out of the response; its bytes do not count against
+ * max_line (the sink bounds how many it accepts). */
+static int divert_number(struct imap_reader *rd, size_t used0)
+{
+	struct imap_tok *t = &rd->toks[rd->n_toks - 1];
+
+	if (t->type != IMAP_NUMBER || rd->open != NO_LIST)
+		return 0;
+	if (rd->sink->number(rd->sink->ctx, t->num) < 0)
+		return IMAP_ERR_REFUSED;
+	rd->arena.len = rd->offs[rd->n_toks - 1];
+	rd->n_toks--;
+	rd->used = used0;
+	return 0;
+}
+
 /* Tokens up to and including the line end (RFC 3501 "response-data"). */
 static int parse_tokens(struct imap_reader *rd)
 {
 	int c, e;
 
 	for (;;) {
+		size_t used0 = rd->used;
+
 		if ((e = peek(rd, &c)))
 			return e;
 		switch (c) {
 		case ' ':
 			e = take(rd);
+			if (rd->numbers)
+				rd->used = used0;
 			break;
 		case '\r':
 		case '\n':
@@ -534,6 +579,8 @@ static int parse_tokens(struct imap_reader *rd)
 			if (!is_atom_char(c))
 				return IMAP_ERR_PROTO;
 			e = parse_atom(rd, -1);
+			if (!e && rd->numbers)
+				e = divert_number(rd, used0);
 			break;
 		}
 		if (e)
@@ -698,6 +745,7 @@ static int parse_untagged(struct imap_reader *rd, struct imap_resp *resp,
 	resp->status = status_of(rd->arena.data + *name_r, false);
 	if (resp->status != IMAP_ST_NONE)
 		return parse_resp_text(rd, code_r, text_r);
+	rd->numbers = rd->sink && rd->sink->number && imap_is(rd->arena.data + *name_r, "SEARCH");
 	return parse_tokens(rd);
 }
 
@@ -739,6 +787,7 @@ int imap_read_response(struct imap_reader *rd, struct imap_resp *resp,
 	rd->used = 0;
 	rd->open = NO_LIST;
 	rd->draining = false;
+	rd->numbers = false;
 	if ((e = put(rd, 0)) || (e = peek(rd, &c)))
 		return e;
 
@@ -774,68 +823,4 @@ int imap_read_response(struct imap_reader *rd, struct imap_resp *resp,
 	resp->toks = rd->n_toks ? rd->toks : NULL;
 	resp->n_toks = rd->n_toks;
 	return 0;
-}
-
-/* ---- sequence sets ---- */
-
-/* One nz-number (no leading zero) up to UINT32_MAX; advances *p. */
-static int seq_number(const char **p, uint32_t *n_r)
-{
-	const char *s = *p;
-	uint64_t n = 0;
-
-	if (*s < '1' || *s > '9')
-		return -EINVAL;
-	while (is_digit(*s)) {
-		n = n * 10 + (uint64_t)(*s++ - '0');
-		if (n > UINT32_MAX)
-			return -EINVAL;
-	}
-	*p = s;
-	*n_r = (uint32_t)n;
-	return 0;
-}
-
-/* Walks the set; calls cb only when cb is not NULL. */
-static int seq_walk(const char *set, int (*cb)(void *ctx, uint32_t uid), void *ctx)
-{
-	const char *p = set;
-
-	for (;;) {
-		uint32_t lo, hi, u;
-		int e;
-
-		if (seq_number(&p, &lo))
-			return -EINVAL;
-		hi = lo;
-		if (*p == ':') {
-			p++;
-			if (seq_number(&p, &hi))
-				return -EINVAL;
-			if (hi < lo) {
-				u = lo;
-				lo = hi;
-				hi = u;
-			}
-		}
-		if (*p != ',' && *p != '\0')
-			return -EINVAL;
-		for (u = lo; cb; u++) {
-			if ((e = cb(ctx, u)))
-				return e;
-			if (u == hi)
-				break;
-		}
-		if (*p == '\0')
-			return 0;
-		p++;
-	}
-}
-
-int imap_seqset_foreach(const char *set, int (*cb)(void *ctx, uint32_t uid), void *ctx)
-{
-	/* Check it all first, so a malformed set produces no calls at all. */
-	int e = set ? seq_walk(set, NULL, NULL) : -EINVAL;
-
-	return e ? e : seq_walk(set, cb, ctx);
 }

@@ -30,16 +30,28 @@ struct imap_src {
  * "BODY[] {1234}" it is "BODY[]"), else NULL. begin returns 1 to stream the
  * literal through write() and end(), 0 to keep it inline as an IMAP_STRING
  * token (allowed only when n <= IMAP_INLINE_LITERAL_MAX, else the response
- * fails with IMAP_ERR_TOOBIG), or < 0 to abort the response (IMAP_ERR_ABORT).
+ * fails with IMAP_ERR_TOOBIG), IMAP_SINK_DROP to read the literal and drop
+ * it (the response then ends in IMAP_ERR_ABORT, the stream still usable), or
+ * IMAP_SINK_REFUSE to fail at once with IMAP_ERR_REFUSED without reading it
+ * (the stream is then unusable: close the connection).
  * If the response fails after begin returned 1 and before end, abort() is
- * called instead of end(). write() and end() return 0, or < 0 to abort. */
+ * called instead of end(). write() and end() return 0, or < 0 to abort.
+ *
+ * number, when not NULL, receives the numbers of untagged SEARCH responses
+ * ("* SEARCH 2 3 5") one at a time instead of tokens: a listing of a
+ * million UIDs then costs no memory here, and the caller bounds it (0 to go
+ * on, < 0 to fail the response with IMAP_ERR_REFUSED). */
 struct imap_sink {
 	int (*begin)(void *ctx, const char *key, uint64_t n);
 	int (*write)(void *ctx, const void *p, size_t n);
 	int (*end)(void *ctx);
 	void (*abort)(void *ctx);
+	int (*number)(void *ctx, uint64_t n);
 	void *ctx;
 };
+
+#define IMAP_SINK_DROP (-1)
+#define IMAP_SINK_REFUSE (-2)
 
 #define IMAP_INLINE_LITERAL_MAX (64 * 1024)
 
@@ -50,6 +62,7 @@ enum imap_err {
 	IMAP_ERR_TOOBIG = -4,  /* a line, a token count or an inline literal passed its limit */
 	IMAP_ERR_ABORT = -5,   /* the sink asked to stop */
 	IMAP_ERR_NOMEM = -6,
+	IMAP_ERR_REFUSED = -7, /* the sink refused a literal or a number; the stream is not at a boundary */
 };
 const char *imap_strerror(int err);
 
@@ -92,9 +105,24 @@ struct imap_resp {
 
 struct imap_reader;
 
-/* max_line bounds the bytes of one response outside streamed literals
- * (inline literals count), which bounds memory. */
+/* max_line bounds the bytes of one response outside streamed literals and
+ * SEARCH numbers (inline literals count); with the token cap
+ * (IMAP_MAX_TOKENS) it bounds the reader's memory to about 2 * max_line. */
 int imap_reader_create(const struct imap_src *src, size_t max_line, struct imap_reader **r);
+
+/* The most tokens one response may have before it fails with
+ * IMAP_ERR_TOOBIG. A real response has a few hundred at most (a FETCH with
+ * many keywords); SEARCH numbers go to the sink and do not count. */
+#define IMAP_MAX_TOKENS 65536
+
+/* Literals announced as larger than max fail with IMAP_ERR_TOOBIG before
+ * any of their bytes is read (default: no limit). */
+void imap_reader_set_max_literal(struct imap_reader *rd, uint64_t max);
+
+/* Inside a sink's begin(): the tokens of the response read so far (their
+ * s pointers valid until begin returns), e.g. the RFC822.SIZE that came
+ * before a BODY[] literal. */
+const struct imap_tok *imap_reader_tokens_so_far(struct imap_reader *rd, size_t *n_r);
 void imap_reader_destroy(struct imap_reader **r);
 
 /* Reads the next response. 0, or an imap_err. After an error other than
@@ -111,10 +139,5 @@ size_t imap_reader_buffered(const struct imap_reader *rd);
 
 /* Case-insensitive ASCII comparison helper for names and atoms. */
 bool imap_is(const char *a, const char *b);
-
-/* Parses an IMAP sequence set of UIDs ("1:3,7,9:8"; '*' is not accepted)
- * and calls cb for every number in it, in the order written (ranges
- * ascending). 0, -EINVAL for a malformed set, or cb's non-zero return. */
-int imap_seqset_foreach(const char *set, int (*cb)(void *ctx, uint32_t uid), void *ctx);
 
 #endif

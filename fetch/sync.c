@@ -24,6 +24,7 @@
 #include "reconcile.h"
 #include "secret.h"
 #include "sync_pop3.h"
+#include "uidset.h"
 
 /* UIDs per UID FETCH command; bounded so one command line stays short. */
 #define FETCH_MAX_UIDS 2000
@@ -397,22 +398,6 @@ static enum fetch_status apply_flags(struct ingest_run *run, const struct index_
 	return FETCH_OK;
 }
 
-/* known ∩ vanished, both ascending. */
-static size_t intersect(const uint32_t *a, size_t na, const uint32_t *b, size_t nb, uint32_t *out)
-{
-	size_t i = 0, j = 0, k = 0;
-
-	while (i < na && j < nb) {
-		if (a[i] < b[j])
-			i++;
-		else if (b[j] < a[i])
-			j++;
-		else
-			out[k++] = a[i], i++, j++;
-	}
-	return k;
-}
-
 static enum fetch_status sync_imap_folder(struct ingest_run *run, struct imap *s,
 					  const struct imap_mailbox *mb)
 {
@@ -486,7 +471,9 @@ static enum fetch_status sync_imap_folder(struct ingest_run *run, struct imap *s
 			   : FETCH_LOCAL_BAD;
 		if (ret != FETCH_OK)
 			goto failed;
-		n_gone = intersect(known, n_known, ch.vanished, ch.n_vanished, gone);
+		n_gone = uidset_intersect(&ch.vanished, known, n_known, gone);
+		/* Expunged UIDs at or beyond UIDNEXT were never given out. */
+		uint64_t beyond = st.uidnext ? uidset_count_from(&ch.vanished, st.uidnext) : 0;
 		uint32_t *dummy = NULL;
 		size_t n_dummy = 0;
 		if (reconcile_uids(known, n_known, remote, n_remote, &nw, &n_new, &dummy, &n_dummy) < 0) {
@@ -494,15 +481,22 @@ static enum fetch_status sync_imap_folder(struct ingest_run *run, struct imap *s
 			goto done;
 		}
 		free(dummy);
-		complete = n_known - n_gone + n_new == imap_state(s)->exists;
+		complete = !beyond && n_known - n_gone + n_new == imap_state(s)->exists;
 		if (complete) {
 			n_remote = imap_state(s)->exists;
 			log_debug("%s %s: QRESYNC: %zu vanished, %zu new", run->label, f.name,
 				  n_gone, n_new);
 		} else {
-			log_info("%s %s: the changes the server reported do not add up (%zu known, "
+			if (beyond)
+				log_warn("%s %s: the changes %s reported do not add up: %" PRIu64
+					 " expunged UIDs at or beyond UIDNEXT %" PRIu32 ", which were "
+					 "never given out; listing all UIDs", run->label, f.name,
+					 run->a->host, beyond, st.uidnext);
+			else
+				log_info("%s %s: the changes the server reported do not add up (%zu known, "
 				 "%zu vanished, %zu new, %" PRIu32 " on the server); listing all UIDs",
-				 run->label, f.name, n_known, n_gone, n_new, imap_state(s)->exists);
+					 run->label, f.name, n_known, n_gone, n_new,
+					 imap_state(s)->exists);
 			free(remote), free(nw), free(gone);
 			remote = nw = gone = NULL;
 			n_remote = n_new = n_gone = 0;

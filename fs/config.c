@@ -46,6 +46,8 @@ enum kind {
 	K_CA_FILE,
 	K_BOOL,
 	K_FRACTION,
+	K_SIZE,        /* bytes, with an optional K, M, G or T suffix (powers of 1024) */
+	K_MIN_FREE,    /* a K_SIZE or a percentage */
 };
 
 struct keydef {
@@ -61,12 +63,17 @@ static const struct keydef store_keys[] = {
 	{ .name = "path", .kind = K_DIR, .off = offsetof(struct settings, store_path) },
 	{ .name = "trash_days", .kind = K_INT, .off = offsetof(struct settings, trash_days),
 	  .min = 1, .max = 3650, .unit = "days" },
+	{ .name = "min_free", .kind = K_MIN_FREE },
 	{ .name = NULL },
 };
 
 static const struct keydef sync_keys[] = {
 	{ .name = "workers", .kind = K_INT, .off = offsetof(struct settings, workers),
 	  .min = 1, .max = 64, .unit = "workers" },
+	{ .name = "max_message_size", .kind = K_SIZE,
+	  .off = offsetof(struct settings, max_message_size) },
+	{ .name = "max_folders", .kind = K_INT, .off = offsetof(struct settings, max_folders),
+	  .min = 1, .max = 1000000, .unit = "folders" },
 	{ .name = NULL },
 };
 
@@ -436,6 +443,38 @@ static bool parse_int(const char *v, long min, long max, long *r)
 	return true;
 }
 
+/* "262144", "256K", "256M", "1G", "2T" (powers of 1024) -> bytes, at
+ * least 1 KiB and at most 1 PiB. */
+static bool parse_size(const char *v, uint64_t *r)
+{
+	uint64_t x = 0, mult = 1;
+	const char *c = v;
+
+	for (; *c >= '0' && *c <= '9'; c++) {
+		if (c - v >= 16)
+			return false;
+		x = x * 10 + (uint64_t)(*c - '0');
+	}
+	if (c == v)
+		return false;
+	switch (*c) {
+	case '\0': break;
+	case 'k': case 'K': mult = 1ull << 10; c++; break;
+	case 'm': case 'M': mult = 1ull << 20; c++; break;
+	case 'g': case 'G': mult = 1ull << 30; c++; break;
+	case 't': case 'T': mult = 1ull << 40; c++; break;
+	default: return false;
+	}
+	if (mult > 1 && *c == 'i')
+		c++;                      /* "MiB" */
+	if (*c == 'B' || *c == 'b')
+		c++;
+	if (*c || x > (1ull << 50) / mult || x * mult < 1024)
+		return false;
+	*r = x * mult;
+	return true;
+}
+
 static int set_uid(struct parse *p, const char *key, const char *v, struct user_settings *u)
 {
 	struct passwd pw, *res = NULL;
@@ -688,6 +727,28 @@ static bool raw_has_inline_comment(const struct parse *p)
 	return false;
 }
 
+/* [store] min_free: a size ("2G") or a percentage of the filesystem ("5%"). */
+static int set_min_free(struct parse *p, const char *key, const char *v, struct settings *s)
+{
+	size_t n = strlen(v);
+	long pct;
+	char num[8], q[72];
+
+	s->min_free_set = true;
+	if (n >= 2 && n - 1 < sizeof(num) && v[n - 1] == '%') {
+		memcpy(num, v, n - 1);
+		num[n - 1] = '\0';
+		if (parse_int(num, 0, 50, &pct)) {
+			s->min_free_fraction = (double)pct / 100;
+			return 0;
+		}
+	} else if (parse_size(v, &s->min_free_bytes)) {
+		return 0;
+	}
+	return fail(p, p->line, key, "expected a size such as 1G or a percentage of the "
+		    "filesystem from 0%% to 50%%, got %s", shown(v, q, sizeof(q)));
+}
+
 static int set_value(struct parse *p, const struct keydef *k, void *obj, const char *v)
 {
 	char **str = (char **)((char *)obj + k->off);
@@ -771,6 +832,13 @@ static int set_value(struct parse *p, const struct keydef *k, void *obj, const c
 	}
 	case K_FRACTION:
 		return set_fraction(p, k->name, v, obj);
+	case K_SIZE:
+		if (!parse_size(v, (uint64_t *)((char *)obj + k->off)))
+			return fail(p, p->line, k->name, "expected a size such as 256M or 1G "
+				    "(from 1K to 1024T), got %s", shown(v, q, sizeof(q)));
+		return 0;
+	case K_MIN_FREE:
+		return set_min_free(p, k->name, v, obj);
 	}
 	*str = strdup(v);
 	return *str ? 0 : fail_nomem(p);
@@ -953,6 +1021,11 @@ int config_parse_string(const char *text, const char *name, struct settings **r,
 	}
 	p.s->trash_days = 30;
 	p.s->workers = 4;
+	/* Exchange Online allows the largest messages of the big providers,
+	 * 150 MB; Gmail 50 MB. A message past 256 MiB is an attack or a
+	 * mistake, and refusing it keeps one reply from filling the disk. */
+	p.s->max_message_size = 256ull << 20;
+	p.s->max_folders = 10000;
 
 	/* Debian's libinih turns its compile-time options into globals. No
 	 * continuation lines: an indented key must not be glued to the value
@@ -981,6 +1054,10 @@ int config_parse_string(const char *text, const char *name, struct settings **r,
 	finish(&p);
 	if (p.rc)
 		goto out;
+	for (size_t i = 0; i < p.s->n_accounts; i++) {
+		p.s->accounts[i].max_message_size = p.s->max_message_size;
+		p.s->accounts[i].max_folders = (size_t)p.s->max_folders;
+	}
 	for (size_t i = 0; i < p.s->n_accounts; i++) {
 		const struct account_settings *a = &p.s->accounts[i];
 		if (a->tls_off)

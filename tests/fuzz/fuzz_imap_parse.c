@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "../../fetch/imap_parse.h"
+#include "../../fetch/uidset.h"
 
 #define CHECK(x) do { if (!(x)) __builtin_trap(); } while (0)
 
@@ -129,12 +130,34 @@ static void fz_abort(void *ctx)
 	mix_u(s->h, s->got);
 }
 
-static int count_cb(void *ctx, uint32_t uid)
+static int fz_number(void *ctx, uint64_t n)
 {
-	unsigned *n = ctx;
+	struct fz_sink *s = ctx;
 
-	CHECK(uid > 0);
-	return ++*n >= 1000;  /* "1:4294967295" is valid; do not walk it all */
+	mix_u(s->h, n);
+	return 0;
+}
+
+/* Any atom may be a UID set: parsed as ranges, whatever it spans, in time
+ * proportional to its text. */
+static void check_uidset(const char *text)
+{
+	struct uidset set = UIDSET_INIT;
+	static const uint32_t probe[] = { 1, 2, 7, 1000, 4294967295u };
+	uint32_t in[5];
+
+	if (uidset_parse(&set, text) == 0) {
+		uint64_t n = uidset_normalize(&set);
+
+		CHECK(n > 0 && n <= set.added && set.n > 0);
+		CHECK(uidset_count_from(&set, 1) == n);
+		CHECK(uidset_intersect(&set, probe, 5, in) <= 5);
+		for (size_t i = 1; i < set.n; i++)
+			CHECK(set.v[i - 1].hi < set.v[i].lo && set.v[i].lo - set.v[i - 1].hi > 1);
+	} else {
+		CHECK(set.n == 0 && set.added == 0);
+	}
+	uidset_release(&set);
 }
 
 static void check_resp(uint64_t *h, const struct imap_resp *r)
@@ -154,8 +177,6 @@ static void check_resp(uint64_t *h, const struct imap_resp *r)
 	CHECK(r->kind != IMAP_TAGGED || r->status != IMAP_ST_NONE);
 	for (size_t i = 0; i < r->n_toks; i++) {
 		const struct imap_tok *t = &r->toks[i];
-		unsigned n = 0;
-
 		CHECK(t->s && t->s[t->len] == '\0');
 		mix_u(h, t->type);
 		mix(h, t->s, t->len);
@@ -166,7 +187,7 @@ static void check_resp(uint64_t *h, const struct imap_resp *r)
 			CHECK(strlen(t->s) == t->len && t->len > 0);
 			if (t->type == IMAP_NUMBER)
 				mix_u(h, t->num);
-			imap_seqset_foreach(t->s, count_cb, &n);
+			check_uidset(t->s);
 			break;
 		case IMAP_STRING:
 			break;
@@ -195,7 +216,7 @@ static uint64_t read_all(const uint8_t *data, size_t size, enum fz_mode mode,
 	struct imap_src src = { fz_read, &fs };
 	uint64_t h = 14695981039346656037ull;
 	struct fz_sink fk = { mode, &h, false, false, 0, 0, 0 };
-	struct imap_sink sink = { fz_begin, fz_write, fz_end, fz_abort, &fk };
+	struct imap_sink sink = { fz_begin, fz_write, fz_end, fz_abort, fz_number, &fk };
 	struct imap_reader *rd;
 
 	if (imap_reader_create(&src, max_line, &rd) != 0)

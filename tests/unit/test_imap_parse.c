@@ -268,7 +268,7 @@ static void run(const char *in, size_t len, enum sink_mode mode, size_t max_line
 	struct mem_src m = { in, len, 0, chunk, io_error };
 	struct imap_src src = { mem_read, &m };
 	struct log_sink ls = { mode, log, BUF_INIT(1 << 24), false, 0 };
-	struct imap_sink sink = { ls_begin, ls_write, ls_end, ls_abort, &ls };
+	struct imap_sink sink = { ls_begin, ls_write, ls_end, ls_abort, NULL, &ls };
 	struct imap_reader *rd;
 	int i;
 
@@ -928,91 +928,15 @@ static void test_inline_max(void **state)
 	buf_release(&log);
 }
 
-struct seq_out {
-	uint32_t got[64];
-	size_t n;
-	size_t stop_at;  /* return 7 on this call (1-based), 0: never */
-};
-
-static int seq_cb(void *ctx, uint32_t uid)
-{
-	struct seq_out *o = ctx;
-
-	assert_true(o->n < 64);
-	o->got[o->n++] = uid;
-	return o->n == o->stop_at ? 7 : 0;
-}
-
-static void test_seqset(void **state)
-{
-	static const struct {
-		const char *set;
-		int ret;
-		size_t n;
-		uint32_t want[8];
-	} t[] = {
-		{ "1", 0, 1, { 1 } },
-		{ "1:3,5", 0, 4, { 1, 2, 3, 5 } },
-		{ "1:5,7", 0, 6, { 1, 2, 3, 4, 5, 7 } },
-		{ "9:8", 0, 2, { 8, 9 } },
-		{ "1:3,7,9:8", 0, 6, { 1, 2, 3, 7, 8, 9 } },
-		{ "5,3,4", 0, 3, { 5, 3, 4 } },
-		{ "4:4", 0, 1, { 4 } },
-		{ "4294967295", 0, 1, { 4294967295u } },
-		{ "4294967294:4294967295", 0, 2, { 4294967294u, 4294967295u } },
-		{ "4294967295:4294967293", 0, 3, { 4294967293u, 4294967294u, 4294967295u } },
-		{ "", -EINVAL, 0, { 0 } },
-		{ ",", -EINVAL, 0, { 0 } },
-		{ "1,", -EINVAL, 0, { 0 } },
-		{ ",1", -EINVAL, 0, { 0 } },
-		{ "1,,2", -EINVAL, 0, { 0 } },
-		{ "1::3", -EINVAL, 0, { 0 } },
-		{ "1:", -EINVAL, 0, { 0 } },
-		{ ":3", -EINVAL, 0, { 0 } },
-		{ "1:2:3", -EINVAL, 0, { 0 } },
-		{ "0", -EINVAL, 0, { 0 } },
-		{ "0:3", -EINVAL, 0, { 0 } },
-		{ "01", -EINVAL, 0, { 0 } },
-		{ "*", -EINVAL, 0, { 0 } },
-		{ "1:*", -EINVAL, 0, { 0 } },
-		{ "4294967296", -EINVAL, 0, { 0 } },
-		{ "99999999999999999999", -EINVAL, 0, { 0 } },
-		{ "1 2", -EINVAL, 0, { 0 } },
-		{ " 1", -EINVAL, 0, { 0 } },
-		{ "a", -EINVAL, 0, { 0 } },
-		{ "-1", -EINVAL, 0, { 0 } },
-		{ "+1", -EINVAL, 0, { 0 } },
-		{ "1:3,5,x", -EINVAL, 0, { 0 } },  /* no calls before the error */
-	};
-
-	(void)state;
-	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
-		struct seq_out o = { { 0 }, 0, 0 };
-
-		if (imap_seqset_foreach(t[i].set, seq_cb, &o) != t[i].ret)
-			fail_msg("seqset \"%s\"", t[i].set);
-		assert_int_equal(o.n, t[i].n);
-		assert_memory_equal(o.got, t[i].want, t[i].n * sizeof(uint32_t));
-	}
-	{
-		struct seq_out o = { { 0 }, 0, 3 };
-
-		/* the callback's non-zero return stops the walk and is returned */
-		assert_int_equal(imap_seqset_foreach("1:3,5", seq_cb, &o), 7);
-		assert_int_equal(o.n, 3);
-	}
-	assert_int_equal(imap_seqset_foreach(NULL, seq_cb, NULL), -EINVAL);
-}
-
-/* A seqset token from a response goes straight to imap_seqset_foreach. */
-static void test_vanished_to_seqset(void **state)
+/* A VANISHED set is an atom the caller hands to uidset_parse (test_uidset
+ * covers the sets themselves). */
+static void test_vanished_set_token(void **state)
 {
 	static const char in[] = "* VANISHED (EARLIER) 1:3,5\r\n";
 	struct mem_src m = { in, sizeof(in) - 1, 0, SIZE_MAX, false };
 	struct imap_src src = { mem_read, &m };
 	struct imap_reader *rd;
 	struct imap_resp r;
-	struct seq_out o = { { 0 }, 0, 0 };
 
 	(void)state;
 	assert_int_equal(imap_reader_create(&src, 4096, &rd), 0);
@@ -1021,9 +945,193 @@ static void test_vanished_to_seqset(void **state)
 	assert_int_equal(r.n_toks, 4);
 	assert_true(imap_is(r.toks[1].s, "EARLIER"));
 	assert_int_equal(r.toks[3].type, IMAP_ATOM);
-	assert_int_equal(imap_seqset_foreach(r.toks[3].s, seq_cb, &o), 0);
-	assert_int_equal(o.n, 4);
-	assert_int_equal(o.got[3], 5);
+	assert_string_equal(r.toks[3].s, "1:3,5");
+	imap_reader_destroy(&rd);
+}
+
+/* ---- bounds against hostile servers ---- */
+
+struct num_sink {
+	uint64_t sum, n, stop_after;
+};
+
+static int ns_number(void *ctx, uint64_t n)
+{
+	struct num_sink *ns = ctx;
+
+	ns->sum += n;
+	return ++ns->n == ns->stop_after ? -1 : 0;
+}
+
+static int ns_inline(void *ctx, const char *key, uint64_t n)
+{
+	(void)ctx, (void)key, (void)n;
+	return 0;
+}
+
+/* SEARCH numbers go to the sink one by one and cost neither tokens nor
+ * line bytes: 200,000 of them pass a reader whose line limit is 4 KiB. */
+static void test_search_numbers_stream(void **state)
+{
+	struct buf in = BUF_INIT(4 << 20);
+	struct num_sink ns = { 0 };
+	struct imap_sink sink = { .begin = ns_inline, .number = ns_number, .ctx = &ns };
+	struct imap_reader *rd;
+	struct imap_resp r;
+	struct mem_src m;
+	struct imap_src src = { mem_read, &m };
+	uint64_t want = 0;
+
+	(void)state;
+	assert_int_equal(buf_appends(&in, "* SEARCH"), 0);
+	for (unsigned u = 1; u <= 200000; u++) {
+		assert_int_equal(buf_printf(&in, " %u", u * 3), 0);
+		want += u * 3;
+	}
+	assert_int_equal(buf_appends(&in, " (MODSEQ 17)\r\n* 3 EXISTS\r\nA1 OK done\r\n"), 0);
+	m = (struct mem_src){ in.data, in.len, 0, 4093, false };
+	assert_int_equal(imap_reader_create(&src, 4096, &rd), 0);
+	assert_int_equal(imap_read_response(rd, &r, &sink), 0);
+	assert_string_equal(r.name, "SEARCH");
+	assert_int_equal(ns.n, 200000);
+	assert_true(ns.sum == want);
+	/* only the (MODSEQ 17) list is left as tokens */
+	assert_int_equal(r.n_toks, 4);
+	assert_int_equal(r.toks[0].type, IMAP_LIST_BEGIN);
+	assert_int_equal(imap_read_response(rd, &r, &sink), 0);
+	assert_string_equal(r.name, "EXISTS");
+	assert_int_equal(imap_read_response(rd, &r, &sink), 0);
+	assert_string_equal(r.tag, "A1");
+	imap_reader_destroy(&rd);
+
+	/* the sink's refusal ends the response at once */
+	ns = (struct num_sink){ .stop_after = 10 };
+	m = (struct mem_src){ in.data, in.len, 0, 4093, false };
+	assert_int_equal(imap_reader_create(&src, 4096, &rd), 0);
+	assert_int_equal(imap_read_response(rd, &r, &sink), IMAP_ERR_REFUSED);
+	assert_int_equal(ns.n, 10);
+	assert_true(m.pos < 16384);
+	imap_reader_destroy(&rd);
+	buf_release(&in);
+}
+
+/* A line of open parens, or of a million tiny atoms, stops at the token
+ * cap, long before the line limit; the reader's memory stays bounded. */
+static void test_token_cap(void **state)
+{
+	static const char *fill[] = { "(", "a ", "1 " };
+	struct buf in = BUF_INIT(8 << 20);
+	struct imap_reader *rd;
+	struct imap_resp r;
+	struct mem_src m;
+	struct imap_src src = { mem_read, &m };
+
+	(void)state;
+	for (size_t f = 0; f < sizeof(fill) / sizeof(fill[0]); f++) {
+		buf_reset(&in);
+		assert_int_equal(buf_appends(&in, "* FLAGS ("), 0);
+		for (unsigned i = 0; i < 2 * IMAP_MAX_TOKENS; i++)
+			assert_int_equal(buf_appends(&in, fill[f]), 0);
+		assert_int_equal(buf_appends(&in, ")\r\n"), 0);
+		m = (struct mem_src){ in.data, in.len, 0, SIZE_MAX, false };
+		assert_int_equal(imap_reader_create(&src, 8 << 20, &rd), 0);
+		assert_int_equal(imap_read_response(rd, &r, NULL), IMAP_ERR_TOOBIG);
+		/* it stopped near the cap: at most 2 bytes a token were
+		 * parsed, and the reader reads ahead 64 KiB at most */
+		assert_true(m.pos <= 2 * (size_t)IMAP_MAX_TOKENS + (64 << 10) + 64);
+		imap_reader_destroy(&rd);
+	}
+	buf_release(&in);
+}
+
+/* A line without an end stops at max_line. */
+static void test_endless_line(void **state)
+{
+	struct buf in = BUF_INIT(4 << 20);
+	struct imap_reader *rd;
+	struct imap_resp r;
+	struct mem_src m;
+	struct imap_src src = { mem_read, &m };
+
+	(void)state;
+	assert_int_equal(buf_appends(&in, "* OK "), 0);
+	for (unsigned i = 0; i < 3 << 20; i++)
+		assert_int_equal(buf_appendc(&in, 'x'), 0);
+	m = (struct mem_src){ in.data, in.len, 0, SIZE_MAX, false };
+	assert_int_equal(imap_reader_create(&src, 1 << 20, &rd), 0);
+	assert_int_equal(imap_read_response(rd, &r, NULL), IMAP_ERR_TOOBIG);
+	assert_true(m.pos <= (1 << 20) + 64 * 1024);
+	imap_reader_destroy(&rd);
+	buf_release(&in);
+}
+
+static int refusing_begin(void *ctx, const char *key, uint64_t n)
+{
+	size_t *calls = ctx;
+
+	(void)key, (void)n;
+	++*calls;
+	return IMAP_SINK_REFUSE;
+}
+
+/* A literal announced past max_literal fails before a byte of it is read;
+ * a sink's refusal fails at once too, with no skipping of the literal. */
+static void test_literal_limits(void **state)
+{
+	static const char huge[] = "* 1 FETCH (UID 7 BODY[] {999999999999}\r\nxxxxxxxx";
+	static const char fine[] = "* 1 FETCH (UID 7 RFC822.SIZE 5 BODY[] {5000}\r\nxxxxxxxx";
+	size_t calls = 0;
+	struct imap_sink sink = { .begin = refusing_begin, .ctx = &calls };
+	struct imap_reader *rd;
+	struct imap_resp r;
+	struct mem_src m = { huge, sizeof(huge) - 1, 0, SIZE_MAX, false };
+	struct imap_src src = { mem_read, &m };
+
+	(void)state;
+	assert_int_equal(imap_reader_create(&src, 4096, &rd), 0);
+	imap_reader_set_max_literal(rd, 1 << 20);
+	assert_int_equal(imap_read_response(rd, &r, &sink), IMAP_ERR_TOOBIG);
+	assert_int_equal(calls, 0);
+	imap_reader_destroy(&rd);
+
+	m = (struct mem_src){ fine, sizeof(fine) - 1, 0, SIZE_MAX, false };
+	assert_int_equal(imap_reader_create(&src, 4096, &rd), 0);
+	imap_reader_set_max_literal(rd, 1 << 20);
+	assert_int_equal(imap_read_response(rd, &r, &sink), IMAP_ERR_REFUSED);
+	assert_int_equal(calls, 1);
+	imap_reader_destroy(&rd);
+}
+
+static int size_begin(void *ctx, const char *key, uint64_t n)
+{
+	struct imap_reader **rd = ctx;
+	size_t nt;
+	const struct imap_tok *t = imap_reader_tokens_so_far(*rd, &nt);
+
+	(void)n;
+	assert_string_equal(key, "BODY[]");
+	/* "(" "UID" "7" "RFC822.SIZE" "5" "BODY[]" */
+	assert_int_equal(nt, 6);
+	assert_string_equal(t[3].s, "RFC822.SIZE");
+	assert_int_equal(t[4].num, 5);
+	return IMAP_SINK_DROP;
+}
+
+/* The tokens before a literal are there for the sink to check. */
+static void test_tokens_so_far(void **state)
+{
+	static const char in[] = "* 1 FETCH (UID 7 RFC822.SIZE 5 BODY[] {3}\r\nabc)\r\nA1 OK\r\n";
+	struct imap_reader *rd;
+	struct imap_sink sink = { .begin = size_begin, .ctx = &rd };
+	struct imap_resp r;
+	struct mem_src m = { in, sizeof(in) - 1, 0, SIZE_MAX, false };
+	struct imap_src src = { mem_read, &m };
+
+	(void)state;
+	assert_int_equal(imap_reader_create(&src, 4096, &rd), 0);
+	assert_int_equal(imap_read_response(rd, &r, &sink), IMAP_ERR_ABORT);
+	assert_int_equal(imap_read_response(rd, &r, &sink), 0);
+	assert_string_equal(r.tag, "A1");
 	imap_reader_destroy(&rd);
 }
 
@@ -1046,10 +1154,11 @@ static void test_is(void **state)
 static void test_strerror(void **state)
 {
 	static const int errs[] = { IMAP_ERR_EOF, IMAP_ERR_IO, IMAP_ERR_PROTO,
-				    IMAP_ERR_TOOBIG, IMAP_ERR_ABORT, IMAP_ERR_NOMEM };
+				    IMAP_ERR_TOOBIG, IMAP_ERR_ABORT, IMAP_ERR_NOMEM,
+				    IMAP_ERR_REFUSED };
 
 	(void)state;
-	for (size_t i = 0; i < 6; i++) {
+	for (size_t i = 0; i < sizeof(errs) / sizeof(errs[0]); i++) {
 		assert_non_null(imap_strerror(errs[i]));
 		for (size_t j = 0; j < i; j++)
 			assert_string_not_equal(imap_strerror(errs[i]), imap_strerror(errs[j]));
@@ -1066,8 +1175,12 @@ int main(void)
 		cmocka_unit_test(test_many_tokens),
 		cmocka_unit_test(test_big_streamed_body),
 		cmocka_unit_test(test_inline_max),
-		cmocka_unit_test(test_seqset),
-		cmocka_unit_test(test_vanished_to_seqset),
+		cmocka_unit_test(test_vanished_set_token),
+		cmocka_unit_test(test_search_numbers_stream),
+		cmocka_unit_test(test_token_cap),
+		cmocka_unit_test(test_endless_line),
+		cmocka_unit_test(test_literal_limits),
+		cmocka_unit_test(test_tokens_so_far),
 		cmocka_unit_test(test_is),
 		cmocka_unit_test(test_strerror),
 	};
