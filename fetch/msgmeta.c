@@ -78,19 +78,59 @@ void msgmeta_release(struct msgmeta *m)
 	memset(m, 0, sizeof(*m));
 }
 
-size_t msgmeta_header_len(const char *p, size_t len)
+/* The end of the header block in p[0..len), looking at the line ends from
+ * `from` on; the bytes before from are context only (a piece may end right
+ * after a line break, or between the CR and the LF of an empty line). */
+static size_t header_end(const char *p, size_t len, size_t from)
 {
-	if (len >= 2 && p[0] == '\r' && p[1] == '\n')
-		return 2;          /* no header at all */
-	for (size_t i = 0; i < len; i++) {
+	for (size_t i = from; i < len; i++) {
 		if (p[i] != '\n')
 			continue;
-		if (i == 0)
-			return 1;          /* no header at all: the body starts at once */
-		if (i + 1 < len && p[i + 1] == '\n')
-			return i + 2;
-		if (i + 2 < len && p[i + 1] == '\r' && p[i + 2] == '\n')
-			return i + 3;
+		/* an empty line: "\n" or "\r\n" at the start, or after a "\n" */
+		if (i == 0 || p[i - 1] == '\n' ||
+		    (p[i - 1] == '\r' && (i == 1 || p[i - 2] == '\n')))
+			return i + 1;
 	}
+	return 0;
+}
+
+size_t msgmeta_header_len(const char *p, size_t len)
+{
+	return header_end(p, len, 0);
+}
+
+void msgmeta_header_init(struct msgmeta_header *h, size_t keep)
+{
+	buf_init(&h->buf, keep + 1);
+	h->keep = keep;
+	h->done = false;
+}
+
+void msgmeta_header_reset(struct msgmeta_header *h)
+{
+	buf_reset(&h->buf);
+	h->done = false;
+}
+
+void msgmeta_header_release(struct msgmeta_header *h)
+{
+	buf_release(&h->buf);
+	h->done = false;
+}
+
+int msgmeta_header_feed(struct msgmeta_header *h, const void *p, size_t n)
+{
+	size_t from = h->buf.len, room = h->keep - h->buf.len;
+	int rc;
+
+	if (h->done)
+		return 0;
+	rc = buf_append(&h->buf, p, n < room ? n : room);
+	if (rc < 0) {
+		h->done = true;
+		return rc;
+	}
+	if (header_end(h->buf.data, h->buf.len, from) || h->buf.len >= h->keep)
+		h->done = true;
 	return 0;
 }

@@ -5,8 +5,10 @@
 #ifndef MAILDISK_MSGMETA_H
 #define MAILDISK_MSGMETA_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include "../cache/buf.h"
 
 /* Longest field kept, in bytes (cut at a UTF-8 boundary). */
 #define MSGMETA_FIELD_MAX (16 * 1024)
@@ -29,5 +31,19 @@ void msgmeta_release(struct msgmeta *m);
 /* Length of the header block at the start of p[0..len): up to and including
  * the first empty line (CRLF CRLF or LF LF), or 0 if not complete yet. */
 size_t msgmeta_header_len(const char *p, size_t len);
+
+/* The header of a message that arrives in pieces split anywhere: its bytes
+ * are kept up to and including the empty line that ends it, or up to keep
+ * bytes when it is longer. */
+struct msgmeta_header {
+	struct buf buf;     /* owned: what was kept */
+	size_t keep;
+	bool done;          /* the end was seen, or keep bytes are kept */
+};
+void msgmeta_header_init(struct msgmeta_header *h, size_t keep);
+void msgmeta_header_reset(struct msgmeta_header *h);
+void msgmeta_header_release(struct msgmeta_header *h);
+/* 0, or -ENOMEM (then done is set: the header is what was kept). */
+int msgmeta_header_feed(struct msgmeta_header *h, const void *p, size_t n);
 
 #endif

@@ -77,12 +77,151 @@ static void test_empty_and_header_len(void **state)
 	assert_int_equal(msgmeta_header_len("A: b\r\nC: d", 10), 0);   /* not complete */
 }
 
+/* ---- a header arriving in pieces (ingest) ---- */
+
+static const char *const split_msgs[] = {
+	"Return-Path: <a@example.org>\r\n"
+	"Message-ID: <split-1@example.org>\r\n"
+	"Date: Tue, 01 Dec 2026 10:00:00 +0000\r\n"
+	"From: Anna <a@example.org>\r\n"
+	"To: Bob <b@example.org>\r\n"
+	"Subject: =?UTF-8?Q?=C3=84pfel?= and pears\r\n"
+	"\r\n"
+	"Body line one\r\n\r\nBody after a blank line\r\n",
+	/* LF line ends, a folded header */
+	"Message-ID: <split-2@example.org>\n"
+	"Subject: a long\n subject, folded\n"
+	"Date: Wed, 02 Dec 2026 11:00:00 +0100\n"
+	"\n"
+	"body\n",
+	/* no body at all, header ends the message */
+	"Message-ID: <split-3@example.org>\r\nSubject: only a header\r\n\r\n",
+	/* no header at all */
+	"\r\nSubject: this is the body, not a header\r\n",
+	/* an empty body line right after the header's first line */
+	"Subject: x\r\n\r\n\r\n",
+	"",
+};
+
+struct whole {
+	size_t hlen;
+	struct msgmeta mm;
+};
+
+static void feed_pieces(const char *m, size_t n, const size_t *cuts, size_t n_cuts,
+			struct msgmeta_header *h)
+{
+	size_t at = 0;
+
+	msgmeta_header_reset(h);
+	for (size_t i = 0; i <= n_cuts; i++) {
+		size_t to = i < n_cuts ? cuts[i] : n;
+
+		assert_int_equal(msgmeta_header_feed(h, m + at, to - at), 0);
+		at = to;
+	}
+}
+
+static void check_same(const struct msgmeta_header *h, const struct whole *w, const char *m,
+		       const size_t *cuts, size_t n_cuts)
+{
+	size_t hl = h->buf.len ? msgmeta_header_len(h->buf.data, h->buf.len) : 0;
+	struct msgmeta mm;
+
+	if (hl != w->hlen)
+		fail_msg("header length %zu, whole %zu, cut at %zu/%zu of \"%.20s\"", hl, w->hlen,
+			 n_cuts ? cuts[0] : 0, n_cuts > 1 ? cuts[1] : 0, m);
+	assert_int_equal(msgmeta_parse(h->buf.data ? h->buf.data : "", hl ? hl : h->buf.len, &mm), 0);
+	if (w->mm.subject)
+		assert_string_equal(mm.subject, w->mm.subject);
+	else
+		assert_null(mm.subject);
+	if (w->mm.message_id)
+		assert_string_equal(mm.message_id, w->mm.message_id);
+	else
+		assert_null(mm.message_id);
+	assert_true(mm.date == w->mm.date);
+	msgmeta_release(&mm);
+}
+
+/* The kept header, and what is parsed from it, do not depend on where the
+ * message was split: every single cut, and every pair of cuts. */
+static void test_header_split_anywhere(void **state)
+{
+	struct msgmeta_header h;
+
+	(void)state;
+	msgmeta_header_init(&h, 1 << 16);
+	for (size_t k = 0; k < sizeof(split_msgs) / sizeof(split_msgs[0]); k++) {
+		const char *m = split_msgs[k];
+		size_t n = strlen(m);
+		struct whole w = { msgmeta_header_len(m, n), { 0 } };
+
+		assert_int_equal(msgmeta_parse(m, w.hlen ? w.hlen : n, &w.mm), 0);
+		if (k == 0) {
+			assert_string_equal(w.mm.subject, "\xc3\x84pfel and pears");
+			assert_string_equal(w.mm.message_id, "split-1@example.org");
+		}
+		for (size_t i = 0; i <= n; i++) {
+			feed_pieces(m, n, &i, 1, &h);
+			check_same(&h, &w, m, &i, 1);
+			for (size_t j = i; j <= n; j++) {
+				size_t cuts[2] = { i, j };
+
+				feed_pieces(m, n, cuts, 2, &h);
+				check_same(&h, &w, m, cuts, 2);
+			}
+		}
+		msgmeta_release(&w.mm);
+	}
+	msgmeta_header_release(&h);
+}
+
+/* A piece ending one byte after a line break was taken for the end of the
+ * header (the scan restarted at a "\n" it took for an empty line). */
+static void test_header_piece_after_line_break(void **state)
+{
+	static const char m[] = "Subject: one\r\nMessage-ID: <x@y>\r\nDate: Tue, 01 Dec 2026 "
+				"10:00:00 +0000\r\n\r\nbody";
+	struct msgmeta_header h;
+	const char *p = m;
+
+	(void)state;
+	msgmeta_header_init(&h, 4096);
+	/* "Subject: one\r\nM" then the rest, 3 bytes at a time */
+	assert_int_equal(msgmeta_header_feed(&h, p, 15), 0);
+	assert_false(h.done);
+	for (p += 15; *p; p += strlen(p) < 3 ? strlen(p) : 3)
+		assert_int_equal(msgmeta_header_feed(&h, p, strlen(p) < 3 ? strlen(p) : 3), 0);
+	assert_true(h.done);
+	assert_int_equal(msgmeta_header_len(h.buf.data, h.buf.len), sizeof(m) - 1 - 4);
+	msgmeta_header_release(&h);
+}
+
+/* Past keep bytes the header is cut, and done. */
+static void test_header_keep(void **state)
+{
+	struct msgmeta_header h;
+
+	(void)state;
+	msgmeta_header_init(&h, 16);
+	assert_int_equal(msgmeta_header_feed(&h, "Subject: a very long subject\r\n", 30), 0);
+	assert_true(h.done);
+	assert_int_equal(h.buf.len, 16);
+	assert_int_equal(msgmeta_header_feed(&h, "more", 4), 0);
+	assert_int_equal(h.buf.len, 16);
+	msgmeta_header_release(&h);
+}
+
 int main(void)
 {
 	msgmeta_init();
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_fields),
 		cmocka_unit_test(test_empty_and_header_len),
+		cmocka_unit_test(test_header_split_anywhere),
+		cmocka_unit_test(test_header_piece_after_line_break),
+		cmocka_unit_test(test_header_keep),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
