@@ -27,6 +27,7 @@
 #include <strings.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
@@ -404,6 +405,17 @@ void store_close(struct store **sp)
 	free(s->root);
 	free(s);
 	*sp = NULL;
+}
+
+int store_free_space(const struct store *s, uint64_t *avail_r, uint64_t *total_r)
+{
+	struct statvfs v;
+
+	if (statvfs(s->root, &v) < 0)
+		return -errno;
+	*avail_r = (uint64_t)v.f_bavail * v.f_frsize;
+	*total_r = (uint64_t)v.f_blocks * v.f_frsize;
+	return 0;
 }
 
 const char *store_root(const struct store *s)

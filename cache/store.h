@@ -29,6 +29,10 @@ struct store;
 int store_open(const char *root, struct store **r);
 void store_close(struct store **s);
 const char *store_root(const struct store *s);
+/* Bytes an unprivileged writer may still use on the store's filesystem
+ * (f_bavail: without the blocks reserved for root, which a daemon running
+ * as root would otherwise eat), and the filesystem's size. 0 or -errno. */
+int store_free_space(const struct store *s, uint64_t *avail_r, uint64_t *total_r);
 int store_index_open(const struct store *s, bool readonly, struct index **r);
 
 /* One writer per store: takes an exclusive flock on <root>/lock and writes

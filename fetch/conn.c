@@ -22,9 +22,42 @@ struct conn {
 	int cancel_fd;           /* borrowed, -1 for none */
 	bool timed_out;          /* the last failure was the timeout */
 	bool cancelled;          /* the last failure was cancel_fd */
+	struct timespec window;  /* start of the current progress window */
+	size_t window_bytes;     /* bytes received in it */
+	struct timespec last;    /* when the last byte came, or the window began */
 	char label[128];
 	char error[CURL_ERROR_SIZE + 160];
 };
+
+bool conn_fd_fired(int fd)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+
+	return fd >= 0 && poll(&p, 1, 0) > 0 && (p.revents & POLLIN);
+}
+
+/* libcurl's progress callback during the login: a stop must not wait for
+ * a server that stalls its greeting. */
+static int login_progress(void *fdp, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t un)
+{
+	(void)dt, (void)dn, (void)ut, (void)un;
+	return conn_fd_fired(*(const int *)fdp);
+}
+
+static int64_t ms_since(const struct timespec *t)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (int64_t)(now.tv_sec - t->tv_sec) * 1000 + (now.tv_nsec - t->tv_nsec) / 1000000;
+}
+
+static void window_restart(struct conn *c)
+{
+	clock_gettime(CLOCK_MONOTONIC, &c->window);
+	c->last = c->window;
+	c->window_bytes = 0;
+}
 
 /* Maps libcurl's connection-phase failures to what the user should do. */
 static enum fetch_retry describe_failure(CURLcode rc, const struct conn_opts *o,
@@ -64,6 +97,9 @@ static enum fetch_retry describe_failure(CURLcode rc, const struct conn_opts *o,
 	case CURLE_OPERATION_TIMEDOUT:
 		buf_printf(err, "%s: the server did not answer within %d s (%s)",
 			   o->label, o->timeout, d);
+		return RETRY_LATER;
+	case CURLE_ABORTED_BY_CALLBACK:
+		buf_printf(err, "%s: stopped while logging in", o->label);
 		return RETRY_LATER;
 	default:
 		buf_printf(err, "%s: connection failed: %s", o->label, d);
@@ -114,6 +150,12 @@ enum fetch_status conn_open(const struct conn_opts *o, struct conn **r,
 	curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
 	if (o->ca_file)
 		curl_easy_setopt(h, CURLOPT_CAINFO, o->ca_file);
+	c->cancel_fd = o->cancel_fd;
+	if (o->cancel_fd >= 0) {
+		curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+		curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, login_progress);
+		curl_easy_setopt(h, CURLOPT_XFERINFODATA, &c->cancel_fd);
+	}
 
 	rc = curl_easy_perform(h);
 	if (rc == CURLE_OK)
@@ -127,6 +169,7 @@ enum fetch_status conn_open(const struct conn_opts *o, struct conn **r,
 	}
 	c->sock = sock;
 	c->error[0] = '\0';
+	window_restart(c);
 	*r = c;
 	return FETCH_OK;
 }
@@ -177,7 +220,8 @@ void conn_set_cancel(struct conn *c, int fd)
 	c->cancel_fd = fd;
 }
 
-/* Waits for the socket; 1 ready, 0 timed out or cancelled, -1 error. */
+/* Waits for the socket until the progress window ends; 1 ready, 0 timed
+ * out or cancelled, -1 error. */
 static int wait_sock(struct conn *c, short events)
 {
 	struct pollfd p[2] = { { .fd = c->sock, .events = events },
@@ -185,9 +229,11 @@ static int wait_sock(struct conn *c, short events)
 	int n;
 
 	c->timed_out = c->cancelled = false;
-	do
-		n = poll(p, c->cancel_fd >= 0 ? 2 : 1, c->timeout_ms);
-	while (n < 0 && errno == EINTR);
+	do {
+		int64_t left = c->timeout_ms - ms_since(&c->window);
+
+		n = left > 0 ? poll(p, c->cancel_fd >= 0 ? 2 : 1, (int)left) : 0;
+	} while (n < 0 && errno == EINTR);
 	if (n < 0) {
 		snprintf(c->error, sizeof(c->error), "poll: %s", strerror(errno));
 		return -1;
@@ -199,8 +245,13 @@ static int wait_sock(struct conn *c, short events)
 	}
 	if (n == 0) {
 		c->timed_out = true;
-		snprintf(c->error, sizeof(c->error), "no data from the server for %d s",
-			 c->timeout_ms / 1000);
+		/* A burst that stopped dead reads as silence; a trickle as such. */
+		if (ms_since(&c->last) >= c->timeout_ms / 10 * 9)
+			snprintf(c->error, sizeof(c->error), "no data from the server for %d s",
+				 c->timeout_ms / 1000);
+		else
+			snprintf(c->error, sizeof(c->error), "the server sent only %zu bytes in %d s",
+				 c->window_bytes, c->timeout_ms / 1000);
 		return 0;
 	}
 	return 1;
@@ -216,8 +267,13 @@ ssize_t conn_read(void *conn, void *p, size_t n)
 		/* Try first: TLS may hold decrypted bytes the socket no longer shows. */
 		CURLcode rc = curl_easy_recv(c->curl, p, n, &got);
 
-		if (rc == CURLE_OK)
+		if (rc == CURLE_OK) {
+			clock_gettime(CLOCK_MONOTONIC, &c->last);
+			c->window_bytes += got;
+			if (c->window_bytes >= CONN_MIN_PROGRESS)
+				window_restart(c);
 			return (ssize_t)got;   /* 0: the server closed the connection */
+		}
 		if (rc != CURLE_AGAIN) {
 			snprintf(c->error, sizeof(c->error), "receive failed: %s",
 				 curl_easy_strerror(rc));
@@ -232,6 +288,8 @@ int conn_write(struct conn *c, const void *p, size_t n)
 {
 	const char *s = p;
 
+	/* A command: the wait for its answer starts now. */
+	window_restart(c);
 	while (n > 0) {
 		size_t sent = 0;
 		CURLcode rc = curl_easy_send(c->curl, s, n, &sent);

@@ -28,7 +28,13 @@ struct conn_opts {
 	const char *ca_file;    /* borrowed, may be NULL */
 	int timeout;            /* seconds without progress before an operation fails */
 	const char *label;      /* borrowed: "alice/work", for messages */
+	int cancel_fd;          /* borrowed, -1 for none: see conn_set_cancel; also ends the login */
 };
+
+/* Progress: a command must bring at least this many bytes within each
+ * timeout window, else it fails as timed out. One byte every 59 s keeps a
+ * per-read timeout of 60 s happy forever; this does not. */
+#define CONN_MIN_PROGRESS 1024
 
 /* FETCH_OK, or FETCH_ACCOUNT_BAD with err describing the failure for a user
  * ("alice/work: login refused by 127.0.0.1: check the password") and
@@ -38,8 +44,10 @@ enum fetch_status conn_open(const struct conn_opts *o, struct conn **r,
 void conn_close(struct conn **c);
 
 /* Blocks until some bytes arrive (up to n), the peer closes (0), or an
- * error or the timeout (-1, conn_error says which). Has the signature of
- * struct imap_src's read, with the conn as ctx. */
+ * error or the timeout (-1, conn_error says which). The timeout counts from
+ * the last write (a command), or from the last time CONN_MIN_PROGRESS bytes
+ * had arrived since then: a trickle fails like silence. Has the signature
+ * of struct imap_src's read, with the conn as ctx. */
 ssize_t conn_read(void *conn, void *p, size_t n);
 /* Writes all n bytes; 0 or -1 (conn_error). */
 int conn_write(struct conn *c, const void *p, size_t n);
@@ -56,5 +64,7 @@ void conn_set_timeout_ms(struct conn *c, int ms);
 void conn_set_cancel(struct conn *c, int fd);
 /* Whether the last failure was the cancel descriptor. */
 bool conn_cancelled(const struct conn *c);
+/* Whether fd (-1: never) is readable now: a cancel descriptor has fired. */
+bool conn_fd_fired(int fd);
 
 #endif

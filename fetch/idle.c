@@ -64,7 +64,8 @@ static void *idle_main(void *arg)
 
 		if (secret_get(w->a, &secret, &err) == 0) {
 			buf_reset(&err);
-			st = imap_open(w->a, secret, secret_is_token(w->a), &s, &retry, &err);
+			st = imap_open(w->a, secret, secret_is_token(w->a), w->cancel_fd, &s, &retry,
+				       &err);
 			explicit_bzero(secret, strlen(secret));
 			free(secret);
 		}

@@ -160,10 +160,14 @@ static enum fetch_status run(struct imap *s, const char *what, untagged_fn fn, v
 			else if (rc == IMAP_ERR_REFUSED && s->refusal[0])
 				set_error(s, "%s: %s; the connection was closed", what, s->refusal);
 			else if (rc == IMAP_ERR_TOOBIG)
-				set_error(s, "%s: %s sent a response larger than %u MiB, more than %u "
-					  "tokens, or a literal larger than max_message_size (%" PRIu64
-					  " bytes); the connection was closed", what, s->host,
-					  IMAP_MAX_LINE >> 20, IMAP_MAX_TOKENS, s->max_message_size);
+				set_error(s, "%s: %s sent a response line longer than %u MiB or with "
+					  "more than %u tokens; the connection was closed", what,
+					  s->host, IMAP_MAX_LINE >> 20, IMAP_MAX_TOKENS);
+			else if (rc == IMAP_ERR_LITERAL)
+				set_error(s, "%s: %s announced a literal of %" PRIu64 " bytes, larger "
+					  "than max_message_size (%" PRIu64 " bytes); nothing of it was "
+					  "stored and the connection was closed", what, s->host,
+					  imap_reader_literal_size(s->rd), s->max_message_size);
 			else
 				set_error(s, "%s: %s", what, imap_strerror(rc));
 			s->refusal[0] = '\0';
@@ -261,7 +265,7 @@ static ssize_t src_read(void *ctx, void *p, size_t n)
 }
 
 enum fetch_status imap_open(const struct account_settings *a, const char *secret,
-			    bool xoauth2, struct imap **r, enum fetch_retry *retry_r,
+			    bool xoauth2, int cancel_fd, struct imap **r, enum fetch_retry *retry_r,
 			    struct buf *err)
 {
 	struct imap *s = calloc(1, sizeof(*s));
@@ -289,6 +293,7 @@ enum fetch_status imap_open(const struct account_settings *a, const char *secret
 		.url = url, .login = a->login, .secret = secret, .xoauth2 = xoauth2,
 		.tls_off = a->tls_off, .ca_file = a->ca_file,
 		.timeout = a->timeout > 0 ? a->timeout : 60, .label = label,
+		.cancel_fd = cancel_fd,
 	};
 	st = conn_open(&co, &s->conn, retry_r, err);
 	if (st != FETCH_OK) {
@@ -605,11 +610,44 @@ static int64_t parse_internaldate(const char *s)
 }
 
 struct fetch_ctx {
+	struct imap *s;            /* borrowed */
 	const struct imap_fetch_handler *h;
 	bool streamed;             /* this response's BODY[] went to the sink */
+	uint64_t body_size;        /* the size of the literal that went to the sink */
 	bool stop;
 	struct buf flags;
 };
+
+/* The most bytes a body may have for a message of RFC822.SIZE size: the
+ * server may count LF line ends and send CRLF, which at worst doubles it. */
+static uint64_t body_limit(uint64_t size)
+{
+	return 2 * size + 1024;
+}
+
+/* A BODY[] literal larger than the RFC822.SIZE sent before it in the same
+ * response: refused before a byte of it is written. */
+static bool body_too_big(struct fetch_ctx *f, uint64_t n)
+{
+	size_t nt;
+	const struct imap_tok *t = imap_reader_tokens_so_far(f->s->rd, &nt);
+	uint64_t uid = 0, size = UINT64_MAX;
+
+	for (size_t i = 1; i + 1 < nt; i++) {
+		if (t[i].type != IMAP_ATOM || t[i + 1].type != IMAP_NUMBER)
+			continue;
+		if (imap_is(t[i].s, "RFC822.SIZE"))
+			size = t[i + 1].num;
+		else if (imap_is(t[i].s, "UID"))
+			uid = t[i + 1].num;
+	}
+	if (size == UINT64_MAX || n <= body_limit(size))
+		return false;
+	snprintf(f->s->refusal, sizeof(f->s->refusal), "message UID %" PRIu64 ": %s announced "
+		 "a body of %" PRIu64 " bytes for a message of %" PRIu64 " bytes (RFC822.SIZE)",
+		 uid, f->s->host, n, size);
+	return true;
+}
 
 static int fsink_begin(void *ctx, const char *key, uint64_t n)
 {
@@ -618,9 +656,13 @@ static int fsink_begin(void *ctx, const char *key, uint64_t n)
 
 	if (!key || !imap_is(key, "BODY[]"))
 		return 0;        /* small items (header fields) stay inline */
+	if (body_too_big(f, n))
+		return IMAP_SINK_REFUSE;
 	rc = f->h->sink.begin(f->h->sink.ctx, key, n);
-	if (rc == 1)
+	if (rc == 1) {
 		f->streamed = true;
+		f->body_size = n;
+	}
 	return rc;
 }
 
@@ -695,6 +737,13 @@ static int fetch_collect(struct imap *s, const struct imap_resp *r, void *ctx)
 		}
 		i = v->type == IMAP_LIST_BEGIN ? v->end : i + 1;
 	}
+	if (m.body && m.size && f->body_size > body_limit(m.size)) {
+		/* RFC822.SIZE came after the body: the file goes unstored. */
+		set_error(s, "FETCH: message UID %" PRIu32 ": %s sent a body of %" PRIu64 " bytes "
+			  "for a message of %" PRIu64 " bytes (RFC822.SIZE)", m.uid, s->host,
+			  f->body_size, m.size);
+		return -1;
+	}
 	if (m.uid == 0) {
 		/* An EXAMINE session can still see other clients' flag changes
 		 * without a UID when the server has no CONDSTORE; nothing to do. */
@@ -714,7 +763,7 @@ static int fetch_collect(struct imap *s, const struct imap_resp *r, void *ctx)
 enum fetch_status imap_fetch(struct imap *s, const char *uidset, const char *items,
 			     const struct imap_fetch_handler *h)
 {
-	struct fetch_ctx f = { .h = h };
+	struct fetch_ctx f = { .s = s, .h = h };
 	struct imap_sink sink = {
 		.begin = fsink_begin, .write = fsink_write, .end = fsink_end,
 		.abort = fsink_abort, .ctx = &f,
@@ -862,6 +911,7 @@ enum fetch_status imap_examine(struct imap *s, const char *raw, uint32_t since_u
 		/* makes the server report HIGHESTMODSEQ (QRESYNC implies it) */
 		buf_appends(&s->cmd, " (CONDSTORE)");
 	h.ctx = &c;
+	c.fetch.s = s;
 	c.fetch.h = &h;
 	buf_init(&c.fetch.flags, 64 * 1024);
 	st = run(s, "EXAMINE", qresync ? changes_collect : NULL, &c, NULL);
@@ -900,6 +950,7 @@ enum fetch_status imap_flag_changes(struct imap *s, uint64_t since_modseq,
 
 	memset(ch, 0, sizeof(*ch));
 	h.ctx = &c;
+	c.fetch.s = s;
 	c.fetch.h = &h;
 	buf_init(&c.fetch.flags, 64 * 1024);
 	cmd_set(s, "UID FETCH 1:* (UID FLAGS) (CHANGEDSINCE %" PRIu64 ")", since_modseq);

@@ -27,9 +27,10 @@
 struct imap;
 
 /* Connects and authenticates as the account's user (conn.h), reads the
- * capabilities, and enables QRESYNC when offered. */
+ * capabilities, and enables QRESYNC when offered. cancel_fd (-1: none)
+ * ends the login and every later wait at once (conn_set_cancel). */
 enum fetch_status imap_open(const struct account_settings *a, const char *secret,
-			    bool xoauth2, struct imap **r, enum fetch_retry *retry_r,
+			    bool xoauth2, int cancel_fd, struct imap **r, enum fetch_retry *retry_r,
 			    struct buf *err);
 /* Sends LOGOUT when the session is healthy, then closes. Safe on NULL. */
 void imap_close(struct imap **s);

@@ -32,6 +32,7 @@ struct imap_reader {
 	size_t max_line;
 	size_t max_toks;
 	uint64_t max_literal;
+	uint64_t last_literal;      /* size of the last literal announced */
 	struct buf arena;           /* owned: text of the current response; offset 0 holds "" */
 	struct imap_tok *toks;      /* owned */
 	size_t *offs;               /* owned: arena offset of each token's text */
@@ -62,6 +63,7 @@ const char *imap_strerror(int err)
 	case IMAP_ERR_ABORT: return "response aborted by receiver";
 	case IMAP_ERR_NOMEM: return "out of memory";
 	case IMAP_ERR_REFUSED: return "response refused by receiver";
+	case IMAP_ERR_LITERAL: return "literal larger than allowed";
 	}
 	return "unknown imap reader error";
 }
@@ -112,6 +114,11 @@ int imap_reader_create(const struct imap_src *src, size_t max_line, struct imap_
 void imap_reader_set_max_literal(struct imap_reader *rd, uint64_t max)
 {
 	rd->max_literal = max;
+}
+
+uint64_t imap_reader_literal_size(const struct imap_reader *rd)
+{
+	return rd->last_literal;
 }
 
 const struct imap_tok *imap_reader_tokens_so_far(struct imap_reader *rd, size_t *n_r)
@@ -468,8 +475,9 @@ static int parse_literal(struct imap_reader *rd)
 		return e;
 	/* Before a byte of it is read: "{999999999999}" and an endless stream
 	 * must cost nothing. */
+	rd->last_literal = n;
 	if (n > rd->max_literal)
-		return IMAP_ERR_TOOBIG;
+		return IMAP_ERR_LITERAL;
 
 	if (rd->draining)
 		return skip(rd, n);

@@ -63,6 +63,7 @@ enum imap_err {
 	IMAP_ERR_ABORT = -5,   /* the sink asked to stop */
 	IMAP_ERR_NOMEM = -6,
 	IMAP_ERR_REFUSED = -7, /* the sink refused a literal or a number; the stream is not at a boundary */
+	IMAP_ERR_LITERAL = -8, /* a literal announced larger than max_literal; nothing of it was read */
 };
 const char *imap_strerror(int err);
 
@@ -115,9 +116,11 @@ int imap_reader_create(const struct imap_src *src, size_t max_line, struct imap_
  * many keywords); SEARCH numbers go to the sink and do not count. */
 #define IMAP_MAX_TOKENS 65536
 
-/* Literals announced as larger than max fail with IMAP_ERR_TOOBIG before
+/* Literals announced as larger than max fail with IMAP_ERR_LITERAL before
  * any of their bytes is read (default: no limit). */
 void imap_reader_set_max_literal(struct imap_reader *rd, uint64_t max);
+/* The size of the last literal announced ("{n}"), e.g. the one refused. */
+uint64_t imap_reader_literal_size(const struct imap_reader *rd);
 
 /* Inside a sink's begin(): the tokens of the response read so far (their
  * s pointers valid until begin returns), e.g. the RFC822.SIZE that came

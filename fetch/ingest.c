@@ -4,6 +4,8 @@
 #include "ingest.h"
 
 #include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +34,19 @@ void ingest_note_error(struct ingest_run *run, const char *msg)
 {
 	if (!run->r->error[0])
 		snprintf(run->r->error, sizeof(run->r->error), "%s", msg);
+}
+
+void ingest_local_error(struct ingest_run *run, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	log_error("%s", msg);
+	if (!run->local_error[0])
+		snprintf(run->local_error, sizeof(run->local_error), "%s", msg);
 }
 
 bool ingest_stopping(const struct ingest_run *run)
@@ -79,15 +94,53 @@ enum fetch_status ingest_open(struct ingest *in, struct ingest_run *run,
 	in->f = f;
 	in->uidvalidity = uidvalidity;
 	in->total = total;
-	buf_init(&in->hdr, INGEST_HEADER_KEEP + 1);
+	msgmeta_header_init(&in->hdr, INGEST_HEADER_KEEP);
 	rc = store_batch_create(run->st, f, &in->batch);
 	if (rc < 0) {
-		log_error("%s %s: cannot prepare the folder in the store: %s", run->label,
-			  f->name, strerror(-rc));
-		buf_release(&in->hdr);
+		ingest_local_error(run, "%s %s: cannot prepare the folder in the store: %s",
+				   run->label, f->name, strerror(-rc));
+		msgmeta_header_release(&in->hdr);
 		return FETCH_LOCAL_BAD;
 	}
 	return FETCH_OK;
+}
+
+/* The free-space floor: [store] min_free, else the smaller of 1 GiB and
+ * 5% of the filesystem, so a small disk is not held back by a large floor. */
+static uint64_t free_floor(const struct settings *cfg, uint64_t total)
+{
+	if (cfg && cfg->min_free_set)
+		return cfg->min_free_bytes ? cfg->min_free_bytes
+					   : (uint64_t)(cfg->min_free_fraction * (double)total);
+	return total / 20 < (1ull << 30) ? total / 20 : 1ull << 30;
+}
+
+/* How much may be written before the filesystem reaches its floor; < 0
+ * when it is below already (failed_local set, the reason said). Checked
+ * per message: a message is small next to the floor. */
+static int measure_room(struct ingest *in)
+{
+	struct ingest_run *run = in->run;
+	uint64_t avail, total, floor;
+	int rc = store_free_space(run->st, &avail, &total);
+
+	if (rc < 0) {
+		ingest_local_error(run, "%s %s: cannot read the free space of %s: %s", run->label,
+				   in->f->name, store_root(run->st), strerror(-rc));
+		in->failed_local = true;
+		return -1;
+	}
+	floor = free_floor(run->cfg, total);
+	if (avail <= floor) {
+		ingest_local_error(run, "%s %s: the store's filesystem (%s) has %" PRIu64 " MiB free, "
+				   "at or below min_free (%" PRIu64 " MiB): syncing is paused until "
+				   "space is freed; nothing was lost", run->label, in->f->name,
+				   store_root(run->st), avail >> 20, floor >> 20);
+		in->failed_local = true;
+		return -1;
+	}
+	in->room = (int64_t)(avail - floor);
+	return 0;
 }
 
 int ingest_msg_begin(struct ingest *in)
@@ -95,40 +148,62 @@ int ingest_msg_begin(struct ingest *in)
 	int rc;
 
 	ingest_msg_abort(in);
+	if (measure_room(in) < 0)
+		return -1;
 	rc = store_msg_begin(in->batch, &in->cur);
 	if (rc < 0) {
-		log_error("%s %s: cannot create a message file: %s", in->run->label, in->f->name,
-			  strerror(-rc));
+		ingest_local_error(in->run, "%s %s: cannot create a message file: %s",
+				   in->run->label, in->f->name, strerror(-rc));
 		in->cur = NULL;
 		in->failed_local = true;
 		return -1;
 	}
-	buf_reset(&in->hdr);
-	in->hdr_done = false;
+	msgmeta_header_reset(&in->hdr);
+	in->msg_bytes = 0;
 	return 0;
 }
 
 int ingest_msg_write(struct ingest *in, const void *p, size_t n)
 {
-	int rc = store_msg_write(in->cur, p, n);
+	struct ingest_run *run = in->run;
+	uint64_t max = run->a->max_message_size;
+	int rc;
 
-	if (rc < 0) {
-		log_error("%s %s: cannot write a message file: %s", in->run->label, in->f->name,
-			  strerror(-rc));
+	in->msg_bytes += n;
+	if (max && in->msg_bytes > max) {
+		/* IMAP refuses such a literal before it starts; POP3 only
+		 * learns it here. What was written goes with the message. */
+		if (!in->too_big) {
+			char msg[512];
+
+			snprintf(msg, sizeof(msg), "%s %s: a message from %s is larger than "
+				 "max_message_size (%" PRIu64 " bytes); it was not stored: raise "
+				 "max_message_size in [sync] if it is real", run->label,
+				 in->f->name, run->a->host, max);
+			log_error("%s", msg);
+			ingest_note_error(run, msg);
+		}
+		in->too_big = true;
+		return -1;
+	}
+	in->room -= (int64_t)n;
+	if (in->room < 0) {
+		ingest_local_error(run, "%s %s: the store's filesystem (%s) reached min_free while "
+				   "a message was written: syncing is paused until space is freed; "
+				   "nothing was lost", run->label, in->f->name, store_root(run->st));
 		in->failed_local = true;
 		return -1;
 	}
-	if (!in->hdr_done) {
-		size_t room = INGEST_HEADER_KEEP - in->hdr.len;
-		/* the blank line may straddle two writes */
-		size_t from = in->hdr.len > 3 ? in->hdr.len - 3 : 0;
-
-		buf_append(&in->hdr, p, n < room ? n : room);
-		if (msgmeta_header_len(in->hdr.data + from, in->hdr.len - from) ||
-		    in->hdr.len >= INGEST_HEADER_KEEP)
-			in->hdr_done = true;
+	rc = store_msg_write(in->cur, p, n);
+	if (rc < 0) {
+		ingest_local_error(run, "%s %s: cannot write a message file: %s", run->label,
+				   in->f->name, strerror(-rc));
+		in->failed_local = true;
+		return -1;
 	}
-	in->run->r->bytes += n;
+	/* A header of several MB is kept only in part; that is no failure. */
+	msgmeta_header_feed(&in->hdr, p, n);
+	run->r->bytes += n;
 	return 0;
 }
 
@@ -150,8 +225,9 @@ static int commit(struct ingest *in)
 		return 0;
 	rc = store_batch_commit(in->batch, run->ix, (int64_t)time(NULL), &ids, &n);
 	if (rc < 0) {
-		log_error("%s %s: cannot commit %zu messages to the store: %s", run->label,
-			  in->f->name, store_batch_count(in->batch), strerror(-rc));
+		ingest_local_error(run, "%s %s: cannot commit %zu messages to the store: %s",
+				   run->label, in->f->name, store_batch_count(in->batch),
+				   strerror(-rc));
 		in->failed_local = true;
 		return rc;
 	}
@@ -178,8 +254,9 @@ int ingest_msg_finish(struct ingest *in, const char *remote_id, int64_t internal
 		return 0;
 	if (internal_date == 0)
 		internal_date = (int64_t)time(NULL);
-	size_t hl = in->hdr.len ? msgmeta_header_len(in->hdr.data, in->hdr.len) : 0;
-	if (msgmeta_parse(in->hdr.data ? in->hdr.data : "", hl ? hl : in->hdr.len, &mm) < 0)
+	const struct buf *hdr = &in->hdr.buf;
+	size_t hl = hdr->len ? msgmeta_header_len(hdr->data, hdr->len) : 0;
+	if (msgmeta_parse(hdr->data ? hdr->data : "", hl ? hl : hdr->len, &mm) < 0)
 		goto nomem;
 	names_tag(run->a->name, in->f->name, in->uidvalidity, remote_id, tag, 8);
 	if (names_message_file(mm.date ? mm.date : internal_date, mm.subject, tag, &name) < 0) {
@@ -211,8 +288,8 @@ int ingest_msg_finish(struct ingest *in, const char *remote_id, int64_t internal
 	in->cur = NULL;
 	index_msg_release(&meta);
 	if (rc < 0) {
-		log_error("%s %s: message %s: cannot store it: %s", run->label, in->f->name,
-			  remote_id, strerror(-rc));
+		ingest_local_error(run, "%s %s: message %s: cannot store it: %s", run->label,
+				   in->f->name, remote_id, strerror(-rc));
 		in->failed_local = true;
 		return -1;
 	}
@@ -225,7 +302,7 @@ int ingest_msg_finish(struct ingest *in, const char *remote_id, int64_t internal
 		progress(in, false);
 	return 0;
 nomem:
-	log_error("%s %s: out of memory", run->label, in->f->name);
+	ingest_local_error(run, "%s %s: out of memory", run->label, in->f->name);
 	ingest_msg_abort(in);
 	in->failed_local = true;
 	return -1;
@@ -240,7 +317,7 @@ enum fetch_status ingest_close(struct ingest *in, enum fetch_status st)
 		st = FETCH_LOCAL_BAD;
 	progress(in, true);
 	store_batch_destroy(&in->batch);
-	buf_release(&in->hdr);
+	msgmeta_header_release(&in->hdr);
 	return st;
 }
 
@@ -273,8 +350,8 @@ int ingest_trash(struct ingest_run *run, const struct index_folder *f, const int
 		if (run->o->obs && run->o->obs->removed)
 			run->o->obs->removed(run->o->obs->ctx, f->id, ids, names, n);
 	} else {
-		log_error("%s %s: cannot move %zu message(s) to trash: %s", run->label, f->name,
-			  n, strerror(-rc));
+		ingest_local_error(run, "%s %s: cannot move %zu message(s) to trash: %s",
+				   run->label, f->name, n, strerror(-rc));
 	}
 	for (size_t i = 0; i < n; i++)
 		free(names[i]);

@@ -17,11 +17,13 @@
 #include "../cache/buf.h"
 #include "../cache/index.h"
 #include "../cache/store.h"
+#include "msgmeta.h"
 #include "sync.h"
 
 /* One account's sync run. */
 struct ingest_run {
 	struct store *st;                   /* borrowed */
+	const struct settings *cfg;         /* borrowed: store-wide limits (min_free) */
 	struct index *ix;                   /* owned by sync_account: the worker's writer connection */
 	const struct account_settings *a;   /* borrowed */
 	const struct sync_opts *o;          /* borrowed */
@@ -29,12 +31,17 @@ struct ingest_run {
 	int64_t sync_id;                    /* audit row of this run */
 	char label[160];                    /* "alice/work" */
 	bool changed;                       /* something was added or trashed */
+	char local_error[512];              /* the first local failure, said where its cause was known */
 };
 
 /* Worst-of into r->status: STOPPED, then local, account, folder, message. */
 void ingest_note_status(struct ingest_run *run, enum fetch_status st);
 /* Keeps the first account-level error message for r->error. */
 void ingest_note_error(struct ingest_run *run, const char *msg);
+/* Logs a local failure once, with its context, and keeps the first one in
+ * run->local_error for the folder's status. */
+void ingest_local_error(struct ingest_run *run, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
 bool ingest_stopping(const struct ingest_run *run);
 
 /* "mail/<user>/<account>/<folder path>", every part through names.c. */
@@ -48,9 +55,11 @@ struct ingest {
 	uint32_t uidvalidity;               /* for names_tag: part of the identity */
 	struct store_batch *batch;          /* owned */
 	struct store_msg *cur;              /* borrowed from batch: the message being written, or NULL */
-	struct buf hdr;                     /* the current message's header, up to INGEST_HEADER_KEEP */
-	bool hdr_done;
+	struct msgmeta_header hdr;          /* the current message's header, up to INGEST_HEADER_KEEP */
+	uint64_t msg_bytes;                 /* of the current message */
+	int64_t room;                       /* bytes that may still be written above the free-space floor */
 	bool failed_local;                  /* the store refused something: the caller must stop */
+	bool too_big;                       /* the current message passed max_message_size: stop */
 	size_t done, total;
 };
 
@@ -60,8 +69,12 @@ struct ingest {
  * FETCH_OK or FETCH_LOCAL_BAD (logged). */
 enum fetch_status ingest_open(struct ingest *in, struct ingest_run *run,
 			      const struct index_folder *f, uint32_t uidvalidity, size_t total);
-/* A message starts: 0, or -1 when the store failed (failed_local set). */
+/* A message starts: 0, or -1 when the store failed or the filesystem is
+ * below its free-space floor ([store] min_free; failed_local set, the
+ * reason in run->local_error). */
 int ingest_msg_begin(struct ingest *in);
+/* 0, or -1 when the store failed (failed_local set), or the message passed
+ * max_message_size (too_big set, the reason logged and in r->error): stop. */
 int ingest_msg_write(struct ingest *in, const void *p, size_t n);
 /* The message did not arrive whole: its file goes. Safe with no message. */
 void ingest_msg_abort(struct ingest *in);

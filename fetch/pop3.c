@@ -16,6 +16,7 @@
  * socket, which we know from the open/close socket callbacks) before
  * libcurl can say QUIT: a session that ends without QUIT changes nothing. */
 #include "pop3.h"
+#include "conn.h"
 
 #include <curl/curl.h>
 #include <errno.h>
@@ -269,6 +270,7 @@ struct pop3 {
 	char base[600];            /* "pop3s://host:port/" */
 	char label[160];           /* "alice/isp" */
 	int timeout;
+	int cancel_fd;             /* borrowed, -1 for none */
 	bool logged_in;            /* the first request succeeded */
 	bool broken;               /* cut or failed: no more requests, no RSET */
 	/* The connection libcurl holds for us, or CURL_SOCKET_BAD; maintained by
@@ -314,6 +316,15 @@ static int on_close(void *ud, curl_socket_t fd)
 	if (fd == s->sock)
 		s->sock = CURL_SOCKET_BAD;
 	return close(fd);
+}
+
+/* A stop ends a request at once, whatever the server does. */
+static int on_progress(void *ud, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t un)
+{
+	struct pop3 *s = ud;
+
+	(void)dt, (void)dn, (void)ut, (void)un;
+	return conn_fd_fired(s->cancel_fd);
 }
 
 static size_t on_line(char *p, size_t size, size_t n, void *ud)
@@ -483,7 +494,7 @@ static bool session_intact(struct pop3 *s, const char *what)
 }
 
 enum fetch_status pop3_open(const struct account_settings *a, const char *secret,
-			    bool xoauth2, struct pop3 **r, uint32_t *count_r,
+			    bool xoauth2, int cancel_fd, struct pop3 **r, uint32_t *count_r,
 			    enum fetch_retry *retry_r, struct buf *err)
 {
 	struct pop3 *s = calloc(1, sizeof(*s));
@@ -500,6 +511,7 @@ enum fetch_status pop3_open(const struct account_settings *a, const char *secret
 	}
 	s->sock = CURL_SOCKET_BAD;
 	s->timeout = a->timeout > 0 ? a->timeout : 60;
+	s->cancel_fd = cancel_fd;
 	snprintf(s->label, sizeof(s->label), "%s/%s", a->user, a->name);
 	url_for(a, s->base, sizeof(s->base));
 
@@ -510,10 +522,15 @@ enum fetch_status pop3_open(const struct account_settings *a, const char *secret
 	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, s->errbuf);
 	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, (long)s->timeout);
 	curl_easy_setopt(h, CURLOPT_SERVER_RESPONSE_TIMEOUT, (long)s->timeout);
-	/* A transfer that stalls for timeout seconds fails (no total limit:
-	 * a large message on a slow link may take long, but never stands still). */
-	curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
+	/* A transfer that brings less than CONN_MIN_PROGRESS bytes in timeout
+	 * seconds fails (no total limit: a large message on a slow link may
+	 * take long, but never crawls or stands still). */
+	curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT,
+			 (long)((CONN_MIN_PROGRESS + s->timeout - 1) / s->timeout));
 	curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, (long)s->timeout);
+	curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+	curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
+	curl_easy_setopt(h, CURLOPT_XFERINFODATA, s);
 	curl_easy_setopt(h, CURLOPT_USERNAME, a->login);
 	if (xoauth2) {
 		curl_easy_setopt(h, CURLOPT_XOAUTH2_BEARER, secret);

@@ -69,7 +69,8 @@ int pop3_stat_parse(const char *line, uint32_t *count_r, uint64_t *size_r);
 
 struct pop3;
 
-/* Connects, upgrades with STLS for pop3:// (refusing plaintext unless
+/* cancel_fd (-1: none), once readable, ends any request at once.
+ * Connects, upgrades with STLS for pop3:// (refusing plaintext unless
  * tls_off), verifies the certificate (ca_file added as a trust anchor),
  * logs in with the password or the XOAUTH2 bearer token, and issues STAT
  * (libcurl connects only as part of a request). FETCH_OK with *count_r the
@@ -78,7 +79,7 @@ struct pop3;
  * user and retry_r saying whether trying again without a change can help.
  * The secret is handed to libcurl only; it never reaches err or a log. */
 enum fetch_status pop3_open(const struct account_settings *a, const char *secret,
-			    bool xoauth2, struct pop3 **r, uint32_t *count_r,
+			    bool xoauth2, int cancel_fd, struct pop3 **r, uint32_t *count_r,
 			    enum fetch_retry *retry_r, struct buf *err);
 /* RSET when the session is healthy (nothing retrieved counts as seen),
  * then QUIT and close. Safe on NULL; clears *s. */

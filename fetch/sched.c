@@ -104,7 +104,7 @@ static void *worker_main(void *arg)
 		pthread_mutex_unlock(&s->lock);
 
 		struct sync_result r;
-		struct sync_opts o = { .obs = s->obs, .stop = &s->stop };
+		struct sync_opts o = { .obs = s->obs, .stop = &s->stop, .cancel_fd = s->cancel[0] };
 		sync_account(s->st, s->cfg, pick->a, &o, &r);
 		if (r.status == FETCH_OK && (r.n_new || r.n_trashed))
 			log_info("%s/%s: %lld new, %lld moved to trash", pick->a->user,
@@ -113,9 +113,6 @@ static void *worker_main(void *arg)
 		pthread_mutex_lock(&s->lock);
 		pick->running = false;
 		pick->failures = r.status == FETCH_OK ? 0 : pick->failures + 1;
-		if (r.status == FETCH_LOCAL_BAD)
-			log_error("%s/%s: the local store failed; check the disk and the log",
-				  pick->a->user, pick->a->name);
 		/* A request that came during the sync may have missed its changes. */
 		pick->due = pick->again ? 0 : time(NULL) + next_delay(pick, &r);
 		pick->again = false;

@@ -41,9 +41,11 @@ static int fx_begin(void *ctx, const char *key, uint64_t n)
 
 	(void)key;
 	(void)n;
+	/* Leaving: the rest of the answer is not worth reading, and a stop
+	 * must not wait for a large body to arrive. */
 	if (ingest_stopping(in->run) || in->failed_local)
-		return -1;     /* abort the response: we are leaving */
-	return ingest_msg_begin(in) < 0 ? -1 : 1;
+		return IMAP_SINK_REFUSE;
+	return ingest_msg_begin(in) < 0 ? IMAP_SINK_REFUSE : 1;
 }
 
 static int fx_write(void *ctx, const void *p, size_t n)
@@ -559,8 +561,11 @@ static enum fetch_status sync_imap_folder(struct ingest_run *run, struct imap *s
 				       complete ? st.highestmodseq : 0);
 	goto done;
 failed:
-	if (ret != FETCH_STOPPED)
-		log_error("%s", ret == FETCH_LOCAL_BAD ? "the store failed; see above" : imap_error(s));
+	if (ingest_stopping(run))
+		ret = FETCH_STOPPED;     /* the cancel descriptor ended a wait */
+	/* A local failure was said where it happened (ingest). */
+	if (ret != FETCH_STOPPED && ret != FETCH_LOCAL_BAD)
+		log_error("%s", imap_error(s));
 done:
 	if (held[0] && ret == FETCH_OK) {
 		run->r->n_held += n_gone ? (int64_t)n_gone : 1;
@@ -571,7 +576,8 @@ done:
 	else
 		index_folder_set_result(run->ix, f.id, time(NULL),
 					ret == FETCH_STOPPED ? "interrupted; the next sync goes on"
-					: ret == FETCH_LOCAL_BAD ? "local store error (see the log)"
+					: ret == FETCH_LOCAL_BAD ? (run->local_error[0] ? run->local_error
+								   : "local store error (see the log)")
 					: imap_error(s), f.held);
 	imap_changes_release(&ch);
 	index_ids_free(parked, n_parked);
@@ -638,7 +644,7 @@ static enum fetch_status sync_imap(struct ingest_run *run, const char *secret, b
 	struct buf err = BUF_INIT(1024);
 	enum fetch_status st;
 
-	st = imap_open(run->a, secret, token, &s, &run->r->retry, &err);
+	st = imap_open(run->a, secret, token, run->o->cancel_fd, &s, &run->r->retry, &err);
 	if (st != FETCH_OK) {
 		log_error("%s", err.data ? err.data : run->label);
 		ingest_note_error(run, err.data ? err.data : "connection failed");
@@ -682,6 +688,8 @@ static enum fetch_status sync_imap(struct ingest_run *run, const char *secret, b
 			ingest_note_error(run, imap_error(s));
 		if (fs == FETCH_ACCOUNT_BAD)
 			ingest_note_error(run, imap_error(s));
+		if (fs == FETCH_LOCAL_BAD && run->local_error[0])
+			ingest_note_error(run, run->local_error);
 		if (fs >= FETCH_ACCOUNT_BAD) {
 			st = fs;
 			break;
@@ -711,13 +719,12 @@ int sync_account(struct store *st, const struct settings *cfg,
 		 const struct account_settings *a, const struct sync_opts *o,
 		 struct sync_result *r)
 {
-	struct ingest_run run = { .st = st, .a = a, .o = o, .r = r };
+	struct ingest_run run = { .st = st, .cfg = cfg, .a = a, .o = o, .r = r };
 	struct buf err = BUF_INIT(1024);
 	char *secret = NULL;
 	enum fetch_status stat;
 	int rc;
 
-	(void)cfg;
 	memset(r, 0, sizeof(*r));
 	snprintf(run.label, sizeof(run.label), "%s/%s", a->user, a->name);
 	rc = store_index_open(st, false, &run.ix);

@@ -38,6 +38,7 @@ struct sync_opts {
 	bool progress;                 /* print progress to stderr (a terminal) */
 	const struct sync_observer *obs;   /* borrowed, may be NULL */
 	volatile sig_atomic_t *stop;   /* borrowed, may be NULL: set non-zero to stop at a message boundary */
+	int cancel_fd;                 /* -1, or readable once stop is set: ends every network wait at once */
 };
 
 struct sync_result {

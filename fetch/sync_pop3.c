@@ -57,6 +57,8 @@ static enum fetch_status fetch_new(struct ingest_run *run, struct pop3 *s,
 		if (st != FETCH_OK) {
 			/* A message that did not arrive whole is never kept. */
 			ingest_msg_abort(&in);
+			if (in.too_big)
+				st = FETCH_ACCOUNT_BAD;    /* the transfer was cut */
 			break;
 		}
 		/* POP3 has no INTERNALDATE: the time of download stands in. */
@@ -96,7 +98,7 @@ enum fetch_status sync_pop3(struct ingest_run *run, const char *secret, bool tok
 	enum fetch_status ret;
 	int rc;
 
-	ret = pop3_open(a, secret, token, &s, &count, &r->retry, &err);
+	ret = pop3_open(a, secret, token, run->o->cancel_fd, &s, &count, &r->retry, &err);
 	if (ret != FETCH_OK) {
 		log_error("%s", err.data ? err.data : run->label);
 		ingest_note_error(run, err.data ? err.data : "connection failed");
@@ -189,14 +191,16 @@ enum fetch_status sync_pop3(struct ingest_run *run, const char *secret, bool tok
 	if (ret == FETCH_OK)
 		index_folder_set_state(ix, f.id, POP3_UIDVALIDITY, 0, 0);
 done:
+	if (ret != FETCH_OK && ingest_stopping(run))
+		ret = FETCH_STOPPED;     /* the cancel descriptor ended a request */
 	pop3_close(&s);
 	if (held[0] && ret == FETCH_OK) {
 		r->n_held += (int64_t)n_gone;
 		log_warn("%s %s: deletions held: %s", run->label, POP3_FOLDER, held);
 	}
 	if (ret == FETCH_LOCAL_BAD && !error[0])
-		snprintf(error, sizeof(error), "%s %s: local store error (see the log)", run->label,
-			 POP3_FOLDER);
+		snprintf(error, sizeof(error), "%s", run->local_error[0] ? run->local_error
+					: "local store error (see the log)");
 	if (ret == FETCH_OK || ret == FETCH_STOPPED)
 		index_folder_set_result(ix, f.id, (int64_t)time(NULL), NULL, held[0] ? held : NULL);
 	else

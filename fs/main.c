@@ -9,6 +9,7 @@
  * Exit codes: 0 success, 1 a sync or check finished with errors (or held
  * deletions), 2 usage or config error. */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -51,11 +52,20 @@ static const char usage_text[] =
 	"  --help, --version\n";
 
 static volatile sig_atomic_t stop_flag;
+/* Readable once a stop was asked for: ends every network wait of a sync at
+ * once (sync_opts.cancel_fd), where the flag is only seen between messages. */
+static int stop_pipe[2] = { -1, -1 };
 
 static void on_stop_signal(int sig)
 {
+	int saved = errno;
+
 	(void)sig;
 	stop_flag = 1;
+	if (stop_pipe[1] >= 0 && write(stop_pipe[1], "q", 1) < 0) {
+		/* full: a stop is already pending */
+	}
+	errno = saved;
 }
 
 static int usage_error(const char *fmt, const char *arg)
@@ -275,7 +285,7 @@ static int cmd_sync(int argc, char **argv)
 	struct sync_result *res = calloc(c.cfg->n_accounts, sizeof(*res));
 	bool *ran = calloc(c.cfg->n_accounts, sizeof(*ran));
 	struct sync_opts o = { .allow_mass_delete = allow, .progress = isatty(STDERR_FILENO),
-			       .stop = &stop_flag };
+			       .stop = &stop_flag, .cancel_fd = stop_pipe[0] };
 	if (!res || !ran) {
 		fprintf(stderr, "maildisk: out of memory\n");
 		rc = EXIT_SYNC_ERRORS;
@@ -472,7 +482,7 @@ static int cmd_check(int argc, char **argv)
 			enum fetch_retry retry;
 
 			buf_reset(&err);
-			if (imap_open(a, secret, secret_is_token(a), &s, &retry, &err) == FETCH_OK) {
+			if (imap_open(a, secret, secret_is_token(a), -1, &s, &retry, &err) == FETCH_OK) {
 				struct imap_mailbox *mbs;
 				size_t n;
 
@@ -491,7 +501,7 @@ static int cmd_check(int argc, char **argv)
 			uint32_t count;
 
 			buf_reset(&err);
-			if (pop3_open(a, secret, secret_is_token(a), &s, &count, &retry, &err) ==
+			if (pop3_open(a, secret, secret_is_token(a), -1, &s, &count, &retry, &err) ==
 			    FETCH_OK) {
 				login = "ok";
 				/* one mailbox; say how many messages it holds */
@@ -673,6 +683,8 @@ int main(int argc, char **argv)
 	struct sigaction sa = { .sa_handler = on_stop_signal };
 
 	log_init("maildisk", false, LOG_LVL_INFO);
+	if (pipe2(stop_pipe, O_CLOEXEC | O_NONBLOCK) < 0)
+		stop_pipe[0] = stop_pipe[1] = -1;
 	if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
 	    strcmp(argv[1], "help") == 0) {
 		fputs(usage_text, argc < 2 ? stderr : stdout);

@@ -141,10 +141,14 @@ class Fault:
       listing   uids=[...]: UID SEARCH / UIDL answers exactly these;
                 folders=[...]: LIST shows only these
       exists    value=N: EXAMINE (or STAT) announces N messages
-      vanished  uids=[...]: EXAMINE (QRESYNC ...) reports these as VANISHED
+      vanished  uids=[...]: EXAMINE (QRESYNC ...) reports these as VANISHED;
+                set="1:4294967295": that UID set, as it is
       huge      size=N, send=K, then="close"|"stall", seconds=S: the first
                 BODY[] literal is announced as {N}, K bytes follow, then
                 the connection is closed or stalls
+      custom    produce=f: f(conn, tag) writes the whole answer itself (tag:
+                the command's tag, bytes); it may raise Hangup to end the
+                connection, else the session goes on
 
     Points ("at"): "start" (nothing sent), "mid_line" (half the first line),
     "middle" (half the answer), "mid_literal" (half way through literal
@@ -170,10 +174,11 @@ class Fault:
 class Reply:
     """An answer being built: bytes plus the offsets faults cut at."""
 
-    def __init__(self):
+    def __init__(self, tag=b"*"):
         self.data = bytearray()
         self.literals = []       # (offset of the literal's data, length)
         self.tagged = None       # offset of the tagged (final) line
+        self.tag = tag           # the command's tag
 
     def line(self, b):
         self.data += b + b"\r\n"
@@ -321,6 +326,9 @@ class _FakeBase:
                     conn.send(data[cut:])
                     return
             raise _Hangup()
+        if a == "custom":
+            p["produce"](conn, reply.tag)
+            return
         if a == "huge":
             conn.send(data)     # the builder already made the literal lie
             if p.get("then", "close") == "stall":
@@ -343,6 +351,9 @@ class _FakeBase:
 
 class _Hangup(Exception):
     pass
+
+
+Hangup = _Hangup
 
 
 class _Conn:
@@ -594,8 +605,8 @@ class FakeImap(_FakeBase):
             self.note(("%s %s" % (cmd, args)).strip() if cmd not in ("LOGIN", "AUTHENTICATE") else cmd,
                       violation=cmd in MUTATING or fetch_unpeeked)
             fault = self._fault_for(cmd)
-            r = Reply()
             t = tag.encode()
+            r = Reply(t)
             if cmd == "CAPABILITY":
                 r.line(b"* CAPABILITY " + self._caps(authed))
                 r.final(t + b" OK Capability completed")
@@ -697,8 +708,10 @@ class FakeImap(_FakeBase):
             since = int(m.group(2))
             gone = sorted(u for u, ms in f.vanished.items() if ms > since)
             if fault and fault.action == "vanished":
-                gone = sorted(fault.params["uids"])
-            if gone:
+                gone = sorted(fault.params.get("uids", []))
+            if fault and fault.action == "vanished" and "set" in fault.params:
+                r.line(b"* VANISHED (EARLIER) " + fault.params["set"].encode())
+            elif gone:
                 r.line(b"* VANISHED (EARLIER) " + _compact(gone).encode())
             for i, msg in enumerate(f.msgs):
                 if msg.modseq > since:

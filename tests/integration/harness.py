@@ -971,7 +971,7 @@ class Account:
         self.extra = dict(extra or {})
 
 
-def write_config(path, store, accounts, users=None, trash_days=30, extra_store=None):
+def write_config(path, store, accounts, users=None, trash_days=30, extra_store=None, extra_sync=None):
     """Writes a maildisk config (mode 0600) and the accounts' password
     files (0600) beside it. users: {name: local account}; by default each
     account's user maps to root (the tests run as root and do not mount)."""
@@ -982,6 +982,10 @@ def write_config(path, store, accounts, users=None, trash_days=30, extra_store=N
     for k, v in (extra_store or {}).items():
         lines.append("%s = %s" % (k, v))
     lines.append("")
+    if extra_sync:
+        lines.append("[sync]")
+        lines += ["%s = %s" % kv for kv in extra_sync.items()]
+        lines.append("")
     for u, local in users.items():
         lines += ["[user %s]" % u, "uid = %s" % local, ""]
     for a in accounts:

@@ -1090,8 +1090,9 @@ static void test_literal_limits(void **state)
 	(void)state;
 	assert_int_equal(imap_reader_create(&src, 4096, &rd), 0);
 	imap_reader_set_max_literal(rd, 1 << 20);
-	assert_int_equal(imap_read_response(rd, &r, &sink), IMAP_ERR_TOOBIG);
+	assert_int_equal(imap_read_response(rd, &r, &sink), IMAP_ERR_LITERAL);
 	assert_int_equal(calls, 0);
+	assert_true(imap_reader_literal_size(rd) == 999999999999ull);
 	imap_reader_destroy(&rd);
 
 	m = (struct mem_src){ fine, sizeof(fine) - 1, 0, SIZE_MAX, false };
@@ -1155,7 +1156,7 @@ static void test_strerror(void **state)
 {
 	static const int errs[] = { IMAP_ERR_EOF, IMAP_ERR_IO, IMAP_ERR_PROTO,
 				    IMAP_ERR_TOOBIG, IMAP_ERR_ABORT, IMAP_ERR_NOMEM,
-				    IMAP_ERR_REFUSED };
+				    IMAP_ERR_REFUSED, IMAP_ERR_LITERAL };
 
 	(void)state;
 	for (size_t i = 0; i < sizeof(errs) / sizeof(errs[0]); i++) {
