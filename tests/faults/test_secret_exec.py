@@ -18,6 +18,9 @@ and runs maildisk as root, which is where these are holes.
             fails; `probe`'s command, `sleep`, starts on gate's worker after
             it while held's socket is open, and the test reads which
             descriptors it holds from /proc.
+  daemon_fds  the same flags in the mounted daemon (`maildisk mount -f`),
+            /dev/fuse and its pipes included; noted and left out where
+            there is no /dev/fuse.
   symlink   a password_file that is a symbolic link (to a root-owned 0600
             file, which passes every owner and mode check) is refused with
             exit 2 and a message naming the file.
@@ -293,6 +296,42 @@ def scenario_fds(ctx):
     check(probe_fds == [0, 1, 2], "password_command inherited descriptors %s, expected only 0, 1, 2" % probe_fds)
 
 
+def scenario_daemon_fds(ctx):
+    """The mounted daemon, while an account's connection is being made:
+    every descriptor above 2 (/dev/fuse, its pipes, the index, the socket
+    and libcurl's own) is close-on-exec."""
+    tmp = os.path.join(ctx.tmp, "daemon_fds")
+    os.mkdir(tmp, 0o700)
+    srv = SilentServer(lambda: None)
+    cfg = write(os.path.join(tmp, "maildisk.conf"), "\n".join([
+        "[store]", "path = %s" % os.path.join(tmp, "store"), "",
+        "[user sam]", "uid = root", "",
+        "[account sam/held]", "url = imap://127.0.0.1:%d" % srv.port, "tls = off", "login = x",
+        "password = %s" % PW, "timeout = 20", ""]), 0o600)
+    try:
+        ml = F.mountlib()
+        if ml is None or not os.path.exists("/dev/fuse"):
+            log("NOTE: no FUSE here: the daemon's descriptors are not checked")
+            return
+        m = ml.Mount(ctx, cfg, os.path.join(tmp, "mnt")).start()
+        # the first sync starts at mount; its connection then waits for a
+        # greeting for `timeout` seconds, long enough to look
+        deadline = time.monotonic() + 15
+        while not srv.conns and time.monotonic() < deadline:
+            time.sleep(0.02)
+        check(srv.conns, "the daemon never connected to the server", m.log_text()[-2000:])
+        fds = daemon_fds(m.pid)
+    finally:
+        srv.close()
+    m.unmount()
+    log("  the daemon's descriptors while it connected:")
+    for fd, (flags, target) in sorted(fds.items()):
+        log("    %3d %s flags %o" % (fd, target, flags))
+    check(any(t == "/dev/fuse" for _, t in fds.values()), "no /dev/fuse among the daemon's descriptors")
+    open_on_exec = {fd: t for fd, (flags, t) in fds.items() if fd > 2 and not flags & O_CLOEXEC_FLAG}
+    check(not open_on_exec, "descriptors of the daemon without close-on-exec", open_on_exec)
+
+
 def scenario_symlink(ctx):
     tmp = os.path.join(ctx.tmp, "symlink")
     os.mkdir(tmp, 0o700)
@@ -312,7 +351,8 @@ def scenario_symlink(ctx):
     check(not os.path.exists(os.path.join(tmp, "store")), "a store was created despite the refused config")
 
 
-SCENARIOS = [("as_user", scenario_as_user), ("fds", scenario_fds), ("symlink", scenario_symlink)]
+SCENARIOS = [("as_user", scenario_as_user), ("fds", scenario_fds), ("daemon_fds", scenario_daemon_fds),
+             ("symlink", scenario_symlink)]
 
 
 def main(ctx):
