@@ -9,6 +9,8 @@ and runs maildisk as root, which is where these are holes.
             daemon's environment does not reach them, nor does its working
             directory. The command records `id` and `env` into a file; the
             account it served still syncs.
+  unprivileged  maildisk run by that user itself: the command runs as
+            the user, with maildisk's own environment (the user's).
   fds       every descriptor maildisk holds is close-on-exec, and a
             password_command gets only 0, 1 and 2. Made deterministic with
             [sync] workers = 2 and three accounts taken in order: `held`
@@ -102,6 +104,15 @@ def parse_report(path):
     return info, env
 
 
+def report_script(directory):
+    return write(os.path.join(directory, "report.sh"),
+                 "#!/bin/sh\n"
+                 "# report.sh FILE SECRET: records who ran it, prints SECRET\n"
+                 "{ echo uid=$(id -u); echo gid=$(id -g); echo groups=$(id -G);\n"
+                 "  echo home=$HOME; echo cwd=$(pwd); echo env:; env; } > \"$1\"\n"
+                 "echo \"$2\"\n", 0o755)
+
+
 def scenario_as_user(ctx):
     pw, extra_gid = ensure_local_user()
     tmp = os.path.join(ctx.tmp, "as_user")
@@ -110,12 +121,7 @@ def scenario_as_user(ctx):
     out = os.path.join(tmp, "out")
     os.mkdir(out, 0o700)
     os.chown(out, pw.pw_uid, pw.pw_gid)
-    script = write(os.path.join(tmp, "report.sh"),
-                   "#!/bin/sh\n"
-                   "# report.sh FILE SECRET: records who ran it, prints SECRET\n"
-                   "{ echo uid=$(id -u); echo gid=$(id -g); echo groups=$(id -G);\n"
-                   "  echo home=$HOME; echo cwd=$(pwd); echo env:; env; } > \"$1\"\n"
-                   "echo \"$2\"\n", 0o755)
+    script = report_script(tmp)
     srv = F.FakeImap("alice", PW)
     srv.folder("INBOX").add([F.mailgen.generate(1, seed=5)[0].raw])
     store = os.path.join(tmp, "store")
@@ -154,6 +160,41 @@ def scenario_as_user(ctx):
     rows = H.Store(store).messages("sam", "pw")
     check(len(rows) == 1, "sam/pw: the password from the user's command did not log in", rows, err)
     check(rc == 1, "exit %d, expected 1 (sam/token cannot log in to a server without XOAUTH2)" % rc)
+
+
+def scenario_unprivileged(ctx):
+    """maildisk run by the user itself: the command runs as that user (it
+    cannot become anyone else) and keeps maildisk's environment, which is
+    the user's own (a password manager may need its agent's variables)."""
+    pw, _ = ensure_local_user()
+    tmp = os.path.join(ctx.tmp, "unprivileged")
+    os.mkdir(tmp, 0o755)
+    os.chmod(ctx.tmp, 0o711)
+    script = report_script(tmp)
+    own = os.path.join(tmp, "own")
+    os.mkdir(own, 0o700)
+    os.chown(own, pw.pw_uid, pw.pw_gid)
+    srv = F.FakeImap("alice", PW)
+    srv.folder("INBOX").add([F.mailgen.generate(1, seed=6)[0].raw])
+    store = os.path.join(own, "store")
+    cfg = write(os.path.join(own, "maildisk.conf"), "\n".join([
+        "[store]", "path = %s" % store, "",
+        "[user sam]", "uid = %s" % LOCAL_USER, "",
+        "[account sam/pw]", "url = %s" % srv.url(), "tls = off", "login = alice", "timeout = 5",
+        "password_command = %s %s/pw.txt %s" % (script, own, PW), ""]), 0o600)
+    os.chown(cfg, pw.pw_uid, pw.pw_gid)
+    argv = ["runuser", "-u", LOCAL_USER, "--", "env", "%s=kept" % LEAK, H.maildisk_path(), "sync",
+            "-c", cfg]
+    try:
+        rc, _, err = run_maildisk(argv, H.maildisk_env(), cwd="/")
+    finally:
+        srv.close()
+    info, env = parse_report(os.path.join(own, "pw.txt"))
+    log("  ran as %s" % info)
+    check(info.get("uid") == str(pw.pw_uid), "ran as uid %s, expected %d" % (info.get("uid"), pw.pw_uid))
+    check(env.get(LEAK) == "kept", "an unprivileged maildisk did not pass on its own environment")
+    check(rc == 0, "exit %d, expected 0" % rc, err)
+    check(len(H.Store(store).messages("sam", "pw")) == 1, "sam/pw did not sync")
 
 
 class SilentServer:
@@ -351,7 +392,8 @@ def scenario_symlink(ctx):
     check(not os.path.exists(os.path.join(tmp, "store")), "a store was created despite the refused config")
 
 
-SCENARIOS = [("as_user", scenario_as_user), ("fds", scenario_fds), ("daemon_fds", scenario_daemon_fds),
+SCENARIOS = [("as_user", scenario_as_user), ("unprivileged", scenario_unprivileged),
+             ("fds", scenario_fds), ("daemon_fds", scenario_daemon_fds),
              ("symlink", scenario_symlink)]
 
 
