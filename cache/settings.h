@@ -23,6 +23,8 @@ struct user_settings {
 
 struct account_settings {
 	char *user;        /* owned: owning user's name */
+	uid_t uid;         /* the owning user's uid and gid, copied at load time: */
+	gid_t gid;         /* its secret commands run as them */
 	char *name;        /* owned: account name; a path component */
 	char *url;         /* owned: imap://, imaps://, pop3://, pop3s:// host[:port] */
 	enum proto proto;

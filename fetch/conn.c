@@ -13,7 +13,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
+
+#include "../cache/child.h"
 
 struct conn {
 	CURL *curl;              /* owned */
@@ -57,6 +60,19 @@ static void window_restart(struct conn *c)
 	clock_gettime(CLOCK_MONOTONIC, &c->window);
 	c->last = c->window;
 	c->window_bytes = 0;
+}
+
+/* The connection's socket, close-on-exec from the start: other workers
+ * start password commands at any moment. libcurl before 8.8 also gives
+ * each handle a wakeup socketpair without close-on-exec, and no hook to add
+ * it; it exists by now, so mark it here, while the connection is still
+ * being made (a child closes such leftovers anyway: child_spawn). */
+static curl_socket_t open_socket(void *ud, curlsocktype purpose, struct curl_sockaddr *a)
+{
+	(void)ud;
+	(void)purpose;
+	child_cloexec_all();
+	return socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
 }
 
 /* Maps libcurl's connection-phase failures to what the user should do. */
@@ -156,6 +172,8 @@ enum fetch_status conn_open(const struct conn_opts *o, struct conn **r,
 		curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, login_progress);
 		curl_easy_setopt(h, CURLOPT_XFERINFODATA, &c->cancel_fd);
 	}
+
+	curl_easy_setopt(h, CURLOPT_OPENSOCKETFUNCTION, open_socket);
 
 	rc = curl_easy_perform(h);
 	if (rc == CURLE_OK)

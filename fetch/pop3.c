@@ -17,6 +17,7 @@
  * libcurl can say QUIT: a session that ends without QUIT changes nothing. */
 #include "pop3.h"
 #include "conn.h"
+#include "../cache/child.h"
 
 #include <curl/curl.h>
 #include <errno.h>
@@ -298,8 +299,13 @@ static void cut(struct pop3 *s)
 static curl_socket_t on_open(void *ud, curlsocktype purpose, struct curl_sockaddr *a)
 {
 	struct pop3 *s = ud;
-	/* CLOEXEC: other workers fork password commands meanwhile. */
-	curl_socket_t fd = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+	curl_socket_t fd;
+
+	/* CLOEXEC: other workers fork password commands meanwhile. libcurl
+	 * 7.88 also opens a wakeup socketpair per handle without it; that
+	 * exists by now: mark it (conn.c says more). */
+	child_cloexec_all();
+	fd = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
 
 	(void)purpose;
 	if (fd != CURL_SOCKET_BAD) {

@@ -9,7 +9,6 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +16,8 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "../cache/child.h"
 
 extern char **environ;
 
@@ -124,51 +125,79 @@ static char *first_line(const char *data, size_t n, const char **why)
 	return s;
 }
 
+int secret_file_open(const char *path, struct buf *why)
+{
+	struct stat st;
+	int fd, e;
+
+	/* lstat first: opening a device to look at it can have side effects */
+	if (lstat(path, &st) < 0) {
+		e = errno;
+		buf_printf(why, "%s: %s; expected a file holding the password on its first line",
+			   path, strerror(e));
+		return -e;
+	}
+	if (S_ISLNK(st.st_mode))
+		goto symlink;
+	if (!S_ISREG(st.st_mode)) {
+		buf_printf(why, "%s: not a regular file", path);
+		return -EINVAL;
+	}
+	/* O_NOFOLLOW: a link put in its place since the lstat is refused too.
+	 * O_NONBLOCK: so is a FIFO, without hanging the worker. */
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK | O_NOFOLLOW);
+	if (fd < 0) {
+		e = errno;
+		if (e == ELOOP)
+			goto symlink;
+		buf_printf(why, "%s: cannot read: %s", path, strerror(e));
+		return -e;
+	}
+	/* Every check is on the descriptor the caller reads from. */
+	if (fstat(fd, &st) < 0) {
+		e = errno;
+		buf_printf(why, "%s: cannot read: %s", path, strerror(e));
+		close(fd);
+		return -e;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		buf_printf(why, "%s: not a regular file", path);
+		close(fd);
+		return -EINVAL;
+	}
+	if (st.st_uid != geteuid() && st.st_uid != 0) {
+		buf_printf(why, "%s is owned by uid %u, expected uid %u or root; run: chown %u %s",
+			   path, (unsigned)st.st_uid, (unsigned)geteuid(), (unsigned)geteuid(), path);
+		close(fd);
+		return -EPERM;
+	}
+	if (st.st_mode & 077) {
+		buf_printf(why, "%s is open to group or others (mode %04o); run: chmod 600 %s", path,
+			   (unsigned)(st.st_mode & 07777), path);
+		close(fd);
+		return -EPERM;
+	}
+	return fd;
+symlink:
+	buf_printf(why, "%s is a symbolic link; name the file itself, whose owner and mode "
+		   "are checked", path);
+	return -ELOOP;
+}
+
 static int from_file(const struct account_settings *a, char **secret_r, struct buf *err)
 {
 	const char *path = a->password_file;
-	struct stat st;
 	char *data;
 	size_t n = 0;
 	const char *why = NULL;
 	int fd, rc = 0;
 
-	/* O_NONBLOCK: a FIFO put in place of the file must not hang the worker */
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-	if (fd < 0) {
-		rc = -errno;
-		buf_printf(err, "%s/%s: password_file %s: cannot open: %s", a->user, a->name,
-			   path, strerror(-rc));
-		return rc;
-	}
-	if (fstat(fd, &st) < 0) {
-		rc = -errno;
-		buf_printf(err, "%s/%s: password_file %s: %s", a->user, a->name, path,
-			   strerror(-rc));
-		close(fd);
-		return rc;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		buf_printf(err, "%s/%s: password_file %s: not a regular file", a->user, a->name,
-			   path);
-		close(fd);
-		return -EINVAL;
-	}
 	/* checked again here: the file may have changed since the config was loaded */
-	if (st.st_uid != geteuid() && st.st_uid != 0) {
-		buf_printf(err, "%s/%s: password_file %s: owned by uid %u, expected uid %u or root; "
-			   "run: chown %u %s", a->user, a->name, path, (unsigned)st.st_uid,
-			   (unsigned)geteuid(), (unsigned)geteuid(), path);
-		close(fd);
-		return -EPERM;
-	}
-	if (st.st_mode & 077) {
-		buf_printf(err, "%s/%s: password_file %s: open to group or others (mode %04o); "
-			   "run: chmod 600 %s", a->user, a->name, path,
-			   (unsigned)(st.st_mode & 07777), path);
-		close(fd);
-		return -EPERM;
-	}
+	buf_printf(err, "%s/%s: password_file ", a->user, a->name);
+	fd = secret_file_open(path, err);
+	if (fd < 0)
+		return fd;
+	buf_reset(err);
 	data = malloc(SECRET_OUTPUT_MAX);
 	if (!data) {
 		close(fd);
@@ -246,9 +275,9 @@ static int from_command(const struct account_settings *a, const char *key, const
 			char **secret_r, struct buf *err)
 {
 	char **argv = NULL;
-	posix_spawn_file_actions_t fa;
-	posix_spawnattr_t attr;
-	sigset_t none, def;
+	const char *const extra[] = { "MAILDISK_USER", a->user, "MAILDISK_ACCOUNT", a->name, NULL };
+	bool root = geteuid() == 0;
+	struct child_user as;
 	int fds[2];
 	pid_t pid;
 	char *out = NULL;
@@ -278,34 +307,21 @@ static int from_command(const struct account_settings *a, const char *key, const
 			   strerror(-rc));
 		goto out;
 	}
-	posix_spawn_file_actions_init(&fa);
-	rc = posix_spawn_file_actions_adddup2(&fa, fds[1], STDOUT_FILENO);
-	if (rc != 0) {
-		posix_spawn_file_actions_destroy(&fa);
-		close(fds[0]);
-		close(fds[1]);
-		buf_printf(err, "%s/%s: %s %s: %s", a->user, a->name, key, argv[0], strerror(rc));
-		rc = -rc;
-		goto out;
+	/* Root runs the command as the account's user, in the small environment
+	 * of child.h, without the daemon's terminal. A daemon that is not root
+	 * already is that user: the command keeps its environment and stdin,
+	 * which a password manager may need (its agent's variables, a prompt). */
+	rc = child_user_init(&as, root ? a->uid : geteuid(), root ? a->gid : getegid(), extra);
+	if (rc == 0) {
+		rc = root ? child_spawn(&as, argv, NULL, -1, fds[1], true, &pid)
+			  : child_spawn(&as, argv, environ, STDIN_FILENO, fds[1], false, &pid);
+		child_user_release(&as);
 	}
-	/* the daemon ignores SIGPIPE and its workers block signals; a child
-	 * would inherit both, so reset them */
-	posix_spawnattr_init(&attr);
-	sigemptyset(&none);
-	sigemptyset(&def);
-	sigaddset(&def, SIGPIPE);
-	posix_spawnattr_setsigmask(&attr, &none);
-	posix_spawnattr_setsigdefault(&attr, &def);
-	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-	rc = posix_spawnp(&pid, argv[0], &fa, &attr, argv, environ);
-	posix_spawn_file_actions_destroy(&fa);
-	posix_spawnattr_destroy(&attr);
 	close(fds[1]);
-	if (rc != 0) {
+	if (rc < 0) {
 		close(fds[0]);
 		buf_printf(err, "%s/%s: %s %s: cannot run: %s", a->user, a->name, key, argv[0],
-			   strerror(rc));
-		rc = -rc;
+			   strerror(-rc));
 		goto out;
 	}
 

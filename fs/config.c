@@ -665,31 +665,15 @@ static int set_fraction(struct parse *p, const char *key, const char *v, struct 
 /* The rules secret_get applies again when it reads the file. */
 static int check_password_file(struct parse *p, const char *key, const char *v)
 {
-	struct stat st;
-	int fd;
+	struct buf why = BUF_INIT(8192);
+	int fd = secret_file_open(v, &why), rc = 0;
 
-	/* stat first: opening a device to look at it can have side effects */
-	if (stat(v, &st) < 0)
-		return fail(p, p->line, key, "%s: %s; expected a file holding the password on its first line",
-			    v, strerror(errno));
-	if (!S_ISREG(st.st_mode))
-		return fail(p, p->line, key, "%s: not a regular file", v);
-	fd = open(v, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-	if (fd < 0)
-		return fail(p, p->line, key, "%s: cannot read: %s", v, strerror(errno));
-	if (fstat(fd, &st) < 0) {
-		int e = errno;
+	if (fd >= 0)
 		close(fd);
-		return fail(p, p->line, key, "%s: %s", v, strerror(e));
-	}
-	close(fd);
-	if (st.st_uid != geteuid() && st.st_uid != 0)
-		return fail(p, p->line, key, "%s is owned by uid %u, expected uid %u or root; run: chown %u %s",
-			    v, (unsigned)st.st_uid, (unsigned)geteuid(), (unsigned)geteuid(), v);
-	if (st.st_mode & 077)
-		return fail(p, p->line, key, "%s is open to group or others (mode %04o); run: chmod 600 %s",
-			    v, (unsigned)(st.st_mode & 07777), v);
-	return 0;
+	else
+		rc = why.data ? fail(p, p->line, key, "%s", why.data) : fail_nomem(p);
+	buf_release(&why);
+	return rc;
 }
 
 static int check_ca_file(struct parse *p, const char *key, const char *v)
@@ -959,12 +943,16 @@ static void finish(struct parse *p)
 		bool have_secret = false;
 		char title[600];
 
+		const struct user_settings *u = settings_user(s, a->user);
+
 		snprintf(title, sizeof(title), "[account %s/%s]", a->user, a->name);
-		if (!settings_user(s, a->user)) {
+		if (!u) {
 			fail(p, m->line, title, "user %s is not declared; expected a [user %s] section with uid =",
 			     a->user, a->user);
 			return;
 		}
+		a->uid = u->uid;
+		a->gid = u->gid;
 		if (!a->url) {
 			fail(p, m->line, "url",
 			     "missing in %s; expected url = imaps://HOST[:PORT] (or imap://, pop3://, pop3s://)",

@@ -2,10 +2,7 @@
 #include "mnt_exec.h"
 
 #include <errno.h>
-#include <fcntl.h>
-#include <grp.h>
 #include <pthread.h>
-#include <pwd.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -16,27 +13,19 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../cache/buf.h"
+#include "../cache/child.h"
 #include "../cache/log.h"
 #include "../fetch/secret.h"
 
 /* How long shutdown waits for a running command before SIGTERM, and after. */
 #define EXEC_GRACE_S 10
 #define EXEC_TERM_S 5
-#define EXEC_DEFAULT_PATH "/usr/local/bin:/usr/bin:/bin"
-#define EXEC_GROUPS_MAX 1024
 
 struct exec_user {
 	struct mnt_exec *x;       /* borrowed: the runner this belongs to */
 	char *name;               /* owned: [user] name */
 	char **argv;              /* owned (secret_free_argv), NULL: no command */
-	char **envp;              /* owned, NULL-terminated */
-	char *dir;                /* owned: working directory */
-	bool switch_ids;          /* setgroups/setgid/setuid before exec */
-	uid_t uid;
-	gid_t gid;
-	gid_t *groups;            /* owned */
-	int n_groups;
+	struct child_user as;     /* owned: who runs it, and its environment */
 	/* protected by x->lock */
 	bool running;             /* a waiter thread owns a run */
 	bool pending;             /* a change came while running: run again */
@@ -52,49 +41,14 @@ struct mnt_exec {
 	size_t n_users;
 };
 
-static void free_strv(char **v)
-{
-	if (!v)
-		return;
-	for (char **p = v; *p; p++)
-		free(*p);
-	free(v);
-}
-
-static int env_add(char ***envp, size_t *n, const char *key, const char *val)
-{
-	char **e;
-	struct buf b = BUF_INIT(65536);
-
-	if (!val)
-		return 0;
-	e = realloc(*envp, (*n + 2) * sizeof *e);
-	if (!e)
-		return -ENOMEM;
-	*envp = e;
-	if (buf_printf(&b, "%s=%s", key, val)) {
-		buf_release(&b);
-		return -ENOMEM;
-	}
-	e[(*n)++] = buf_detach(&b);
-	e[*n] = NULL;
-	return e[*n - 1] ? 0 : -ENOMEM;
-}
-
 /* Everything the child needs, computed here so that the child between fork
  * and exec only makes async-signal-safe calls. */
 static int prepare_user(struct exec_user *u, const struct user_settings *us,
 			const char *mountpoint)
 {
-	struct passwd pw, *pwp = NULL;
-	char pwbuf[4096];
-	size_t n_env = 0;
 	char mnt[4096];
-	static const char *const copied[] = { "LANG", "LC_ALL", "TZ" };
 	int rc;
 
-	u->uid = us->uid;
-	u->gid = us->gid;
 	if (!(u->name = strdup(us->name)))
 		return -ENOMEM;
 	rc = secret_split_argv(us->on_change, &u->argv);
@@ -105,47 +59,15 @@ static int prepare_user(struct exec_user *u, const struct user_settings *us,
 			  us->name, us->on_change);
 		return 0;
 	}
-	if (geteuid() == 0) {
-		u->switch_ids = true;
-	} else if (us->uid != geteuid()) {
+	if (geteuid() != 0 && us->uid != geteuid()) {
 		log_warn("user %s: on_change not run: an unprivileged daemon cannot act as uid %u",
 			 us->name, (unsigned)us->uid);
 		secret_free_argv(&u->argv);
 		return 0;
 	}
-	getpwuid_r(us->uid, &pw, pwbuf, sizeof pwbuf, &pwp);
-	if (u->switch_ids) {
-		int ng = EXEC_GROUPS_MAX;
-
-		u->groups = calloc(EXEC_GROUPS_MAX, sizeof *u->groups);
-		if (!u->groups)
-			return -ENOMEM;
-		if (pwp && getgrouplist(pwp->pw_name, us->gid, u->groups, &ng) >= 0) {
-			u->n_groups = ng;
-		} else {
-			u->groups[0] = us->gid;
-			u->n_groups = 1;
-		}
-	}
-	u->dir = strdup(pwp && pwp->pw_dir && *pwp->pw_dir ? pwp->pw_dir : "/");
-	if (!u->dir)
-		return -ENOMEM;
 	snprintf(mnt, sizeof mnt, "%s/%s", strcmp(mountpoint, "/") ? mountpoint : "", us->name);
-	if (env_add(&u->envp, &n_env, "HOME", u->dir) ||
-	    env_add(&u->envp, &n_env, "USER", pwp ? pwp->pw_name : us->uid_name) ||
-	    env_add(&u->envp, &n_env, "LOGNAME", pwp ? pwp->pw_name : us->uid_name) ||
-	    env_add(&u->envp, &n_env, "SHELL", pwp && *pwp->pw_shell ? pwp->pw_shell : "/bin/sh") ||
-	    /* execvpe searches the daemon's PATH: give the command the same. */
-	    env_add(&u->envp, &n_env, "PATH", getenv("PATH") ? getenv("PATH") : EXEC_DEFAULT_PATH) ||
-	    env_add(&u->envp, &n_env, "MAILDISK_USER", us->name) ||
-	    env_add(&u->envp, &n_env, "MAILDISK_MOUNT", mnt))
-		return -ENOMEM;
-	for (size_t i = 0; i < sizeof copied / sizeof *copied; i++)
-		if (env_add(&u->envp, &n_env, copied[i], getenv(copied[i])))
-			return -ENOMEM;
-	if (!u->envp)
-		return -ENOMEM;
-	return 0;
+	const char *const extra[] = { "MAILDISK_USER", us->name, "MAILDISK_MOUNT", mnt, NULL };
+	return child_user_init(&u->as, us->uid, us->gid, extra);
 }
 
 int mnt_exec_create(const struct settings *cfg, const char *mountpoint, struct mnt_exec **r)
@@ -176,71 +98,15 @@ int mnt_exec_create(const struct settings *cfg, const char *mountpoint, struct m
 	return 0;
 }
 
-/* In the child, between fork and exec: only async-signal-safe calls. A
- * failure is reported through errfd as the errno of the step that failed. */
-static void __attribute__((noreturn)) child_exec(const struct exec_user *u, int errfd)
-{
-	sigset_t none;
-	int e, nul;
-
-	sigemptyset(&none);
-	sigprocmask(SIG_SETMASK, &none, NULL);
-	signal(SIGPIPE, SIG_DFL);
-	setsid();
-	nul = open("/dev/null", O_RDONLY);
-	if (nul >= 0 && nul != 0) {
-		dup2(nul, 0);
-		close(nul);
-	}
-	if (u->switch_ids) {
-		if (setgroups((size_t)u->n_groups, u->groups) || setgid(u->gid) || setuid(u->uid))
-			goto fail;
-	}
-	if (chdir(u->dir) && chdir("/"))
-		goto fail;
-	/* The FUSE device, the index and the store lock must not leak into
-	 * the user's command. */
-	if (errfd > 3)
-		close_range(3, (unsigned)errfd - 1, 0);
-	close_range((unsigned)errfd + 1, ~0u, 0);
-	execvpe(u->argv[0], u->argv, u->envp);
-fail:
-	e = errno;
-	if (write(errfd, &e, sizeof e) < 0)
-		_exit(126);
-	_exit(127);
-}
-
 /* Starts one run; returns the child's PID, or 0 when it could not start
  * (logged). */
 static pid_t spawn(struct exec_user *u)
 {
-	int pfd[2], e = 0;
-	ssize_t got;
 	pid_t pid;
+	int rc = child_spawn(&u->as, u->argv, NULL, -1, -1, true, &pid);
 
-	if (pipe2(pfd, O_CLOEXEC)) {
-		log_error("user %s: on_change: pipe: %s", u->name, strerror(errno));
-		return 0;
-	}
-	pid = fork();
-	if (pid == 0)
-		child_exec(u, pfd[1]);
-	close(pfd[1]);
-	if (pid < 0) {
-		log_error("user %s: on_change: fork: %s", u->name, strerror(errno));
-		close(pfd[0]);
-		return 0;
-	}
-	/* The pipe closes on exec: no bytes means the command is running. */
-	do
-		got = read(pfd[0], &e, sizeof e);
-	while (got < 0 && errno == EINTR);
-	close(pfd[0]);
-	if (got == (ssize_t)sizeof e) {
-		log_error("user %s: on_change %s: %s", u->name, u->argv[0], strerror(e));
-		while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
-			;
+	if (rc < 0) {
+		log_error("user %s: on_change %s: %s", u->name, u->argv[0], strerror(-rc));
 		return 0;
 	}
 	log_debug("user %s: on_change %s started, pid %d", u->name, u->argv[0], (int)pid);
@@ -382,9 +248,7 @@ void mnt_exec_destroy(struct mnt_exec **xp)
 		stop_user(x, u);
 		free(u->name);
 		secret_free_argv(&u->argv);
-		free_strv(u->envp);
-		free(u->dir);
-		free(u->groups);
+		child_user_release(&u->as);
 	}
 	free(x->users);
 	pthread_mutex_destroy(&x->lock);

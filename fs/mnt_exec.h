@@ -3,15 +3,12 @@
  * raise inotify events for changes the daemon makes itself.
  *
  * The command is split into words without a shell (secret_split_argv) and
- * run as the user: its own process session, supplementary groups, gid and
- * uid of the user (when the daemon runs as root), the user's home as the
- * working directory, stdin from /dev/null, stdout and stderr the daemon's,
- * and a small fixed environment:
- *   HOME USER LOGNAME SHELL (from the passwd entry), PATH (the daemon's,
- *   where the command is looked up, else /usr/local/bin:/usr/bin:/bin),
- *   LANG LC_ALL TZ (copied when the daemon has them),
- *   MAILDISK_USER (the [user] name), MAILDISK_MOUNT (the user's directory
- *   in the mount).
+ * run as the user (child_spawn in cache/child.h: its uid, gid and
+ * supplementary groups when the daemon runs as root, its home as the
+ * working directory, only descriptors 0, 1 and 2), in its own process
+ * session, with stdin from /dev/null, stdout and stderr the daemon's, and
+ * child.h's small environment plus MAILDISK_USER (the [user] name) and
+ * MAILDISK_MOUNT (the user's directory in the mount).
  * One run per user at a time: a change while the command runs makes it run
  * once more afterwards. Each run is waited for by a thread of its own, so
  * the sync worker that reported the change never waits.

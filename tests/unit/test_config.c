@@ -530,6 +530,7 @@ static void test_secret_sources(void **state)
 	char *pw_secret = expand("@D@/pw.secret");
 	char *pw_world = expand("@D@/pw.world");
 	char *pw_empty = expand("@D@/pw.empty");
+	char *pw_link = expand("@D@/pw.link");
 
 	(void)state;
 	a = work_account();
@@ -556,6 +557,16 @@ static void test_secret_sources(void **state)
 	assert_int_equal(secret_get(&a, &sec, &err), -ENODATA);
 	assert_non_null(strstr(err.data, "first line is empty"));
 
+	/* a link to a file that passes every check: refused, not followed */
+	a.password_file = pw_link;
+	assert_int_equal(symlink(pw_secret, pw_link), 0);
+	assert_int_equal(secret_get(&a, &sec, &err), -ELOOP);
+	assert_null(sec);
+	assert_non_null(strstr(err.data, "alice/work: password_file "));
+	assert_non_null(strstr(err.data, "pw.link is a symbolic link"));
+	assert_null(strstr(err.data, "s3cret"));
+	unlink(pw_link);
+
 	a = work_account();
 	assert_int_equal(secret_get(&a, &sec, &err), -EINVAL);
 	assert_string_equal(err.data, "alice/work: no password, password_file, password_command or "
@@ -564,6 +575,7 @@ static void test_secret_sources(void **state)
 	free(pw_secret);
 	free(pw_world);
 	free(pw_empty);
+	free(pw_link);
 }
 
 struct cmd_case {
