@@ -33,6 +33,10 @@
  * million). */
 #define IMAP_MAX_FOLDER_MESSAGES 10000000u
 
+/* VANISHED (EARLIER) ranges kept for one EXAMINE: 8 MiB. A server compacts
+ * its expunged UIDs into ranges; a million separate ones is a flood. */
+#define IMAP_MAX_VANISHED_RANGES (1u << 20)
+
 struct imap {
 	struct conn *conn;          /* owned */
 	struct imap_reader *rd;     /* owned */
@@ -532,7 +536,7 @@ static int search_collect(struct imap *s, const struct imap_resp *r, void *ctx)
 	return 0;
 }
 
-static int refuse_literal(void *ctx, const char *key, uint64_t n)
+static int keep_inline(void *ctx, const char *key, uint64_t n)
 {
 	(void)ctx, (void)key, (void)n;
 	return 0;                /* small literals stay inline; large ones fail */
@@ -541,7 +545,7 @@ static int refuse_literal(void *ctx, const char *key, uint64_t n)
 enum fetch_status imap_uid_list(struct imap *s, uint32_t from, uint32_t **uids_r, size_t *n_r)
 {
 	struct listing l = { .s = s, .set = UIDSET_INIT };
-	struct imap_sink sink = { .begin = refuse_literal, .number = listing_number, .ctx = &l };
+	struct imap_sink sink = { .begin = keep_inline, .number = listing_number, .ctx = &l };
 	enum fetch_status st;
 	char crit[32] = "ALL";
 
@@ -865,10 +869,25 @@ static int changes_collect(struct imap *s, const struct imap_resp *r, void *ctx)
 			set_error(s, c->oom ? "VANISHED: out of memory" : "VANISHED: malformed UID set");
 			return -1;
 		}
+		/* Each line is bounded; their number is not, unless counted. */
+		if (c->vanished.n > IMAP_MAX_VANISHED_RANGES) {
+			set_error(s, "VANISHED: %s reported more than %u separate UID ranges; the "
+				  "connection was closed", s->host, IMAP_MAX_VANISHED_RANGES);
+			return -1;
+		}
 		return 0;
 	}
-	if (r->has_num && imap_is(r->name, "FETCH"))
+	if (r->has_num && imap_is(r->name, "FETCH")) {
+		/* One FETCH per changed message at most, and the folder holds
+		 * EXISTS of them (which may grow a little meanwhile). */
+		if (c->ch->n_flags > 2 * (size_t)s->st.exists + 1024) {
+			set_error(s, "FETCH: %s reported flag changes for more messages than the "
+				  "folder's %" PRIu32 "; the connection was closed", s->host,
+				  s->st.exists);
+			return -1;
+		}
 		return fetch_collect(s, r, &c->fetch);
+	}
 	return 0;
 }
 

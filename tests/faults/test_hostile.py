@@ -117,6 +117,20 @@ def trickle(conn, tag):
     raise F.Hangup()
 
 
+def examine_flood(line):
+    """EXAMINE (QRESYNC ...) answered with the folder's state, then the
+    same changed-message line for ever."""
+    def make(srv):
+        f = srv.folders["INBOX"]
+
+        def produce(conn, tag):
+            head = (b"* %d EXISTS\r\n* OK [UIDVALIDITY %d] x\r\n* OK [UIDNEXT %d] x\r\n"
+                    b"* OK [HIGHESTMODSEQ %d] x\r\n" % (len(f.msgs), f.uidvalidity, f.uidnext, f.modseq + 5))
+            stream_until_closed(conn, head, line * 2000)
+        return Fault("EXAMINE", "custom", produce=produce)
+    return make
+
+
 def many_folders(n):
     def produce(conn, tag):
         lines = [b'* LIST (\\HasNoChildren) "/" "INBOX"']
@@ -141,6 +155,12 @@ IMAP = [
     # and only the truly expunged go.
     S("vanished_all_uids", Fault("EXAMINE", "vanished", set="1:4294967295"), caps=T.QRESYNC,
       expect_rc=0, legit=True, log_re=r"expunged UIDs at or beyond UIDNEXT", max_seconds=BOUND_SECONDS),
+    S("qresync_flag_flood", examine_flood(b"* 1 FETCH (UID 1 FLAGS (\\Seen) MODSEQ (9))\r\n"),
+      caps=T.QRESYNC, log_re=r"FETCH: 127\.0\.0\.1 reported flag changes for more messages than the folder",
+      max_seconds=BOUND_SECONDS),
+    S("qresync_vanished_flood", examine_flood(b"* VANISHED (EARLIER) 1,3,5,7,9,11,13,15,17,19\r\n"),
+      caps=T.QRESYNC, log_re=r"VANISHED: 127\.0\.0\.1 reported more than \d+ separate UID ranges",
+      max_seconds=BOUND_SECONDS + 10),
     S("endless_line", Fault("UID SEARCH", "custom", produce=endless_line),
       log_re=r"UID SEARCH: 127\.0\.0\.1 sent a response line longer than 4 MiB", max_seconds=BOUND_SECONDS),
     S("endless_tokens", Fault("UID SEARCH", "custom", produce=endless_tokens),
