@@ -231,11 +231,12 @@ def check_helper(ctx, dest, files, bindir):
     os.chmod(copy, 0o755)
     conf = os.path.join(ctx.tmp, "example.conf")
     cases = [
-        ([conf, "/srv/mail", "-o", "rw"], ["mount", "-c", conf, "/srv/mail"]),
+        ([conf, "/srv/mail", "-o", "rw"], ["mount", "-c", conf, "-o", "fsname=" + conf, "/srv/mail"]),
         ([conf, "/srv/mail", "-o", "defaults,_netdev,nofail,x-systemd.automount,noatime,comment=x,nosuid",
           "-n", "-t", "fuse.maildisk"],
-         ["mount", "-c", conf, "-o", "noatime,nosuid", "/srv/mail"]),
-        ([conf, "/srv/mail", "-s", "-v", "-oro,allow_other"], ["mount", "-c", conf, "-o", "allow_other", "/srv/mail"]),
+         ["mount", "-c", conf, "-o", "fsname=%s,noatime,nosuid" % conf, "/srv/mail"]),
+        ([conf, "/srv/mail", "-s", "-v", "-oro,allow_other"],
+         ["mount", "-c", conf, "-o", "fsname=%s,allow_other" % conf, "/srv/mail"]),
         ([conf, "/srv/mail", "-f", "-o", "noexec"], []),
     ]
     for args, want in cases:
