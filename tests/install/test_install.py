@@ -199,6 +199,7 @@ def check_completion(ctx, dest, files, conf):
     check(complete(dest, completion, ["maildisk", "st"], env=env) == ["status"], "st -> status")
     check(complete(dest, completion, ["maildisk", "trash", "r"], env=env) == ["restore"], "trash r")
     check(complete(dest, completion, ["maildisk", "check", "--s"], env=env) == ["--store"], "check --s")
+    check(complete(dest, completion, ["maildisk", "status", "--j"], env=env) == ["--json"], "status --j")
     got = complete(dest, completion, ["maildisk", "sync", "-c", conf, ""], env=env)
     check(got == ["alice", "alice/isp", "alice/work"], "sync -c CONF completes users and accounts", got)
     got = complete(dest, completion, ["maildisk", "sync", "-c", conf, "alice/w"], env=env)
