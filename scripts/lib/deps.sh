@@ -12,6 +12,7 @@ MAILDISK_DEPS=(
 	dovecot-imapd dovecot-pop3d openssl python3
 	attr acl notmuch isync rsync procps psmisc
 	scdoc man-db bash-completion systemd
+	recollcmd maildir-utils poppler-utils
 )
 
 # Prints the packages of "$@" that are not installed, one per line.
