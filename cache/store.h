@@ -95,6 +95,26 @@ int store_restore(struct store *s, struct index *ix, int64_t id);
  * *n_r: how many went. */
 int store_purge(struct store *s, struct index *ix, int64_t cutoff, size_t *n_r);
 
+/* ---- flags ---- */
+struct store_flag_change {
+	int64_t id;          /* an active row */
+	const char *flags;   /* borrowed, may be NULL: its IMAP flags now */
+};
+/* Records new IMAP flags for n active messages and gives each file the
+ * Maildir info suffix ":2,<letters>" of its flags (store_maildir_flags), so
+ * Maildir readers of the store (mutt, mu, notmuch) see them. Order, so that
+ * no name is ever missing and a crash at any point is repaired by
+ * store_recover: link each file under its new name, fsync the directories,
+ * set flags and store_file in one transaction, then unlink the old names
+ * and fsync again. A crash before the commit leaves an extra name (removed
+ * by store_recover as a file no row names) and the old flags in the index,
+ * which the next sync sets again; after it, the old name is the extra one.
+ * A row whose file is gone (another Maildir reader renamed it) keeps its
+ * file name and gets only the flags. On a failure before the commit the
+ * index is unchanged and the new names are removed; a failure to remove an
+ * old name after it is returned too (logged), with the index updated. */
+int store_set_flags(struct store *s, struct index *ix, const struct store_flag_change *v, size_t n);
+
 /* ---- crash recovery and checking ---- */
 struct store_report {
 	size_t tmp_removed;       /* half-written files in tmp/ removed */

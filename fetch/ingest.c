@@ -14,6 +14,7 @@
 #include "../cache/log.h"
 #include "../cache/names.h"
 #include "msgmeta.h"
+#include "progress.h"
 
 /* Messages and bytes per durable batch: each batch costs an fsync per file,
  * one rename each, one directory fsync and one transaction. */
@@ -72,16 +73,29 @@ int ingest_folder_path(const struct account_settings *a, const char *folder, cha
 	return rc;
 }
 
-static void progress(const struct ingest *in, bool last)
+static double now_mono(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* On a terminal: the folder's line (fetch/progress.h), redrawn at most
+ * twice a second, ended with a newline by the last call. */
+static void progress(struct ingest *in, bool last)
 {
 	const struct ingest_run *run = in->run;
+	struct buf line = BUF_INIT(1024);
+	double t = now_mono();
 
-	if (!run->o->progress)
+	if (!run->o->progress || (!last && t - in->shown < 0.5))
 		return;
-	fprintf(stderr, "\r%s %s: %zu/%zu messages, %.1f MB", run->label, in->f->name, in->done,
-		in->total, (double)run->r->bytes / 1e6);
-	if (last)
-		fputc('\n', stderr);
+	in->shown = t;
+	if (progress_format(&line, run->label, in->f->name, in->done, in->total,
+			    run->r->bytes - in->bytes0, t - in->started) == 0)
+		fprintf(stderr, "\r%s\033[K%s", line.data, last ? "\n" : "");
+	buf_release(&line);
 }
 
 enum fetch_status ingest_open(struct ingest *in, struct ingest_run *run,
@@ -94,6 +108,8 @@ enum fetch_status ingest_open(struct ingest *in, struct ingest_run *run,
 	in->f = f;
 	in->uidvalidity = uidvalidity;
 	in->total = total;
+	in->started = now_mono();
+	in->bytes0 = run->r->bytes;
 	msgmeta_header_init(&in->hdr, INGEST_HEADER_KEEP);
 	rc = store_batch_create(run->st, f, &in->batch);
 	if (rc < 0) {
@@ -298,8 +314,7 @@ int ingest_msg_finish(struct ingest *in, const char *remote_id, int64_t internal
 	    store_batch_bytes(in->batch) >= BATCH_MAX_BYTES)
 		if (commit(in) < 0)
 			return -1;
-	if (in->done % 100 == 0)
-		progress(in, false);
+	progress(in, false);
 	return 0;
 nomem:
 	ingest_local_error(run, "%s %s: out of memory", run->label, in->f->name);

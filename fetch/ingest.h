@@ -61,6 +61,8 @@ struct ingest {
 	bool failed_local;                  /* the store refused something: the caller must stop */
 	bool too_big;                       /* the current message passed max_message_size: stop */
 	size_t done, total;
+	double started, shown;              /* monotonic seconds: ingest_open, the last progress line */
+	uint64_t bytes0;                    /* run->r->bytes at ingest_open */
 };
 
 #define INGEST_HEADER_KEEP (256u << 10)

@@ -367,30 +367,31 @@ out:
 	return ret;
 }
 
-/* Flag changes the server reported into the index (user.mail.flags). */
+/* Flag changes the server reported into the index (user.mail.flags) and
+ * the store files' Maildir info suffixes (store_set_flags). */
 static enum fetch_status apply_flags(struct ingest_run *run, const struct index_folder *f,
 				     const struct imap_changes *ch)
 {
+	struct store_flag_change *v;
 	int rc = 0;
 	size_t n = 0;
 
 	if (ch->n_flags == 0)
 		return FETCH_OK;
-	rc = index_begin(run->ix);
+	v = calloc(ch->n_flags, sizeof *v);
+	if (!v)
+		rc = -ENOMEM;
 	for (size_t i = 0; rc == 0 && i < ch->n_flags; i++) {
 		char uid[16];
-		int64_t id;
 
 		snprintf(uid, sizeof(uid), "%" PRIu32, ch->flags[i].uid);
-		if (index_msg_find(run->ix, f->id, uid, &id) < 0)
+		if (index_msg_find(run->ix, f->id, uid, &v[n].id) < 0)
 			continue;      /* new, or not ours: its flags come with it */
-		rc = index_msg_set_flags(run->ix, id, ch->flags[i].flags);
-		n++;
+		v[n++].flags = ch->flags[i].flags;
 	}
 	if (rc == 0)
-		rc = index_commit(run->ix);
-	else
-		index_rollback(run->ix);
+		rc = store_set_flags(run->st, run->ix, v, n);
+	free(v);
 	if (rc < 0) {
 		log_error("%s %s: cannot record flag changes: %s", run->label, f->name, strerror(-rc));
 		return FETCH_LOCAL_BAD;

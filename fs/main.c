@@ -2,7 +2,7 @@
  *
  *   maildisk mount  [-c FILE] [-f] [-o FUSEOPTS] MOUNTPOINT
  *   maildisk sync   [-c FILE] [--allow-mass-delete] [USER[/ACCOUNT]]
- *   maildisk status [-c FILE]
+ *   maildisk status [-c FILE] [--json]
  *   maildisk check  [-c FILE] [--store]
  *   maildisk trash  [-c FILE] list | restore ID | purge
  *
@@ -28,6 +28,7 @@
 #include "../fetch/secret.h"
 #include "../fetch/sync.h"
 #include "config.h"
+#include "json.h"
 #include "mnt.h"
 
 enum { EXIT_OK = 0, EXIT_SYNC_ERRORS = 1, EXIT_USAGE = 2 };
@@ -39,7 +40,8 @@ static const char usage_text[] =
 	"                     sync in the background and mount the store\n"
 	"  sync   [-c FILE] [--allow-mass-delete] [USER[/ACCOUNT]]\n"
 	"                     sync once (asks a running mount to do it, if there is one)\n"
-	"  status [-c FILE]   accounts, folders, counts, last sync, errors\n"
+	"  status [-c FILE] [--json]\n"
+	"                     accounts, folders, counts, last sync, errors\n"
 	"  check  [-c FILE] [--store]\n"
 	"                     validate the config and try each login;\n"
 	"                     --store: check that the index and the files agree\n"
@@ -314,14 +316,15 @@ out:
 	return rc;
 }
 
-/* The options of status, check and trash: -c FILE, -h, and --store where
- * store_r is not NULL. Returns -1 to go on, or the exit code to end with. */
+/* The options of status, check and trash: -c FILE, -h, --store where
+ * store_r is not NULL and --json where json_r is not NULL. Returns -1 to go
+ * on, or the exit code to end with. */
 static int simple_opts(int argc, char **argv, const char *cmd, const char **config_r,
-		       bool *store_r)
+		       bool *store_r, bool *json_r)
 {
 	static const struct option opts[] = {
 		{ "config", required_argument, NULL, 'c' }, { "store", no_argument, NULL, 'S' },
-		{ "help", no_argument, NULL, 'h' }, { 0 },
+		{ "json", no_argument, NULL, 'J' }, { "help", no_argument, NULL, 'h' }, { 0 },
 	};
 	int opt;
 
@@ -331,6 +334,8 @@ static int simple_opts(int argc, char **argv, const char *cmd, const char **conf
 			*config_r = optarg;
 		} else if (opt == 'S' && store_r) {
 			*store_r = true;
+		} else if (opt == 'J' && json_r) {
+			*json_r = true;
 		} else if (opt == 'h') {
 			fputs(usage_text, stdout);
 			return EXIT_OK;
@@ -358,14 +363,87 @@ static void fmt_time(int64_t t, char *out, size_t n)
 	strftime(out, n, "%Y-%m-%d %H:%M", &tm);
 }
 
+/* `maildisk status --json`: the same facts as the table, for monitoring.
+ * Times are Unix seconds or null (never); "ok" is false when an account's
+ * last sync or a folder has an error, or deletions are held. */
+static int status_json(struct common *c, struct index *ix, pid_t holder)
+{
+	struct buf out = BUF_INIT(64u << 20);
+	bool ok = true;
+	int rc;
+
+	rc = buf_appends(&out, "{\"store\":");
+	rc = rc ?: json_append_cstr(&out, store_root(c->st));
+	rc = rc ?: buf_printf(&out, ",\"mounted\":%s,\"pid\":", holder > 0 ? "true" : "false");
+	rc = rc ?: (holder > 0 ? buf_printf(&out, "%d", (int)holder) : buf_appends(&out, "null"));
+	rc = rc ?: buf_appends(&out, ",\"accounts\":[");
+	for (size_t i = 0; rc == 0 && i < c->cfg->n_accounts; i++) {
+		const struct account_settings *a = &c->cfg->accounts[i];
+		struct index_folder *fs = NULL;
+		size_t n = 0;
+		int64_t started = 0, finished = 0;
+		char *error = NULL;
+
+		index_sync_last(ix, a->user, a->name, NULL, &started, &finished, &error);
+		rc = index_folder_list(ix, a->user, a->name, &fs, &n);
+		if (rc < 0) {
+			fprintf(stderr, "maildisk: %s/%s: cannot list folders: %s\n", a->user, a->name,
+				strerror(-rc));
+			free(error);
+			buf_release(&out);
+			return EXIT_SYNC_ERRORS;
+		}
+		ok = ok && !error;
+		rc = buf_appends(&out, i ? ",{\"user\":" : "{\"user\":");
+		rc = rc ?: json_append_cstr(&out, a->user);
+		rc = rc ?: buf_appends(&out, ",\"account\":");
+		rc = rc ?: json_append_cstr(&out, a->name);
+		rc = rc ?: buf_appends(&out, ",\"url\":");
+		rc = rc ?: json_append_cstr(&out, a->url);
+		rc = rc ?: buf_appends(&out, ",\"last_sync_started\":");
+		rc = rc ?: json_append_time(&out, started);
+		rc = rc ?: buf_appends(&out, ",\"last_sync_finished\":");
+		rc = rc ?: json_append_time(&out, finished);
+		rc = rc ?: buf_appends(&out, ",\"error\":");
+		rc = rc ?: json_append_cstr(&out, error);
+		rc = rc ?: buf_appends(&out, ",\"folders\":[");
+		for (size_t j = 0; rc == 0 && j < n; j++) {
+			ok = ok && !fs[j].last_error && !fs[j].held;
+			rc = buf_appends(&out, j ? ",{\"name\":" : "{\"name\":");
+			rc = rc ?: json_append_cstr(&out, fs[j].name);
+			rc = rc ?: buf_printf(&out, ",\"messages\":%" PRId64 ",\"trashed\":%" PRId64
+					      ",\"synced_at\":", fs[j].n_active, fs[j].n_trashed);
+			rc = rc ?: json_append_time(&out, fs[j].synced_at);
+			rc = rc ?: buf_appends(&out, ",\"error\":");
+			rc = rc ?: json_append_cstr(&out, fs[j].last_error);
+			rc = rc ?: buf_appends(&out, ",\"held\":");
+			rc = rc ?: json_append_cstr(&out, fs[j].held);
+			rc = rc ?: buf_appendc(&out, '}');
+		}
+		rc = rc ?: buf_appends(&out, "]}");
+		free(error);
+		index_folder_array_free(&fs, n);
+	}
+	rc = rc ?: buf_printf(&out, "],\"ok\":%s}\n", ok ? "true" : "false");
+	if (rc < 0) {
+		fprintf(stderr, "maildisk: status --json: %s\n", strerror(-rc));
+		buf_release(&out);
+		return EXIT_SYNC_ERRORS;
+	}
+	fwrite(out.data, 1, out.len, stdout);
+	buf_release(&out);
+	return fflush(stdout) == 0 ? EXIT_OK : EXIT_SYNC_ERRORS;
+}
+
 static int cmd_status(int argc, char **argv)
 {
 	const char *config;
 	struct common c = { 0 };
 	struct index *ix;
+	bool json = false;
 	int rc;
 
-	if ((rc = simple_opts(argc, argv, "status", &config, NULL)) >= 0)
+	if ((rc = simple_opts(argc, argv, "status", &config, NULL, &json)) >= 0)
 		return rc;
 	if ((rc = load(&c, config)) != EXIT_OK)
 		return rc;
@@ -377,6 +455,12 @@ static int cmd_status(int argc, char **argv)
 		return EXIT_SYNC_ERRORS;
 	}
 	pid_t holder = store_lock_holder(c.st);
+	if (json) {
+		rc = status_json(&c, ix, holder);
+		index_close(&ix);
+		unload(&c);
+		return rc;
+	}
 	printf("store %s%s", store_root(c.st), holder > 0 ? "" : "\n");
 	if (holder > 0)
 		printf(" (mounted, pid %d)\n", (int)holder);
@@ -454,7 +538,7 @@ static int cmd_check(int argc, char **argv)
 	struct common c = { 0 };
 	int rc, failed = 0;
 
-	if ((rc = simple_opts(argc, argv, "check", &config, &store_only)) >= 0)
+	if ((rc = simple_opts(argc, argv, "check", &config, &store_only, NULL)) >= 0)
 		return rc;
 	if ((rc = load(&c, config)) != EXIT_OK)
 		return rc;
@@ -554,7 +638,7 @@ static int cmd_trash(int argc, char **argv)
 	int rc;
 	pid_t holder = 0;
 
-	if ((rc = simple_opts(argc, argv, "trash", &config, NULL)) >= 0)
+	if ((rc = simple_opts(argc, argv, "trash", &config, NULL, NULL)) >= 0)
 		return rc;
 	if (optind >= argc)
 		return usage_error("trash: say list, restore ID or purge%s", "");

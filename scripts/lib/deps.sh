@@ -10,7 +10,9 @@ MAILDISK_DEPS=(
 	libfuse3-dev fuse3 libcurl4-openssl-dev libssl-dev libsqlite3-dev sqlite3
 	libinih-dev libgmime-3.0-dev libcmocka-dev
 	dovecot-imapd dovecot-pop3d openssl python3
-	attr notmuch isync rsync procps psmisc
+	attr acl notmuch isync rsync procps psmisc
+	scdoc man-db bash-completion systemd
+	recollcmd maildir-utils poppler-utils
 )
 
 # Prints the packages of "$@" that are not installed, one per line.
@@ -40,12 +42,14 @@ maildisk_install_deps() {
 }
 
 # Configures (or reconfigures) a meson build dir: maildisk_setup DIR [OPTIONS...]
+# Warnings are errors here (CI and developers), though not by default in
+# meson.build (packagers, whose newer compiler may warn about more).
 maildisk_setup() {
 	local dir=$1
 	shift
 	if [ -f "$dir/build.ninja" ]; then
-		meson setup --reconfigure "$dir" "$@"
+		meson setup --reconfigure "$dir" -Dwerror=true "$@"
 	else
-		meson setup "$dir" "$@"
+		meson setup "$dir" -Dwerror=true "$@"
 	fi
 }

@@ -13,6 +13,8 @@ Dovecot, the test frame, store inspection). What it adds:
                   not by sleeping.
   xattr_raw       getxattr(2) with a chosen buffer size (size 0, ERANGE).
   local_user      a real local account created for the test, removed after.
+  grant_fuse      lets such a user open /dev/fuse for the test's duration
+                  (an ACL entry, removed after).
 """
 
 import ctypes
@@ -20,6 +22,7 @@ import errno
 import fcntl
 import os
 import pwd
+import re
 import shutil
 import signal
 import subprocess
@@ -293,3 +296,53 @@ def have(tool):
 
 def signal_name(sig):
     return signal.Signals(sig).name
+
+
+# ---------------------------------------------------------------- /dev/fuse
+
+FUSE_DEV = "/dev/fuse"
+_FUSE_ACL_LOCK = "/tmp/.maildisk-harness-devfuse.lock"
+
+
+def _setfacl(*args):
+    p = subprocess.run(["setfacl"] + list(args) + [FUSE_DEV], stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE)
+    if p.returncode != 0:
+        raise Failure("setfacl %s %s: %s" % (" ".join(args), FUSE_DEV, p.stderr.decode(errors="replace")))
+
+
+def grant_fuse(ctx, pw):
+    """Lets the user pw open /dev/fuse read-write until the test ends.
+
+    libfuse opens /dev/fuse itself before it falls back to fusermount3, and
+    gives up when that is refused, so a device of mode 0600 (hardened hosts,
+    containers) leaves an ordinary user unable to mount. Instead of changing
+    the mode for everyone, this adds one ACL entry for that uid and removes
+    it at cleanup; when no other named entry is left, the ACL is removed
+    altogether, so the device ends as it was. Tests running at the same
+    time each add and remove their own entry, under one lock."""
+    st = os.stat(FUSE_DEV)
+    if st.st_mode & 0o006 == 0o006:
+        return
+    if not have("setfacl"):
+        raise Skip("%s is mode %o and setfacl is missing (apt-get install acl)" % (
+            FUSE_DEV, stat_mode(st)))
+    with open(_FUSE_ACL_LOCK, "w") as lk:
+        fcntl.flock(lk, fcntl.LOCK_EX)
+        _setfacl("-m", "u:%d:rw" % pw.pw_uid)
+
+    def revoke():
+        with open(_FUSE_ACL_LOCK, "w") as lk:
+            fcntl.flock(lk, fcntl.LOCK_EX)
+            _setfacl("-x", "u:%d" % pw.pw_uid)
+            acl = subprocess.run(["getfacl", "-cn", FUSE_DEV], stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE).stdout.decode()
+            if not re.search(r"^(user|group):\d+:", acl, re.M):
+                _setfacl("-b")
+        log("%s: ACL entry for uid %d removed, mode %o" % (FUSE_DEV, pw.pw_uid, stat_mode(os.stat(FUSE_DEV))))
+    ctx.stack.callback(revoke)
+    log("%s: uid %d may open it for this test" % (FUSE_DEV, pw.pw_uid))
+
+
+def stat_mode(st):
+    return st.st_mode & 0o7777

@@ -758,6 +758,134 @@ static void test_maildir_flags(void **state)
 	assert_string_equal(out, "F");
 }
 
+/* The store file of row id, and the inode it has. */
+static ino_t row_file(struct fixture *fx, int64_t id, char *rel, size_t n)
+{
+	struct index_msg m;
+	char path[512];
+	struct stat st;
+
+	get_msg(fx, id, &m);
+	snprintf(rel, n, "%s", m.store_file);
+	index_msg_release(&m);
+	abs_path(fx, rel, path, sizeof path);
+	return stat(path, &st) == 0 ? st.st_ino : 0;
+}
+
+static void assert_flags(struct fixture *fx, int64_t id, const char *flags)
+{
+	struct index_msg m;
+
+	get_msg(fx, id, &m);
+	if (flags)
+		assert_string_equal(m.flags, flags);
+	else
+		assert_null(m.flags);
+	index_msg_release(&m);
+}
+
+static bool ends_with(const char *s, const char *tail)
+{
+	size_t a = strlen(s), b = strlen(tail);
+
+	return a >= b && strcmp(s + a - b, tail) == 0;
+}
+
+static void test_set_flags(void **state)
+{
+	struct fixture *fx = *state;
+	char before[4][512], after[512], from[512], to[512];
+	ino_t ino[4];
+	int64_t ids[4];
+
+	commit_n(fx, 4, ids);
+	for (int i = 0; i < 4; i++) {
+		ino[i] = row_file(fx, ids[i], before[i], sizeof before[i]);
+		assert_true(ino[i] != 0 && ends_with(before[i], ":2,S"));
+	}
+	/* Another Maildir reader renamed message 4's file. */
+	abs_path(fx, before[3], from, sizeof from);
+	snprintf(to, sizeof to, "%.*sT", (int)strlen(from), from);
+	assert_int_equal(rename(from, to), 0);
+
+	const struct store_flag_change v[] = {
+		{ ids[0], "\\Seen \\Flagged" },   /* S -> FS: renamed */
+		{ ids[1], "\\Seen $Label" },      /* still S: the name stays */
+		{ ids[2], NULL },                 /* none: ":2," */
+		{ ids[3], "\\Flagged" },          /* its file is gone: flags only */
+	};
+	assert_int_equal(store_set_flags(fx->s, fx->ix, v, 4), 0);
+
+	assert_int_equal(row_file(fx, ids[0], after, sizeof after), ino[0]);
+	assert_true(ends_with(after, ":2,FS"));
+	assert_int_equal(strncmp(after, before[0], strlen(before[0]) - 1), 0);
+	assert_false(exists_rel(fx, before[0]));
+	assert_flags(fx, ids[0], "\\Seen \\Flagged");
+
+	assert_int_equal(row_file(fx, ids[1], after, sizeof after), ino[1]);
+	assert_string_equal(after, before[1]);
+	assert_flags(fx, ids[1], "\\Seen $Label");
+
+	assert_int_equal(row_file(fx, ids[2], after, sizeof after), ino[2]);
+	assert_true(ends_with(after, ":2,"));
+	assert_false(exists_rel(fx, before[2]));
+	assert_flags(fx, ids[2], NULL);
+
+	assert_int_equal(row_file(fx, ids[3], after, sizeof after), 0);
+	assert_string_equal(after, before[3]);
+	assert_flags(fx, ids[3], "\\Flagged");
+	assert_int_equal(count_files(fx, FOLDER_PATH "/cur"), 4);
+
+	/* A trashed row refuses, and nothing of the call happens. */
+	assert_int_equal(store_trash(fx->s, fx->ix, &ids[1], 1, 0, "gone", 10), 0);
+	const struct store_flag_change w[] = { { ids[0], "\\Draft" }, { ids[1], "\\Flagged" } };
+	assert_int_equal(store_set_flags(fx->s, fx->ix, w, 2), -EINVAL);
+	assert_int_equal(row_file(fx, ids[0], after, sizeof after), ino[0]);
+	assert_true(ends_with(after, ":2,FS"));
+	assert_flags(fx, ids[0], "\\Seen \\Flagged");
+	assert_int_equal(count_files(fx, FOLDER_PATH "/cur"), 3);
+	assert_int_equal(store_set_flags(fx->s, fx->ix, NULL, 0), 0);
+}
+
+/* The two crash points of store_set_flags, made by hand, and the repair. */
+static void test_set_flags_crash(void **state)
+{
+	struct fixture *fx = *state;
+	struct store_report r;
+	char rel[2][512], extra[512], from[512], to[512];
+	ino_t ino[2];
+	int64_t ids[2];
+
+	commit_n(fx, 2, ids);
+	for (int i = 0; i < 2; i++)
+		ino[i] = row_file(fx, ids[i], rel[i], sizeof rel[i]);
+
+	/* Crash after the link, before the commit: the new name is extra. */
+	abs_path(fx, rel[0], from, sizeof from);
+	snprintf(extra, sizeof extra, "%.*sFS", (int)strlen(rel[0]) - 1, rel[0]);
+	abs_path(fx, extra, to, sizeof to);
+	assert_int_equal(link(from, to), 0);
+	/* Crash after the commit, before the old name went: the old is extra. */
+	const struct store_flag_change v = { ids[1], "\\Seen \\Flagged" };
+	assert_int_equal(store_set_flags(fx->s, fx->ix, &v, 1), 0);
+	row_file(fx, ids[1], extra, sizeof extra);
+	abs_path(fx, extra, from, sizeof from);
+	abs_path(fx, rel[1], to, sizeof to);
+	assert_int_equal(link(from, to), 0);
+	assert_int_equal(count_files(fx, FOLDER_PATH "/cur"), 4);
+
+	assert_int_equal(store_recover(fx->s, fx->ix, true, &r), 0);
+	report_eq(&r, 0, 2, 0, 0, 0);
+	assert_int_equal(count_files(fx, FOLDER_PATH "/cur"), 2);
+	assert_int_equal(row_file(fx, ids[0], extra, sizeof extra), ino[0]);
+	assert_string_equal(extra, rel[0]);
+	assert_flags(fx, ids[0], "\\Seen");
+	assert_int_equal(row_file(fx, ids[1], extra, sizeof extra), ino[1]);
+	assert_true(ends_with(extra, ":2,FS"));
+	assert_false(exists_rel(fx, rel[1]));
+	assert_flags(fx, ids[1], "\\Seen \\Flagged");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -771,6 +899,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_trash_restore_purge, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_recover, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_recover_readonly, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_set_flags, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_set_flags_crash, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_lock, setup, teardown),
 		cmocka_unit_test(test_maildir_flags),
 	};
