@@ -82,7 +82,7 @@ static const char schema_v1[] =
 enum stmt_id {
 	ST_BEGIN, ST_BEGIN_RO, ST_COMMIT, ST_ROLLBACK,
 	ST_FOLDER_INSERT, ST_FOLDER_BY_KEY, ST_FOLDER_BY_ID, ST_FOLDER_LIST,
-	ST_FOLDER_SET_STATE, ST_FOLDER_SET_RESULT, ST_FOLDER_TOUCH,
+	ST_FOLDER_SET_STATE, ST_FOLDER_SET_RESULT, ST_FOLDER_TOUCH, ST_FOLDER_MOVE, ST_MSG_MOVE,
 	ST_MSG_INSERT, ST_MSG_GET, ST_MSG_LOOKUP, ST_MSG_EACH_VISIBLE, ST_MSG_EACH_MASK,
 	ST_KNOWN_IDS, ST_MSG_FIND, ST_MSG_REKEY, ST_MSG_SET_FLAGS, ST_MSG_TRASH,
 	ST_MSG_RESTORE, ST_MSG_SET_VIEW, ST_MSG_SET_FILE, ST_MSG_DELETE, ST_TRASH_LIST,
@@ -123,6 +123,15 @@ static const char *const stmt_sql[ST_COUNT] = {
 		"UPDATE folders SET synced_at = CASE WHEN ?3 IS NULL THEN ?2 ELSE synced_at END,"
 		" last_error = ?3, held = ?4 WHERE id = ?1",
 	[ST_FOLDER_TOUCH] = "UPDATE folders SET changed_at = ?2 WHERE id = ?1",
+	[ST_FOLDER_MOVE] = "UPDATE folders SET path = ?3 WHERE id = ?1 AND path = ?2",
+	/* Byte-wise (blobs), so the prefix test does not depend on how SQLite
+	 * counts characters. */
+	[ST_MSG_MOVE] =
+		"UPDATE messages SET store_file = CAST(CAST(?3 AS BLOB) || '/' ||"
+		" substr(CAST(store_file AS BLOB), length(CAST(?2 AS BLOB)) + 2) AS TEXT)"
+		" WHERE folder_id = ?1 AND state IN (0, 2) AND"
+		" substr(CAST(store_file AS BLOB), 1, length(CAST(?2 AS BLOB)) + 1) ="
+		" CAST(?2 || '/' AS BLOB)",
 	[ST_MSG_INSERT] =
 		"INSERT INTO messages (folder_id, remote_id, message_id, size, internal_date,"
 		" date, sender, recipients, subject, flags, store_file, view_name, state,"
@@ -763,6 +772,35 @@ int index_folder_touch(struct index *ix, int64_t id, int64_t now)
 	int rc = st_get(ix, ST_FOLDER_TOUCH, &st);
 
 	return rc ? rc : update_one(ix, st, bind_i64(st, 1, id) || bind_i64(st, 2, now));
+}
+
+int index_folder_move(struct index *ix, int64_t id, const char *old_path, const char *new_path,
+		      size_t *n_r)
+{
+	sqlite3_stmt *st;
+	int changes = 0, rc;
+
+	if (!old_path || !new_path)
+		return -EINVAL;
+	rc = index_begin(ix);
+	if (rc)
+		return rc;
+	rc = st_get(ix, ST_FOLDER_MOVE, &st);
+	if (rc == 0)
+		rc = update_one(ix, st, bind_i64(st, 1, id) || bind_text(st, 2, old_path) ||
+					bind_text(st, 3, new_path));
+	if (rc == 0)
+		rc = st_get(ix, ST_MSG_MOVE, &st);
+	if (rc == 0)
+		rc = st_run(ix, st, bind_i64(st, 1, id) || bind_text(st, 2, old_path) ||
+				    bind_text(st, 3, new_path), &changes);
+	if (rc) {
+		index_rollback(ix);
+		return rc;
+	}
+	if (n_r)
+		*n_r = (size_t)changes;
+	return index_commit(ix);
 }
 
 /* ---- messages ---- */

@@ -71,6 +71,13 @@ int index_folder_set_result(struct index *ix, int64_t id, int64_t now,
 			    const char *error, const char *held);
 /* Bumps changed_at (call in the transaction that adds or removes rows). */
 int index_folder_touch(struct index *ix, int64_t id, int64_t now);
+/* The folder's Maildir moves from old_path to new_path, in one transaction:
+ * its path, and the store_file of each of its visible rows under
+ * old_path/ (trashed rows keep theirs: their files stay in trash/).
+ * -ENOENT unless the folder's path is old_path. *n_r (may be NULL): the
+ * rows re-pointed. */
+int index_folder_move(struct index *ix, int64_t id, const char *old_path, const char *new_path,
+		      size_t *n_r);
 
 /* ---- messages ---- */
 enum msg_state {

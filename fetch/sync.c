@@ -454,6 +454,11 @@ static enum fetch_status sync_imap_folder(struct ingest_run *run, struct imap *s
 		index_folder_release(&f);
 		return ret;
 	}
+	/* Its Maildir exists from the first sync, messages or not. */
+	if (store_folder_create(run->st, &f) < 0) {
+		index_folder_release(&f);
+		return FETCH_LOCAL_BAD;
+	}
 	if (f.uidvalidity == 0 && f.synced_at == 0 && run->o->obs && run->o->obs->folder_added)
 		run->o->obs->folder_added(run->o->obs->ctx, f.id);
 
