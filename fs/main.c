@@ -355,7 +355,7 @@ static void fmt_time(int64_t t, char *out, size_t n)
 	strftime(out, n, "%Y-%m-%d %H:%M", &tm);
 }
 
-/* Prints a folder name from a server padded with spaces to width columns,
+/* Prints text from a server (a folder name) padded with spaces to width columns,
  * counting columns as the terminal does (wcwidth: "Äpfel" is 5, "日本語" 6),
  * not bytes. A character the terminal would act on instead of showing (C0,
  * DEL, C1) and a byte that is not UTF-8 print as '?'. */
@@ -434,6 +434,13 @@ static int cmd_status(int argc, char **argv)
 				printf("    error: %s\n", fs[j].last_error);
 			if (fs[j].held)
 				printf("    deletions held: %s\n", fs[j].held);
+			char *note = NULL;
+			if (index_folder_note(ix, fs[j].id, &note) == 0 && note) {
+				printf("    warning: ");
+				print_name_padded(note, 0);
+				putchar('\n');
+			}
+			free(note);
 		}
 		index_folder_array_free(&fs, n);
 	}
