@@ -697,10 +697,7 @@ static int folder_by_path(struct index *ix, const char *path, struct index_folde
 	return rc ? rc : one_row(ix, st, bind_text(st, 1, path), r, NULL);
 }
 
-/* path with " (N)" after its last component, for the smallest N from 2 on
- * that no folder has; -ENAMETOOLONG when that component would pass 255
- * bytes. */
-static int unique_path(struct index *ix, const char *path, char **r)
+int index_folder_unique_path(struct index *ix, const char *path, char **r)
 {
 	const char *slash = strrchr(path, '/');
 	size_t last = strlen(slash ? slash + 1 : path);
@@ -741,7 +738,7 @@ static int folder_insert(struct index *ix, const char *user, const char *account
 	int rc = folder_by_path(ix, path, &other);
 
 	if (rc == 0) {
-		rc = unique_path(ix, path, &alt);
+		rc = index_folder_unique_path(ix, path, &alt);
 		if (rc == 0 && asprintf(&note, "stored as %s: its own path %s is folder \"%s\"'s",
 					alt, path, other.name) < 0)
 			rc = -ENOMEM;

@@ -62,6 +62,10 @@ void index_folder_array_free(struct index_folder **fs, size_t n);
  * make the last component longer than 255 bytes. */
 int index_folder_ensure(struct index *ix, const char *user, const char *account,
 			const char *name, const char *path, struct index_folder *r);
+/* path with " (N)" after its last component (*r malloc'd), for the
+ * smallest N from 2 on that no folder has; -ENAMETOOLONG when that
+ * component would pass 255 bytes. */
+int index_folder_unique_path(struct index *ix, const char *path, char **r);
 /* The folder's note (*note_r malloc'd, NULL when it has none): why its local
  * path or name is not the plain one. */
 int index_folder_note(struct index *ix, int64_t id, char **note_r);

@@ -110,14 +110,19 @@ struct store_report {
  * counts (maildisk check --store). */
 int store_recover(struct store *s, struct index *ix, bool repair, struct store_report *r);
 
-/* Moves folders stored in the layout before the "cur"/"new"/"tmp" rule of
- * names.h (a folder "INBOX.tmp" at .../INBOX/tmp/, inside INBOX's Maildir)
- * to their place (.../INBOX/%74mp/), crash-safely: a kill at any instant
- * loses no message and the next call finishes the move (store_layout.c says
- * how). Writer only, under store_lock, before store_recover. *n_r: the
- * folders found in the old layout or with a move left to finish (with
- * repair false it only counts them, for maildisk check --store). Returns
- * the first error; a folder that cannot move stays usable where it is. */
+/* Moves folders that an earlier maildisk stored where they do not belong,
+ * crash-safely: a kill at any instant loses no message and the next call
+ * finishes the move (store_layout.c says how):
+ *   - a folder that shares its path with an older folder (two server names
+ *     that mapped to one path) moves to "<path> (N)" with its own files and
+ *     gets a note (index_folder_note);
+ *   - a folder in the layout before the "cur"/"new"/"tmp" rule of names.h
+ *     ("INBOX.tmp" at .../INBOX/tmp/, inside INBOX's Maildir) moves to
+ *     .../INBOX/%74mp/.
+ * Writer only, under store_lock, before store_recover. *n_r: the folders
+ * found to move or with a move left to finish (with repair false it only
+ * counts them, for maildisk check --store). Returns the first error; a
+ * folder that cannot move stays usable where it is. */
 int store_migrate_layout(struct store *s, struct index *ix, bool repair, size_t *n_r);
 
 /* Maildir info suffix for IMAP flags: "\\Seen \\Flagged" -> "FS" (sorted). */

@@ -307,6 +307,176 @@ static int move_folder(const struct store *s, struct index *ix, struct layout_mo
 	return rc;
 }
 
+/* ---- folders that share one path ----
+ *
+ * Before index_folder_ensure made local paths unique, two server folders
+ * could get one path ("a.b" with '.' and "a/b" with '/') and so one
+ * Maildir, where recovery took each one's files for the other's orphans.
+ * The folder created first keeps the path; each other one moves to a
+ * unique one with only the files its own rows name, in the same order as a
+ * layout move: link into the new Maildir and fsync, one transaction (path,
+ * rows, note), unlink the old names. Killed before the commit: the index
+ * still says the shared path with every file there, and the next start
+ * does it again (existing links that are the same file count as done).
+ * Killed after it: the old names are files no row of the folder that
+ * stays names; the kill left the start unclean, so recovery removes them
+ * as the orphans they now are. */
+
+struct split_ctx {
+	const char *old_cur;   /* "<old path>/cur/", store-relative */
+	char **files;          /* owned: base names of the folder's visible files there */
+	size_t n, cap;
+	int rc;
+};
+
+static int split_collect(void *ctx, const struct index_msg *m)
+{
+	struct split_ctx *c = ctx;
+	size_t len = strlen(c->old_cur);
+
+	if (strncmp(m->store_file, c->old_cur, len) != 0 || strchr(m->store_file + len, '/'))
+		return 0;
+	if (c->n == c->cap) {
+		size_t cap = c->cap ? 2 * c->cap : 64;
+		char **v = realloc(c->files, cap * sizeof *v);
+
+		if (!v)
+			return c->rc = -ENOMEM;
+		c->files = v;
+		c->cap = cap;
+	}
+	if (!(c->files[c->n] = strdup(m->store_file + len)))
+		return c->rc = -ENOMEM;
+	c->n++;
+	return 0;
+}
+
+/* Links (or with unlink_old, unlinks after linking) each named file of
+ * from/ into to/. A file already gone from from/ is skipped: recovery
+ * drops its row and the next sync fetches it again. */
+static int link_named(const char *from, const char *to, char **files, size_t n, bool unlink_old)
+{
+	int from_fd = open(from, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int to_fd = open(to, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int rc = 0;
+
+	if (from_fd < 0 || to_fd < 0) {
+		rc = -errno;
+		log_error("open(%s): %m", from_fd < 0 ? from : to);
+		goto out;
+	}
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		struct stat a, b;
+
+		if (unlink_old) {
+			if (fstatat(to_fd, files[i], &b, AT_SYMLINK_NOFOLLOW) == 0 &&
+			    unlinkat(from_fd, files[i], 0) < 0 && errno != ENOENT) {
+				rc = -errno;
+				log_error("unlink(%s/%s): %m", from, files[i]);
+			}
+			continue;
+		}
+		if (fstatat(from_fd, files[i], &a, AT_SYMLINK_NOFOLLOW) < 0)
+			continue;
+		if (linkat(from_fd, files[i], to_fd, files[i], 0) == 0)
+			continue;
+		if (errno != EEXIST || fstatat(to_fd, files[i], &b, AT_SYMLINK_NOFOLLOW) < 0 ||
+		    a.st_dev != b.st_dev || a.st_ino != b.st_ino) {
+			rc = errno == EEXIST ? -EEXIST : -errno;
+			log_error("link(%s/%s, %s/%s): %s", from, files[i], to, files[i], strerror(-rc));
+		}
+	}
+	if (rc == 0 && fsync(unlink_old ? from_fd : to_fd) < 0) {
+		rc = -errno;
+		log_error("fsync(%s): %m", unlink_old ? from : to);
+	}
+out:
+	if (from_fd >= 0)
+		close(from_fd);
+	if (to_fd >= 0)
+		close(to_fd);
+	return rc;
+}
+
+static int split_folder(struct store *s, struct index *ix, const struct index_folder *f,
+			const struct index_folder *keeper)
+{
+	struct split_ctx c = { 0 };
+	char *to = NULL, *note = NULL, *old_cur = NULL, from_abs[PATH_MAX], to_abs[PATH_MAX];
+	size_t rows = 0;
+	int rc = index_folder_unique_path(ix, f->path, &to);
+
+	if (rc == 0 && (asprintf(&old_cur, "%s/cur/", f->path) < 0 ||
+			asprintf(&note, "stored as %s: its own path %s is folder \"%s\"'s", to,
+				 f->path, keeper->name) < 0))
+		rc = -ENOMEM;
+	c.old_cur = old_cur;
+	if (rc == 0)
+		rc = index_msg_foreach(ix, f->id, MSG_VISIBLE_MASK, split_collect, &c);
+	if (rc == 0)
+		rc = c.rc;
+	if (rc == 0)
+		rc = store_maildir_create(s, to);
+	if (rc == 0)
+		rc = abs_path(s, f->path, "cur", from_abs, sizeof from_abs);
+	if (rc == 0)
+		rc = abs_path(s, to, "cur", to_abs, sizeof to_abs);
+	if (rc == 0)
+		rc = link_named(from_abs, to_abs, c.files, c.n, false);
+	if (rc == 0)
+		rc = index_begin(ix);
+	if (rc == 0) {
+		rc = index_folder_move(ix, f->id, f->path, to, &rows);
+		if (rc == 0)
+			rc = index_folder_set_note(ix, f->id, note);
+		if (rc == 0)
+			rc = index_commit(ix);
+		else
+			index_rollback(ix);
+	}
+	if (rc == 0)
+		rc = link_named(from_abs, to_abs, c.files, c.n, true);
+	if (rc == 0)
+		log_warn("%s/%s %s: shared %s with folder \"%s\"; moved to %s (%zu messages)", f->user,
+			 f->account, f->name, f->path, keeper->name, to, rows);
+	else
+		log_error("%s/%s %s: shares %s with folder \"%s\" and cannot move: %s", f->user,
+			  f->account, f->name, f->path, keeper->name, strerror(-rc));
+	for (size_t i = 0; i < c.n; i++)
+		free(c.files[i]);
+	free(c.files);
+	free(to);
+	free(note);
+	free(old_cur);
+	return rc;
+}
+
+/* Each folder whose path a folder with a lower id has too: *n_r counts
+ * them; with repair, each moves (split_folder). */
+static int split_shared(struct store *s, struct index *ix, bool repair, size_t *n_r)
+{
+	struct index_folder *fs = NULL;
+	size_t n = 0;
+	int rc = index_folder_list(ix, NULL, NULL, &fs, &n), first = 0;
+
+	*n_r = 0;
+	for (size_t i = 0; rc == 0 && i < n; i++) {
+		const struct index_folder *keeper = NULL;
+
+		for (size_t j = 0; j < n; j++)
+			if (j != i && fs[j].id < fs[i].id && strcmp(fs[j].path, fs[i].path) == 0 &&
+			    (!keeper || fs[j].id < keeper->id))
+				keeper = &fs[j];
+		if (!keeper)
+			continue;
+		(*n_r)++;
+		if (repair && split_folder(s, ix, &fs[i], keeper) < 0 && !first)
+			first = -EEXIST;
+	}
+	index_folder_array_free(&fs, n);
+	return rc ? rc : first;
+}
+
 static int by_depth_desc(const void *a, const void *b)
 {
 	const struct layout_move *x = a, *y = b;
@@ -322,6 +492,14 @@ int store_migrate_layout(struct store *s, struct index *ix, bool repair, size_t 
 	int rc, first = 0;
 
 	*n_r = 0;
+	/* First, so that two folders sharing an old-layout path do not both
+	 * move to one new path. */
+	rc = split_shared(s, ix, repair, &nmv);
+	if (rc && rc != -EEXIST)
+		return rc;
+	first = rc;
+	*n_r = nmv;
+	nmv = 0;
 	rc = index_folder_list(ix, NULL, NULL, &fs, &n);
 	if (rc)
 		return rc;
@@ -362,7 +540,7 @@ int store_migrate_layout(struct store *s, struct index *ix, bool repair, size_t 
 			memset(m, 0, sizeof *m);
 		}
 	}
-	*n_r = nmv;
+	*n_r += nmv;
 	if (rc || !repair || nmv == 0)
 		goto out;
 
@@ -399,8 +577,9 @@ int store_migrate_layout(struct store *s, struct index *ix, bool repair, size_t 
 		else if (!first)
 			first = rc;
 	}
-	rc = first;
 out:
+	if (rc == 0)
+		rc = first;
 	for (size_t i = 0; i < nmv; i++) {
 		free(mv[i].old);
 		free(mv[i].new);

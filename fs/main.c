@@ -481,7 +481,7 @@ static int check_store(struct common *c)
 	       "  unfinished moves to trash:           %zu\n"
 	       "  index rows whose file is missing:    %zu\n"
 	       "  index rows whose size is wrong:      %zu\n"
-	       "  folders to move to the new layout:   %zu\n",
+	       "  folders to move to their own place:  %zu\n",
 	       store_root(c->st), rep.tmp_removed, rep.orphans_removed, rep.trash_completed,
 	       rep.rows_missing_file, rep.size_mismatch, old_layout);
 	bool clean = !rep.tmp_removed && !rep.orphans_removed && !rep.trash_completed &&

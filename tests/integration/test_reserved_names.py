@@ -195,7 +195,7 @@ def main(ctx):
     old_store = os.path.join(ctx.tmp, "old-store")
     shutil.copytree(root, old_store, symlinks=True)
     r = h.maildisk("check", cfg, "--store", expect=1)
-    h.check(re.search(r"folders to move to the new layout: +%d" % n_old, r.out), "check --store "
+    h.check(re.search(r"folders to move to their own place: +%d" % n_old, r.out), "check --store "
             "does not report the old layout", r.out)
 
     # A config whose server is gone: the start (and so the move) happens,

@@ -918,6 +918,79 @@ static void test_layout_migration_conflict(void **state)
 	index_folder_release(&b);
 }
 
+/* Two folders that share one Maildir, as index_folder_ensure allowed
+ * before paths were unique ("a.b" with '.' and "a/b" with '/'): the one
+ * created first keeps the path, the other moves to "<path> (2)" with
+ * exactly its own files, under the same inodes, and gets a note. */
+static void test_split_shared(void **state)
+{
+	struct fixture *fx = *state;
+	struct index_folder b;
+	struct store_report r;
+	struct index_msg m;
+	int64_t ids_a[2], ids_b[3];
+	ino_t ino_b[3];
+	char from[512], to[512], *note = NULL;
+	size_t n;
+
+	commit_n(fx, 2, ids_a);
+	assert_int_equal(index_folder_ensure(fx->ix, "alice", "work", "INBOX/b", FOLDER_PATH "-b", &b), 0);
+	commit_in(fx, &b, 3, ids_b);
+	/* Make them share INBOX's Maildir. */
+	for (int i = 0; i < 3; i++) {
+		struct stat st;
+
+		get_msg(fx, ids_b[i], &m);
+		abs_path(fx, m.store_file, from, sizeof from);
+		snprintf(to, sizeof to, "%s/%s/cur/%s", fx->root, FOLDER_PATH, strrchr(m.store_file, '/') + 1);
+		assert_int_equal(rename(from, to), 0);
+		assert_int_equal(stat(to, &st), 0);
+		ino_b[i] = st.st_ino;
+		index_msg_release(&m);
+	}
+	assert_int_equal(index_folder_move(fx->ix, b.id, FOLDER_PATH "-b", FOLDER_PATH, &n), 0);
+	assert_int_equal(n, 3);
+	assert_int_equal(count_files(fx, FOLDER_PATH "/cur"), 5);
+
+	assert_int_equal(store_migrate_layout(fx->s, fx->ix, false, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(store_migrate_layout(fx->s, fx->ix, true, &n), 0);
+	assert_folder_files(fx, "INBOX", FOLDER_PATH, 2);
+	assert_folder_files(fx, "INBOX/b", FOLDER_PATH " (2)", 3);
+	assert_int_equal(count_files(fx, FOLDER_PATH "/cur"), 2);
+	assert_int_equal(count_files(fx, FOLDER_PATH " (2)/cur"), 3);
+	for (int i = 0; i < 3; i++) {
+		struct stat st;
+
+		get_msg(fx, ids_b[i], &m);
+		abs_path(fx, m.store_file, from, sizeof from);
+		assert_int_equal(stat(from, &st), 0);
+		assert_int_equal(st.st_ino, ino_b[i]);
+		/* As a kill after the commit leaves it: the old name is back. */
+		if (i < 2) {
+			snprintf(to, sizeof to, "%s/%s/cur/%s", fx->root, FOLDER_PATH,
+				 strrchr(m.store_file, '/') + 1);
+			assert_int_equal(link(from, to), 0);
+		}
+		index_msg_release(&m);
+	}
+	assert_int_equal(index_folder_note(fx->ix, b.id, &note), 0);
+	assert_non_null(note);
+	assert_non_null(strstr(note, FOLDER_PATH " (2)"));
+	free(note);
+	assert_int_equal(store_migrate_layout(fx->s, fx->ix, false, &n), 0);
+	assert_int_equal(n, 0);
+	/* The old names are orphans of INBOX now: recovery removes them, and
+	 * every message keeps a file. */
+	assert_int_equal(store_recover(fx->s, fx->ix, true, &r), 0);
+	report_eq(&r, 0, 2, 0, 0, 0);
+	assert_folder_files(fx, "INBOX", FOLDER_PATH, 2);
+	assert_folder_files(fx, "INBOX/b", FOLDER_PATH " (2)", 3);
+	assert_int_equal(store_recover(fx->s, fx->ix, false, &r), 0);
+	report_eq(&r, 0, 0, 0, 0, 0);
+	index_folder_release(&b);
+}
+
 static void test_lock(void **state)
 {
 	struct fixture *fx = *state;
@@ -990,6 +1063,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_layout_migration, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_layout_migration_finish, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_layout_migration_conflict, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_split_shared, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_lock, setup, teardown),
 		cmocka_unit_test(test_maildir_flags),
 	};
