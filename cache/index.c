@@ -16,6 +16,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -25,7 +26,7 @@
 
 #include "log.h"
 
-#define SCHEMA_VERSION 1
+#define SCHEMA_VERSION 2
 #define BUSY_TIMEOUT_MS 10000
 
 static const char schema_v1[] =
@@ -79,10 +80,21 @@ static const char schema_v1[] =
 	"CREATE INDEX messages_trash ON messages (trashed_at) WHERE state = 1;"
 	"PRAGMA user_version = 1;";
 
+/* Version 2 only adds: a reader of a version 1 index (one no writer of this
+ * version has opened yet) reads it as one without notes. */
+static const char schema_v2[] =
+	/* Why a folder's local path or name is not the plain one (two server
+	 * folders that would have shared a Maildir). */
+	"CREATE TABLE folder_notes ("
+	" folder_id INTEGER PRIMARY KEY REFERENCES folders(id),"
+	" note TEXT NOT NULL);"
+	"PRAGMA user_version = 2;";
+
 enum stmt_id {
 	ST_BEGIN, ST_BEGIN_RO, ST_COMMIT, ST_ROLLBACK,
 	ST_FOLDER_INSERT, ST_FOLDER_BY_KEY, ST_FOLDER_BY_ID, ST_FOLDER_LIST,
-	ST_FOLDER_SET_STATE, ST_FOLDER_SET_RESULT, ST_FOLDER_TOUCH,
+	ST_FOLDER_SET_STATE, ST_FOLDER_SET_RESULT, ST_FOLDER_TOUCH, ST_FOLDER_MOVE, ST_MSG_MOVE,
+	ST_FOLDER_BY_PATH, ST_NOTE_GET, ST_NOTE_SET,
 	ST_MSG_INSERT, ST_MSG_GET, ST_MSG_LOOKUP, ST_MSG_EACH_VISIBLE, ST_MSG_EACH_MASK,
 	ST_KNOWN_IDS, ST_MSG_FIND, ST_MSG_REKEY, ST_MSG_SET_FLAGS, ST_MSG_TRASH,
 	ST_MSG_RESTORE, ST_MSG_SET_VIEW, ST_MSG_SET_FILE, ST_MSG_DELETE, ST_TRASH_LIST,
@@ -123,6 +135,19 @@ static const char *const stmt_sql[ST_COUNT] = {
 		"UPDATE folders SET synced_at = CASE WHEN ?3 IS NULL THEN ?2 ELSE synced_at END,"
 		" last_error = ?3, held = ?4 WHERE id = ?1",
 	[ST_FOLDER_TOUCH] = "UPDATE folders SET changed_at = ?2 WHERE id = ?1",
+	[ST_FOLDER_MOVE] = "UPDATE folders SET path = ?3 WHERE id = ?1 AND path = ?2",
+	[ST_FOLDER_BY_PATH] = "SELECT " FOLDER_COLS " FROM folders f WHERE f.path = ?1 LIMIT 1",
+	[ST_NOTE_GET] = "SELECT note FROM folder_notes WHERE folder_id = ?1",
+	[ST_NOTE_SET] = "INSERT INTO folder_notes (folder_id, note) VALUES (?1, ?2)"
+		" ON CONFLICT (folder_id) DO UPDATE SET note = excluded.note",
+	/* Byte-wise (blobs), so the prefix test does not depend on how SQLite
+	 * counts characters. */
+	[ST_MSG_MOVE] =
+		"UPDATE messages SET store_file = CAST(CAST(?3 AS BLOB) || '/' ||"
+		" substr(CAST(store_file AS BLOB), length(CAST(?2 AS BLOB)) + 2) AS TEXT)"
+		" WHERE folder_id = ?1 AND state IN (0, 2) AND"
+		" substr(CAST(store_file AS BLOB), 1, length(CAST(?2 AS BLOB)) + 1) ="
+		" CAST(?2 || '/' AS BLOB)",
 	[ST_MSG_INSERT] =
 		"INSERT INTO messages (folder_id, remote_id, message_id, size, internal_date,"
 		" date, sender, recipients, subject, flags, store_file, view_name, state,"
@@ -166,6 +191,7 @@ struct index {
 	bool readonly;
 	int depth;                      /* index_begin nesting */
 	bool doomed;                    /* rolled back at an inner depth: the outermost end rolls back */
+	int version;                    /* schema version (a reader may see 1) */
 	sqlite3_stmt *stmts[ST_COUNT];  /* owned, prepared on first use */
 };
 
@@ -334,7 +360,9 @@ static int migrate(struct index *ix)
 	rc = user_version(ix, &v);
 	if (rc == 0 && v == 0)
 		rc = ix_exec(ix, schema_v1);
-	else if (rc == 0 && v > SCHEMA_VERSION) {
+	if (rc == 0 && v < 2)
+		rc = ix_exec(ix, schema_v2);
+	if (rc == 0 && v > SCHEMA_VERSION) {
 		log_error("%s: schema version %d is newer than this maildisk knows (%d)",
 			  ix->path, v, SCHEMA_VERSION);
 		rc = -EPROTO;
@@ -410,12 +438,14 @@ int index_open(const char *db_path, bool readonly, struct index **r)
 	rc = user_version(ix, &v);
 	if (rc)
 		goto fail;
-	if (v != SCHEMA_VERSION) {
+	/* A reader may find version 1 (see schema_v2). */
+	if (v != SCHEMA_VERSION && !(readonly && v == 1)) {
 		log_error("%s: schema version %d, this maildisk reads version %d", db_path, v,
 			  SCHEMA_VERSION);
 		rc = -EPROTO;
 		goto fail;
 	}
+	ix->version = v;
 	*r = ix;
 	return 0;
 fail:
@@ -647,27 +677,152 @@ static int one_row(struct index *ix, sqlite3_stmt *st, int bind_rc,
 
 /* ---- folders ---- */
 
+static int folder_by_key(struct index *ix, const char *user, const char *account,
+			 const char *name, struct index_folder *r)
+{
+	sqlite3_stmt *st;
+	int rc = st_get(ix, ST_FOLDER_BY_KEY, &st);
+
+	return rc ? rc : one_row(ix, st, bind_text(st, 1, user) || bind_text(st, 2, account) ||
+						 bind_text(st, 3, name), r, NULL);
+}
+
+/* The folder stored at path, or -ENOENT. */
+static int folder_by_path(struct index *ix, const char *path, struct index_folder *r)
+{
+	sqlite3_stmt *st;
+	int rc = st_get(ix, ST_FOLDER_BY_PATH, &st);
+
+	memset(r, 0, sizeof *r);
+	return rc ? rc : one_row(ix, st, bind_text(st, 1, path), r, NULL);
+}
+
+int index_folder_unique_path(struct index *ix, const char *path, char **r)
+{
+	const char *slash = strrchr(path, '/');
+	size_t last = strlen(slash ? slash + 1 : path);
+
+	*r = NULL;
+	for (int n = 2; n < 10000; n++) {
+		struct index_folder other;
+		char *p;
+		int rc;
+
+		if (asprintf(&p, "%s (%d)", path, n) < 0)
+			return -ENOMEM;
+		if (last + strlen(p) - strlen(path) > 255) {
+			free(p);
+			return -ENAMETOOLONG;
+		}
+		rc = folder_by_path(ix, p, &other);
+		index_folder_release(&other);
+		if (rc == -ENOENT) {
+			*r = p;
+			return 0;
+		}
+		free(p);
+		if (rc)
+			return rc;
+	}
+	return -EEXIST;
+}
+
+/* Inserts the folder at path, or, when another folder has that path, at a
+ * unique variant of it, with a note saying why. */
+static int folder_insert(struct index *ix, const char *user, const char *account,
+			 const char *name, const char *path)
+{
+	struct index_folder other, f = { 0 };
+	char *alt = NULL, *note = NULL;
+	sqlite3_stmt *st;
+	int rc = folder_by_path(ix, path, &other);
+
+	if (rc == 0) {
+		rc = index_folder_unique_path(ix, path, &alt);
+		if (rc == 0 && asprintf(&note, "stored as %s: its own path %s is folder \"%s\"'s",
+					alt, path, other.name) < 0)
+			rc = -ENOMEM;
+		if (rc == 0)
+			log_warn("%s/%s %s: the local path %s is folder \"%s\"'s; storing it at %s",
+				 user, account, name, path, other.name, alt);
+	} else if (rc == -ENOENT) {
+		rc = 0;
+	}
+	index_folder_release(&other);
+	if (rc == 0)
+		rc = st_get(ix, ST_FOLDER_INSERT, &st);
+	if (rc == 0)
+		rc = st_run(ix, st,
+			    bind_text(st, 1, user) || bind_text(st, 2, account) ||
+			    bind_text(st, 3, name) || bind_text(st, 4, alt ? alt : path), NULL);
+	if (rc == 0 && note) {
+		rc = folder_by_key(ix, user, account, name, &f);
+		if (rc == 0)
+			rc = index_folder_set_note(ix, f.id, note);
+		index_folder_release(&f);
+	}
+	free(alt);
+	free(note);
+	return rc;
+}
+
 int index_folder_ensure(struct index *ix, const char *user, const char *account,
 			const char *name, const char *path, struct index_folder *r)
 {
-	sqlite3_stmt *st;
 	int rc;
 
 	memset(r, 0, sizeof *r);
 	if (!user || !account || !name || !path)
 		return -EINVAL;
-	rc = st_get(ix, ST_FOLDER_INSERT, &st);
+	rc = folder_by_key(ix, user, account, name, r);
+	if (rc != -ENOENT)
+		return rc;
+	/* One transaction: the path test and the insert see the same folders. */
+	rc = index_begin(ix);
 	if (rc == 0)
-		rc = st_run(ix, st,
-			    bind_text(st, 1, user) || bind_text(st, 2, account) ||
-			    bind_text(st, 3, name) || bind_text(st, 4, path), NULL);
+		rc = folder_insert(ix, user, account, name, path);
 	if (rc == 0)
-		rc = st_get(ix, ST_FOLDER_BY_KEY, &st);
-	if (rc == 0)
-		rc = one_row(ix, st,
-			     bind_text(st, 1, user) || bind_text(st, 2, account) ||
-			     bind_text(st, 3, name), r, NULL);
+		rc = index_commit(ix);
+	else
+		index_rollback(ix);
+	return rc ? rc : folder_by_key(ix, user, account, name, r);
+}
+
+int index_folder_note(struct index *ix, int64_t id, char **note_r)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	*note_r = NULL;
+	if (ix->version < 2)
+		return 0;
+	rc = st_get(ix, ST_NOTE_GET, &st);
+	if (rc)
+		return rc;
+	rc = bind_i64(st, 1, id);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		const unsigned char *t = sqlite3_column_text(st, 0);
+
+		rc = 0;
+		if (t && !(*note_r = strdup((const char *)t)))
+			rc = -ENOMEM;
+	} else if (rc == SQLITE_DONE) {
+		rc = 0;
+	} else {
+		rc = ix_fail(ix, st, rc);
+	}
+	st_done(st);
 	return rc;
+}
+
+int index_folder_set_note(struct index *ix, int64_t id, const char *note)
+{
+	sqlite3_stmt *st;
+	int rc = st_get(ix, ST_NOTE_SET, &st);
+
+	return rc ? rc : st_run(ix, st, bind_i64(st, 1, id) || bind_text(st, 2, note), NULL);
 }
 
 int index_folder_get(struct index *ix, int64_t id, struct index_folder *r)
@@ -763,6 +918,35 @@ int index_folder_touch(struct index *ix, int64_t id, int64_t now)
 	int rc = st_get(ix, ST_FOLDER_TOUCH, &st);
 
 	return rc ? rc : update_one(ix, st, bind_i64(st, 1, id) || bind_i64(st, 2, now));
+}
+
+int index_folder_move(struct index *ix, int64_t id, const char *old_path, const char *new_path,
+		      size_t *n_r)
+{
+	sqlite3_stmt *st;
+	int changes = 0, rc;
+
+	if (!old_path || !new_path)
+		return -EINVAL;
+	rc = index_begin(ix);
+	if (rc)
+		return rc;
+	rc = st_get(ix, ST_FOLDER_MOVE, &st);
+	if (rc == 0)
+		rc = update_one(ix, st, bind_i64(st, 1, id) || bind_text(st, 2, old_path) ||
+					bind_text(st, 3, new_path));
+	if (rc == 0)
+		rc = st_get(ix, ST_MSG_MOVE, &st);
+	if (rc == 0)
+		rc = st_run(ix, st, bind_i64(st, 1, id) || bind_text(st, 2, old_path) ||
+				    bind_text(st, 3, new_path), &changes);
+	if (rc) {
+		index_rollback(ix);
+		return rc;
+	}
+	if (n_r)
+		*n_r = (size_t)changes;
+	return index_commit(ix);
 }
 
 /* ---- messages ---- */

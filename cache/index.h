@@ -54,9 +54,23 @@ struct index_folder {
 void index_folder_release(struct index_folder *f);
 void index_folder_array_free(struct index_folder **fs, size_t n);
 
-/* Get-or-create by (user, account, name); path is used only when creating. */
+/* Get-or-create by (user, account, name); path is used only when creating.
+ * Local paths are unique: when another folder has path already (two server
+ * names that map to one path, "a.b" with delimiter '.' and "a/b" with '/'),
+ * the new folder is stored at path + " (2)" (or the next free number) and
+ * gets a note saying so (index_folder_note); -ENAMETOOLONG when that would
+ * make the last component longer than 255 bytes. */
 int index_folder_ensure(struct index *ix, const char *user, const char *account,
 			const char *name, const char *path, struct index_folder *r);
+/* path with " (N)" after its last component (*r malloc'd), for the
+ * smallest N from 2 on that no folder has; -ENAMETOOLONG when that
+ * component would pass 255 bytes. */
+int index_folder_unique_path(struct index *ix, const char *path, char **r);
+/* The folder's note (*note_r malloc'd, NULL when it has none): why its local
+ * path or name is not the plain one. */
+int index_folder_note(struct index *ix, int64_t id, char **note_r);
+/* Sets or replaces the folder's note. */
+int index_folder_set_note(struct index *ix, int64_t id, const char *note);
 int index_folder_get(struct index *ix, int64_t id, struct index_folder *r);
 /* All folders, or those of user (and account) when non-NULL, ordered by
  * user, account, name. *r is a malloc'd array (index_folder_array_free). */
@@ -71,6 +85,13 @@ int index_folder_set_result(struct index *ix, int64_t id, int64_t now,
 			    const char *error, const char *held);
 /* Bumps changed_at (call in the transaction that adds or removes rows). */
 int index_folder_touch(struct index *ix, int64_t id, int64_t now);
+/* The folder's Maildir moves from old_path to new_path, in one transaction:
+ * its path, and the store_file of each of its visible rows under
+ * old_path/ (trashed rows keep theirs: their files stay in trash/).
+ * -ENOENT unless the folder's path is old_path. *n_r (may be NULL): the
+ * rows re-pointed. */
+int index_folder_move(struct index *ix, int64_t id, const char *old_path, const char *new_path,
+		      size_t *n_r);
 
 /* ---- messages ---- */
 enum msg_state {

@@ -161,6 +161,46 @@ int names_unescape(const char *in, size_t len, struct buf *out)
 	return rc;
 }
 
+/* A Maildir's own subdirectories, raw and as a folder component: a folder
+ * component with one of these names would otherwise put that folder inside
+ * its parent's Maildir. */
+enum { SUB_RAW, SUB_ESCAPED };
+static const char *const maildir_subs[3][2] = {
+	{ "cur", "%63ur" }, { "new", "%6Eew" }, { "tmp", "%74mp" },
+};
+
+/* Which of maildir_subs s[0..len) is in the given form, or -1. */
+static int maildir_sub(const char *s, size_t len, int form)
+{
+	for (int i = 0; i < 3; i++)
+		if (strlen(maildir_subs[i][form]) == len && memcmp(s, maildir_subs[i][form], len) == 0)
+			return i;
+	return -1;
+}
+
+bool names_is_maildir_sub(const char *comp, size_t len)
+{
+	return maildir_sub(comp, len, SUB_RAW) >= 0;
+}
+
+int names_folder_unescape(const char *in, size_t len, struct buf *out)
+{
+	int i = maildir_sub(in, len, SUB_ESCAPED);
+
+	if (i >= 0)
+		return buf_appends(out, maildir_subs[i][SUB_RAW]);
+	if (maildir_sub(in, len, SUB_RAW) >= 0)
+		return -EINVAL;
+	return names_unescape(in, len, out);
+}
+
+const char *names_folder_view(const char *comp)
+{
+	int i = maildir_sub(comp, strlen(comp), SUB_ESCAPED);
+
+	return i >= 0 ? maildir_subs[i][SUB_RAW] : comp;
+}
+
 int names_folder_path(const char *folder, char delim, struct buf *out)
 {
 	size_t start = out->len;
@@ -175,8 +215,13 @@ int names_folder_path(const char *folder, char delim, struct buf *out)
 			end = p + strlen(p);
 		if (p != folder)
 			rc = buf_appendc(out, '/');
-		if (rc == 0)
-			rc = names_escape(p, (size_t)(end - p), out);
+		if (rc == 0) {
+			size_t len = (size_t)(end - p);
+			int sub = maildir_sub(p, len, SUB_RAW);
+
+			rc = sub >= 0 ? buf_appends(out, maildir_subs[sub][SUB_ESCAPED])
+				      : names_escape(p, len, out);
+		}
 		if (rc || *end == '\0')
 			break;
 		p = end + 1;

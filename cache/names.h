@@ -8,10 +8,17 @@
  *   names cannot arise).
  * The empty name is written as a lone "%" (which never results otherwise).
  * Nothing produced can contain '/', NUL, a control character, or be "." or
- * "..". Pure functions, any thread. */
+ * "..".
+ *
+ * Folder path components have one more rule: a component that is exactly
+ * "cur", "new" or "tmp" has its first byte escaped ("%63ur", "%6Eew",
+ * "%74mp"), so no folder's directory can be another folder's Maildir
+ * subdirectory. The mount shows such a component under its real name
+ * (names_folder_view). Pure functions, any thread. */
 #ifndef MAILDISK_NAMES_H
 #define MAILDISK_NAMES_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <time.h>
@@ -29,8 +36,23 @@ int names_unescape(const char *in, size_t len, struct buf *out);
 /* A folder name (UTF-8, already decoded from modified UTF-7) split on the
  * server's hierarchy delimiter (0 for none) becomes a relative path of
  * escaped components joined by '/'. "a/b" with delimiter '.' is one
- * component "a%2Fb"; "../x" with delimiter '/' becomes "%2E./x". */
+ * component "a%2Fb"; "../x" with delimiter '/' becomes "%2E./x";
+ * "INBOX.tmp" with '.' becomes "INBOX/%74mp". */
 int names_folder_path(const char *folder, char delim, struct buf *out);
+
+/* Reverses one component of names_folder_path (names_unescape, plus the
+ * reserved names); -EINVAL for anything names_folder_path cannot produce,
+ * which includes a raw "cur", "new" or "tmp". */
+int names_folder_unescape(const char *in, size_t len, struct buf *out);
+
+/* The name the mount shows for a component of a folder's store path: the
+ * component itself, except that "%63ur", "%6Eew" and "%74mp" show as "cur",
+ * "new" and "tmp" (the mount is not a Maildir, so they clash with nothing
+ * there). Returns comp or a static string. */
+const char *names_folder_view(const char *comp);
+
+/* Whether a store path component is "cur", "new" or "tmp" (len bytes). */
+bool names_is_maildir_sub(const char *comp, size_t len);
 
 /* The file name a message has in the mount:
  *   "YYYY-MM-DD HHMM <subject> ~<tag>.eml"

@@ -34,6 +34,7 @@
 
 #include "log.h"
 #include "names.h"
+#include "store_fs.h"
 
 #define RECOVERED_REASON "recovered after crash"
 
@@ -84,7 +85,7 @@ static pid_t store_pid(void)
 
 /* Store-relative paths come from the index and names.c; refusing absolute
  * paths and "." or ".." components keeps even a corrupt row inside root. */
-static bool rel_ok(const char *rel)
+bool store_rel_ok(const char *rel)
 {
 	const char *p = rel;
 
@@ -106,7 +107,7 @@ int store_path(const struct store *s, const char *rel, char *out, size_t outlen)
 {
 	int n;
 
-	if (!rel_ok(rel)) {
+	if (!store_rel_ok(rel)) {
 		log_error("store: refusing path \"%s\"", rel ? rel : "(null)");
 		return -EINVAL;
 	}
@@ -123,7 +124,7 @@ static const char *base_name(const char *path)
 	return p ? p + 1 : path;
 }
 
-static int fsync_dir(const char *dir)
+int store_fsync_dir(const char *dir)
 {
 	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	int rc = 0;
@@ -141,9 +142,9 @@ static int fsync_dir(const char *dir)
 	return rc;
 }
 
-/* mkdir -p with mode 0700. A directory we create is made durable in its
- * parent at once: files fsync'd into it later must not lose their way. */
-static int mkdirs(const char *path)
+/* A directory we create is made durable in its parent at once: files
+ * fsync'd into it later must not lose their way. */
+int store_mkdirs(const char *path)
 {
 	char tmp[PATH_MAX];
 	size_t len = strlen(path);
@@ -163,10 +164,10 @@ static int mkdirs(const char *path)
 
 			if (slash && slash != tmp) {
 				*slash = '\0';
-				rc = fsync_dir(tmp);
+				rc = store_fsync_dir(tmp);
 				*slash = '/';
 			} else {
-				rc = fsync_dir(slash ? "/" : ".");
+				rc = store_fsync_dir(slash ? "/" : ".");
 			}
 			if (rc)
 				return rc;
@@ -192,7 +193,7 @@ static int mkdirs_parent(const char *file)
 		return -EINVAL;
 	memcpy(dir, file, n);
 	dir[n] = '\0';
-	return mkdirs(dir);
+	return store_mkdirs(dir);
 }
 
 /* rename that never replaces: a name clash means something is wrong, and
@@ -244,7 +245,7 @@ static int dirset_sync(struct dirset *d)
 	int rc = 0;
 
 	for (size_t i = 0; i < d->n; i++) {
-		int r = fsync_dir(d->v[i]);
+		int r = store_fsync_dir(d->v[i]);
 
 		if (r && !rc)
 			rc = r;
@@ -337,7 +338,7 @@ int store_open(const char *root, struct store **r)
 	*r = NULL;
 	if (!root || !*root)
 		return -EINVAL;
-	rc = mkdirs(root);
+	rc = store_mkdirs(root);
 	if (rc)
 		return rc;
 	s = calloc(1, sizeof *s);
@@ -377,7 +378,7 @@ int store_open(const char *root, struct store **r)
 	}
 	for (int i = 0; i < 2; i++) {
 		snprintf(sub, sizeof sub, "%s/%s", s->root, i ? "trash" : "mail");
-		rc = mkdirs(sub);
+		rc = store_mkdirs(sub);
 		if (rc)
 			goto fail;
 	}
@@ -545,7 +546,7 @@ int store_open_file(const struct store *s, const char *rel)
 
 /* ---- adding messages ---- */
 
-static int maildir_create(const struct store *s, const char *dir)
+int store_maildir_create(const struct store *s, const char *dir)
 {
 	static const char *const subs[] = { "tmp", "new", "cur" };
 	char path[PATH_MAX], sub[PATH_MAX];
@@ -554,9 +555,28 @@ static int maildir_create(const struct store *s, const char *dir)
 	for (int i = 0; rc == 0 && i < 3; i++) {
 		if (snprintf(sub, sizeof sub, "%s/%s", path, subs[i]) >= (int)sizeof sub)
 			return -ENAMETOOLONG;
-		rc = mkdirs(sub);
+		rc = store_mkdirs(sub);
 	}
 	return rc;
+}
+
+int store_folder_create(struct store *s, const struct index_folder *f)
+{
+	char cur[PATH_MAX];
+	struct stat st;
+	int rc;
+
+	if (!f->path || !store_rel_ok(f->path))
+		return -EINVAL;
+	rc = store_path(s, f->path, cur, sizeof cur);
+	if (rc == 0 && strlen(cur) + 4 >= sizeof cur)
+		rc = -ENAMETOOLONG;
+	if (rc)
+		return rc;
+	strcat(cur, "/cur");
+	if (stat(cur, &st) == 0 && S_ISDIR(st.st_mode))
+		return 0;
+	return store_maildir_create(s, f->path);
 }
 
 int store_batch_create(struct store *s, const struct index_folder *f, struct store_batch **r)
@@ -565,9 +585,9 @@ int store_batch_create(struct store *s, const struct index_folder *f, struct sto
 	int rc;
 
 	*r = NULL;
-	if (!f->path || !rel_ok(f->path))
+	if (!f->path || !store_rel_ok(f->path))
 		return -EINVAL;
-	rc = maildir_create(s, f->path);
+	rc = store_maildir_create(s, f->path);
 	if (rc)
 		return rc;
 	b = calloc(1, sizeof *b);
@@ -914,7 +934,7 @@ int store_batch_commit(struct store_batch *b, struct index *ix, int64_t now,
 	 *    it: a committed row must never point at a name a crash takes back. */
 	if (rc == 0) {
 		snprintf(to, sizeof to, "%s/%s/cur", b->s->root, b->dir);
-		rc = fsync_dir(to);
+		rc = store_fsync_dir(to);
 	}
 	/* 4. The rows last, in one transaction. A crash before the commit
 	 *    leaves complete files in cur/ without rows: store_recover removes
@@ -1172,7 +1192,7 @@ int store_restore(struct store *s, struct index *ix, int64_t id)
 	}
 	rc = index_folder_get(ix, m.folder_id, &f);
 	if (rc == 0)
-		rc = maildir_create(s, f.path);
+		rc = store_maildir_create(s, f.path);
 	if (rc == 0)
 		rc = free_view_name(ix, m.folder_id, m.view_name, &view);
 	if (rc)
@@ -1573,7 +1593,12 @@ static int rec_tmp(struct rec_folder *c)
 		return rc;
 	}
 	while ((de = readdir(d))) {
-		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+		struct stat st;
+
+		/* Only files are half-written messages; a directory here is
+		 * none of ours to remove (a store not yet moved out of the old
+		 * layout had folders inside tmp/: store_layout.c). */
+		if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || S_ISDIR(st.st_mode))
 			continue;
 		c->r->tmp_removed++;
 		if (!c->repair)
@@ -1780,7 +1805,7 @@ int store_recover(struct store *s, struct index *ix, bool repair, struct store_r
 		};
 
 		snprintf(c.label, sizeof c.label, "%s/%s %s", fs[i].user, fs[i].account, fs[i].name);
-		if (!rel_ok(fs[i].path)) {
+		if (!store_rel_ok(fs[i].path)) {
 			log_error("%s: bad folder path \"%s\" in the index", c.label, fs[i].path);
 			rc = -EINVAL;
 		} else {

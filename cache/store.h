@@ -3,6 +3,9 @@
  *   <root>/index.db                      the index (cache/index.h)
  *   <root>/lock                          flock'd by the one writer, PID inside
  *   <root>/mail/<user>/<account>/<folder path>/{tmp,new,cur}/
+ *                                        (<folder path>: names_folder_path,
+ *                                        which never yields a component
+ *                                        "tmp", "new" or "cur")
  *   <root>/trash/<user>/<account>/<folder path>/<file>
  *
  * Everything created is mode 0700 (dirs) / 0600 (files), owned by the
@@ -51,6 +54,10 @@ pid_t store_lock_holder(const struct store *s);
 int store_path(const struct store *s, const char *rel, char *out, size_t outlen);
 /* Opens a store-relative file read-only (O_CLOEXEC), returns the fd or -errno. */
 int store_open_file(const struct store *s, const char *rel);
+
+/* Creates the folder's Maildir ({tmp,new,cur}/ at its path) unless its
+ * cur/ exists, so a folder shows in the store before it has messages. */
+int store_folder_create(struct store *s, const struct index_folder *f);
 
 /* ---- adding messages ---- */
 struct store_batch;
@@ -126,6 +133,21 @@ struct store_report {
 /* Start-up pass (writer only, under store_lock). With repair false it only
  * counts (maildisk check --store). */
 int store_recover(struct store *s, struct index *ix, bool repair, struct store_report *r);
+
+/* Moves folders that an earlier maildisk stored where they do not belong,
+ * crash-safely: a kill at any instant loses no message and the next call
+ * finishes the move (store_layout.c says how):
+ *   - a folder that shares its path with an older folder (two server names
+ *     that mapped to one path) moves to "<path> (N)" with its own files and
+ *     gets a note (index_folder_note);
+ *   - a folder in the layout before the "cur"/"new"/"tmp" rule of names.h
+ *     ("INBOX.tmp" at .../INBOX/tmp/, inside INBOX's Maildir) moves to
+ *     .../INBOX/%74mp/.
+ * Writer only, under store_lock, before store_recover. *n_r: the folders
+ * found to move or with a move left to finish (with repair false it only
+ * counts them, for maildisk check --store). Returns the first error; a
+ * folder that cannot move stays usable where it is. */
+int store_migrate_layout(struct store *s, struct index *ix, bool repair, size_t *n_r);
 
 /* Maildir info suffix for IMAP flags: "\\Seen \\Flagged" -> "FS" (sorted). */
 void store_maildir_flags(const char *imap_flags, char *out, size_t outlen);

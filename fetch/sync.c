@@ -23,6 +23,7 @@
 #include "msgmeta.h"
 #include "reconcile.h"
 #include "secret.h"
+#include "sync_names.h"
 #include "sync_pop3.h"
 #include "uidset.h"
 
@@ -401,8 +402,9 @@ static enum fetch_status apply_flags(struct ingest_run *run, const struct index_
 	return FETCH_OK;
 }
 
+/* note: why the folder's local name is not the plain one, or NULL. */
 static enum fetch_status sync_imap_folder(struct ingest_run *run, struct imap *s,
-					  const struct imap_mailbox *mb)
+					  const struct imap_mailbox *mb, const char *note)
 {
 	struct index_folder f = { 0 };
 	struct imap_folder_state st;
@@ -426,8 +428,12 @@ static enum fetch_status sync_imap_folder(struct ingest_run *run, struct imap *s
 	}
 	rc = index_folder_ensure(run->ix, run->a->user, run->a->name, mb->name, path.data, &f);
 	buf_release(&path);
-	if (rc < 0)
+	if (rc == 0 && note)
+		rc = index_folder_set_note(run->ix, f.id, note);
+	if (rc < 0) {
+		index_folder_release(&f);
 		return FETCH_LOCAL_BAD;
+	}
 
 	/* With QRESYNC the EXAMINE itself says what vanished and which flags
 	 * changed since the last good sync; after an error or a hold, list
@@ -441,6 +447,11 @@ static enum fetch_status sync_imap_folder(struct ingest_run *run, struct imap *s
 		index_folder_set_result(run->ix, f.id, time(NULL), imap_error(s), f.held);
 		index_folder_release(&f);
 		return ret;
+	}
+	/* Its Maildir exists from the first sync, messages or not. */
+	if (store_folder_create(run->st, &f) < 0) {
+		index_folder_release(&f);
+		return FETCH_LOCAL_BAD;
 	}
 	if (f.uidvalidity == 0 && f.synced_at == 0 && run->o->obs && run->o->obs->folder_added)
 		run->o->obs->folder_added(run->o->obs->ctx, f.id);
@@ -677,12 +688,18 @@ static enum fetch_status sync_imap(struct ingest_run *run, const char *secret, b
 			ingest_note_status(run, FETCH_FOLDER_BAD);
 		}
 	}
+	char **notes = NULL;
+	if (sync_names_dedupe(run->label, mbs, n_mbs, &notes) < 0) {
+		imap_mailboxes_free(mbs, n_mbs);
+		imap_close(&s);
+		return FETCH_LOCAL_BAD;
+	}
 	note_unlisted(run, mbs, n_mbs);
 	st = FETCH_OK;
 	for (size_t i = 0; i < n_mbs && !ingest_stopping(run); i++) {
 		if (!wanted(run->a, &mbs[i]))
 			continue;
-		enum fetch_status fs = sync_imap_folder(run, s, &mbs[i]);
+		enum fetch_status fs = sync_imap_folder(run, s, &mbs[i], notes[i]);
 
 		ingest_note_status(run, fs);
 		if (fs == FETCH_FOLDER_BAD)
@@ -698,6 +715,7 @@ static enum fetch_status sync_imap(struct ingest_run *run, const char *secret, b
 	}
 	if (ingest_stopping(run))
 		st = FETCH_STOPPED;
+	sync_names_free(notes, n_mbs);
 	imap_mailboxes_free(mbs, n_mbs);
 	imap_close(&s);
 	return st;

@@ -111,6 +111,8 @@ enum fetch_status sync_pop3(struct ingest_run *run, const char *secret, bool tok
 	rc = ingest_folder_path(a, POP3_FOLDER, 0, &path);
 	if (rc == 0)
 		rc = index_folder_ensure(ix, a->user, a->name, POP3_FOLDER, path.data, &f);
+	if (rc == 0)
+		rc = store_folder_create(run->st, &f);
 	buf_release(&path);
 	if (rc < 0) {
 		snprintf(error, sizeof(error), "%s: cannot record the folder in the index: %s",

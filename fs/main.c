@@ -12,13 +12,16 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <langinfo.h>
 #include <limits.h>
+#include <locale.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <wchar.h>
 
 #include "../cache/log.h"
 #include "../cache/store.h"
@@ -142,8 +145,12 @@ static void recover(struct common *c)
 	struct index *ix;
 	struct store_report rep = { 0 };
 
+	size_t moved = 0;
+
 	if (store_index_open(c->st, false, &ix) < 0)
 		return;
+	/* Before recovery, which must find each folder's files at its path. */
+	store_migrate_layout(c->st, ix, true, &moved);
 	if (store_needs_recovery(c->st)) {
 		log_info("the last writer of %s did not end cleanly; checking the store",
 			 store_root(c->st));
@@ -435,6 +442,35 @@ static int status_json(struct common *c, struct index *ix, pid_t holder)
 	return fflush(stdout) == 0 ? EXIT_OK : EXIT_SYNC_ERRORS;
 }
 
+/* Prints text from a server (a folder name) padded with spaces to width columns,
+ * counting columns as the terminal does (wcwidth: "Äpfel" is 5, "日本語" 6),
+ * not bytes. A character the terminal would act on instead of showing (C0,
+ * DEL, C1) and a byte that is not UTF-8 print as '?'. */
+static void print_name_padded(const char *name, int width)
+{
+	mbstate_t mbs = { 0 };
+	size_t len = strlen(name);
+	int used = 0;
+
+	for (size_t i = 0; i < len;) {
+		wchar_t wc;
+		size_t n = mbrtowc(&wc, name + i, len - i, &mbs);
+		int w = n == (size_t)-1 || n == (size_t)-2 || n == 0 ? -1 : wcwidth(wc);
+
+		if (w < 0) {
+			putchar('?');
+			memset(&mbs, 0, sizeof mbs);
+			i++;
+			used++;
+			continue;
+		}
+		fwrite(name + i, 1, n, stdout);
+		i += n;
+		used += w;
+	}
+	printf("%*s", width > used ? width - used : 0, "");
+}
+
 static int cmd_status(int argc, char **argv)
 {
 	const char *config;
@@ -445,6 +481,10 @@ static int cmd_status(int argc, char **argv)
 
 	if ((rc = simple_opts(argc, argv, "status", &config, NULL, &json)) >= 0)
 		return rc;
+	/* Folder names are UTF-8 whatever the locale says: their widths need
+	 * a UTF-8 LC_CTYPE (C.UTF-8 is built into glibc). */
+	if (!setlocale(LC_CTYPE, "") || strcmp(nl_langinfo(CODESET), "UTF-8") != 0)
+		setlocale(LC_CTYPE, "C.UTF-8");
 	if ((rc = load(&c, config)) != EXIT_OK)
 		return rc;
 	rc = store_index_open(c.st, true, &ix);
@@ -480,12 +520,21 @@ static int cmd_status(int argc, char **argv)
 			continue;
 		for (size_t j = 0; j < n; j++) {
 			fmt_time(fs[j].synced_at, when, sizeof(when));
-			printf("  %-24s %7" PRId64 " messages %5" PRId64 " in trash  synced %s\n",
-			       fs[j].name, fs[j].n_active, fs[j].n_trashed, when);
+			printf("  ");
+			print_name_padded(fs[j].name, 24);
+			printf(" %7" PRId64 " messages %5" PRId64 " in trash  synced %s\n",
+			       fs[j].n_active, fs[j].n_trashed, when);
 			if (fs[j].last_error)
 				printf("    error: %s\n", fs[j].last_error);
 			if (fs[j].held)
 				printf("    deletions held: %s\n", fs[j].held);
+			char *note = NULL;
+			if (index_folder_note(ix, fs[j].id, &note) == 0 && note) {
+				printf("    warning: ");
+				print_name_padded(note, 0);
+				putchar('\n');
+			}
+			free(note);
 		}
 		index_folder_array_free(&fs, n);
 	}
@@ -510,7 +559,11 @@ static int check_store(struct common *c)
 	}
 	if (rc < 0 || store_index_open(c->st, true, &ix) < 0)
 		return EXIT_SYNC_ERRORS;
-	rc = store_recover(c->st, ix, false, &rep);
+	size_t old_layout = 0;
+
+	rc = store_migrate_layout(c->st, ix, false, &old_layout);
+	if (rc == 0)
+		rc = store_recover(c->st, ix, false, &rep);
 	index_close(&ix);
 	if (rc < 0) {
 		fprintf(stderr, "maildisk: store check failed: %s\n", strerror(-rc));
@@ -521,11 +574,12 @@ static int check_store(struct common *c)
 	       "  files in cur/ with no index row:     %zu\n"
 	       "  unfinished moves to trash:           %zu\n"
 	       "  index rows whose file is missing:    %zu\n"
-	       "  index rows whose size is wrong:      %zu\n",
+	       "  index rows whose size is wrong:      %zu\n"
+	       "  folders to move to their own place:  %zu\n",
 	       store_root(c->st), rep.tmp_removed, rep.orphans_removed, rep.trash_completed,
-	       rep.rows_missing_file, rep.size_mismatch);
+	       rep.rows_missing_file, rep.size_mismatch, old_layout);
 	bool clean = !rep.tmp_removed && !rep.orphans_removed && !rep.trash_completed &&
-		     !rep.rows_missing_file && !rep.size_mismatch;
+		     !rep.rows_missing_file && !rep.size_mismatch && !old_layout;
 	printf("%s\n", clean ? "the index and the files agree"
 			     : "disagreements found: the next sync or mount repairs them");
 	return clean ? EXIT_OK : EXIT_SYNC_ERRORS;

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "../cache/log.h"
+#include "../cache/names.h"
 
 /* An open-addressing map from a non-zero 64-bit key to a node. */
 struct mnt_map {
@@ -349,6 +350,9 @@ static int merge_one(struct mnt_tree *t, const struct index_folder *f)
 		}
 		memcpy(comp, p, len);
 		comp[len] = '\0';
+		/* "%74mp" in the store is "tmp" here: the mount is no Maildir. */
+		if (names_folder_view(comp) != comp)
+			strcpy(comp, names_folder_view(comp));
 		if (!mnt_tree_name_ok(comp)) {
 			log_warn("%s/%s %s: bad component in path %s, not shown", f->user,
 				 f->account, f->name, f->path);

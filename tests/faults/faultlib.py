@@ -547,6 +547,11 @@ class FakeImap(_FakeBase):
         self.auth = auth
         self.delim = delim
         self.folders = {"INBOX": Folder("INBOX")}
+        # LIST as scripted instead of from folders: (delimiter, raw name
+        # bytes) per line, the delimiter None for NIL; EXAMINE of a raw name
+        # in raw_names opens that folder (key of folders)
+        self.listing = None
+        self.raw_names = {}
         # every message ever served: (folder, uidvalidity, uid) -> bytes,
         # to check rows of messages the server has since expunged
         self.history = {}
@@ -672,6 +677,14 @@ class FakeImap(_FakeBase):
                 fault.params.get("text", "injected failure").encode())
 
     def _list(self, r, t, fault):
+        if self.listing is not None and not fault:
+            for delim, raw in self.listing:
+                d = b"NIL" if delim is None else b'"' + delim.encode() + b'"'
+                r.line(b"* LIST (\\HasNoChildren) " + d + b" {%d}" % len(raw))
+                r.literal(raw)
+                r.line(b"")
+            r.final(t + b" OK List completed")
+            return
         names = list(self.folders)
         if fault and fault.action == "listing":
             names = list(fault.params["folders"])
@@ -687,8 +700,8 @@ class FakeImap(_FakeBase):
 
     def _examine(self, r, t, args, fault):
         a = _tokens(args)
-        name = H.utf7_decode(a[0]) if a else ""
-        f = self.folders.get(name) or (self.folders.get("INBOX") if name.upper() == "INBOX" else None)
+        name = H.utf7_decode(a[0]) if a and a[0] not in self.raw_names else ""
+        f = self.folders.get(self.raw_names.get(a[0]) if a else None) or self.folders.get(name) or (self.folders.get("INBOX") if name.upper() == "INBOX" else None)
         if f is None:
             r.final(t + b" NO [NONEXISTENT] Mailbox does not exist")
             return None

@@ -10,8 +10,9 @@
  *     name leaves the output as it was (only -ENAMETOOLONG may refuse).
  *   names_unescape: what it accepts escapes back to exactly the input
  *     (canonical forms only); a refusal leaves the output as it was.
- *   names_folder_path: '/'-separated safe components that unescape and
- *     join with the delimiter to the folder name again.
+ *   names_folder_path: '/'-separated safe components, none of them a
+ *     Maildir subdirectory name, that names_folder_unescape decodes and
+ *     that join with the delimiter to the folder name again.
  *   names_message_file: a safe component of at most 255 bytes that starts
  *     "YYYY-MM-DD HHMM " and ends " ~<tag>.eml", the same every time.
  *   names_tag: len lower-case hex digits, the same every time.
@@ -156,7 +157,8 @@ static void fuzz_folder(const char *name, char delim, struct buf *a, struct buf 
 		check_component(c, cl);
 		if (!first)
 			CHECK(buf_appendc(b, delim) == 0);
-		CHECK(names_unescape(c, cl, b) == 0);
+		CHECK(!names_is_maildir_sub(c, cl));
+		CHECK(names_folder_unescape(c, cl, b) == 0);
 		if (!slash)
 			break;
 		CHECK(delim != 0);

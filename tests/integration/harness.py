@@ -279,15 +279,21 @@ def escape_component(name):
     return out.decode("utf-8", errors="surrogateescape")
 
 
+# A Maildir's own subdirectories, as folder path components (cache/names.h).
+MAILDIR_SUBS = {"cur": "%63ur", "new": "%6Eew", "tmp": "%74mp"}
+
+
 def folder_path(name, delim):
     """names_folder_path(): the folder's path below mail/<user>/<account>/."""
     parts = name.split(delim) if delim else [name]
-    return "/".join(escape_component(p) for p in parts)
+    return "/".join(MAILDIR_SUBS.get(p) or escape_component(p) for p in parts)
 
 
 def unescape_component(c):
-    """Reverses the store's path escaping (cache/names.h): %XX -> byte,
-    lone "%" -> empty name."""
+    """Reverses the store's path escaping of a folder path component
+    (cache/names.h): %XX -> byte, lone "%" -> empty name."""
+    if c in MAILDIR_SUBS:
+        raise ValueError("%r is no folder path component" % c)
     if c == "%":
         return ""
     out, i = bytearray(), 0

@@ -285,9 +285,13 @@ def mount_files(root):
 
 
 def folder_dir(mountpoint, row):
-    """The mount directory of a folder row (its store path minus mail/)."""
+    """The mount directory of a folder row: its store path minus mail/,
+    with the escaped Maildir names %63ur, %6Eew, %74mp shown as cur, new,
+    tmp (cache/names.h names_folder_view)."""
     check(row["path"].startswith("mail/"), "folder path %r" % row["path"])
-    return os.path.join(mountpoint, row["path"][len("mail/"):])
+    view = {v: k for k, v in H.MAILDIR_SUBS.items()}
+    parts = row["path"][len("mail/"):].split("/")
+    return os.path.join(mountpoint, *[view.get(p, p) for p in parts])
 
 
 def have(tool):

@@ -120,7 +120,10 @@ static void test_schema(void **state)
 	struct fixture *fx = *state;
 	struct stat st;
 
-	assert_int_equal(sql_int(fx->db, "PRAGMA user_version"), 1);
+	assert_int_equal(sql_int(fx->db, "PRAGMA user_version"), 2);
+	assert_int_equal(sql_int(fx->db,
+		"SELECT count(*) FROM pragma_table_info('folder_notes') WHERE name IN ('folder_id',"
+		" 'note')"), 2);
 	assert_int_equal(sql_int(fx->db,
 				 "SELECT count(*) FROM pragma_journal_mode WHERE journal_mode = 'wal'"), 1);
 	/* The names the integration tests query. */
@@ -145,6 +148,97 @@ static void test_schema(void **state)
 	assert_null(fx->ix);
 	assert_int_equal(index_open(fx->db, false, &fx->ix), 0);
 	assert_int_equal(sql_int(fx->db, "SELECT count(*) FROM folders"), 1);
+}
+
+/* Runs sql on the database through a separate, plain connection. */
+static void sql_exec(const char *db, const char *sql)
+{
+	sqlite3 *h;
+
+	assert_int_equal(sqlite3_open_v2(db, &h, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(h, sql, NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(h);
+}
+
+/* A version 1 index (before folder notes): readers read it as one without
+ * notes; the first writer upgrades it, keeping every row. */
+static void test_schema_upgrade(void **state)
+{
+	struct fixture *fx = *state;
+	struct index *ro;
+	char *note = (char *)"x";
+	int64_t id = add_folder(fx->ix, "alice", "work", "INBOX");
+
+	index_close(&fx->ix);
+	sql_exec(fx->db, "DROP TABLE folder_notes; PRAGMA user_version = 1;");
+	assert_int_equal(index_open(fx->db, true, &ro), 0);
+	assert_int_equal(index_folder_note(ro, id, &note), 0);
+	assert_null(note);
+	index_close(&ro);
+	assert_int_equal(sql_int(fx->db, "PRAGMA user_version"), 1);
+	assert_int_equal(index_open(fx->db, false, &fx->ix), 0);
+	assert_int_equal(sql_int(fx->db, "PRAGMA user_version"), 2);
+	assert_int_equal(sql_int(fx->db, "SELECT count(*) FROM folders"), 1);
+	assert_int_equal(index_folder_set_note(fx->ix, id, "n"), 0);
+	assert_int_equal(index_folder_note(fx->ix, id, &note), 0);
+	assert_string_equal(note, "n");
+	free(note);
+	/* A newer version than this one knows is refused. */
+	index_close(&fx->ix);
+	sql_exec(fx->db, "PRAGMA user_version = 3;");
+	assert_int_equal(index_open(fx->db, true, &ro), -EPROTO);
+	assert_int_equal(index_open(fx->db, false, &fx->ix), -EPROTO);
+}
+
+/* Two server folders that map to one local path ("a.b" with delimiter '.'
+ * and "a/b" with '/') never share it: the second gets " (2)", and a folder
+ * whose plain path that is gets " (2) (2)", each with a note; a folder that
+ * exists already keeps its path. */
+static void test_folder_path_unique(void **state)
+{
+	struct fixture *fx = *state;
+	struct index_folder a, b, c, again, *fs;
+	char *note = NULL, longpath[400];
+	size_t n;
+
+	assert_int_equal(index_folder_ensure(fx->ix, "alice", "work", "a.b", "mail/alice/work/a/b", &a), 0);
+	assert_int_equal(index_folder_note(fx->ix, a.id, &note), 0);
+	assert_null(note);
+	assert_int_equal(index_folder_ensure(fx->ix, "alice", "work", "a/b", "mail/alice/work/a/b", &b), 0);
+	assert_string_equal(b.path, "mail/alice/work/a/b (2)");
+	assert_int_equal(index_folder_note(fx->ix, b.id, &note), 0);
+	assert_non_null(note);
+	assert_non_null(strstr(note, "a/b (2)"));
+	assert_non_null(strstr(note, "\"a.b\""));
+	free(note);
+	/* A folder truly named "a.b (2)" finds its path taken, and moves on too. */
+	assert_int_equal(index_folder_ensure(fx->ix, "alice", "work", "a.b (2)", "mail/alice/work/a/b (2)",
+					     &c), 0);
+	assert_string_equal(c.path, "mail/alice/work/a/b (2) (2)");
+	/* Get-or-create still finds each by its name, path unchanged. */
+	assert_int_equal(index_folder_ensure(fx->ix, "alice", "work", "a/b", "mail/alice/work/a/b", &again), 0);
+	assert_int_equal(again.id, b.id);
+	assert_string_equal(again.path, "mail/alice/work/a/b (2)");
+	index_folder_release(&again);
+	assert_int_equal(index_folder_list(fx->ix, NULL, NULL, &fs, &n), 0);
+	assert_int_equal(n, 3);
+	for (size_t i = 0; i < n; i++)
+		for (size_t j = i + 1; j < n; j++)
+			assert_string_not_equal(fs[i].path, fs[j].path);
+	index_folder_array_free(&fs, n);
+	/* No room for the suffix in a 255-byte component. */
+	memcpy(longpath, "mail/alice/work/", 16);
+	memset(longpath + 16, 'x', 253);
+	longpath[16 + 253] = '\0';
+	assert_int_equal(index_folder_ensure(fx->ix, "alice", "work", "long1", longpath, &again), 0);
+	index_folder_release(&again);
+	assert_int_equal(index_folder_ensure(fx->ix, "alice", "work", "long2", longpath, &again),
+			 -ENAMETOOLONG);
+	assert_int_equal(index_folder_ensure(fx->ix, "alice", "work", "long2", "mail/alice/work/y", &again), 0);
+	index_folder_release(&again);
+	index_folder_release(&a);
+	index_folder_release(&b);
+	index_folder_release(&c);
 }
 
 static void test_folders(void **state)
@@ -638,6 +732,8 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_schema, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_schema_upgrade, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_folder_path_unique, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_folders, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_messages, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unique_conflicts, setup, teardown),

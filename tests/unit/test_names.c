@@ -253,6 +253,19 @@ static void test_folder_path(void **state)
 		{ "Work/\xc3\x84rchiv", '/', "Work/\xc3\x84rchiv" },
 		{ "a.b/c", '.', "a/b%2Fc" },
 		{ "x\x01/y%", '/', "x%01/y%25" },
+		/* A Maildir's own subdirectory names (issue 14). */
+		{ "INBOX.tmp", '.', "INBOX/%74mp" },
+		{ "INBOX.cur", '.', "INBOX/%63ur" },
+		{ "INBOX.new", '.', "INBOX/%6Eew" },
+		{ "INBOX.new.cur", '.', "INBOX/%6Eew/%63ur" },
+		{ "new/cur/tmp", '/', "%6Eew/%63ur/%74mp" },
+		{ "tmp", 0, "%74mp" },
+		{ "INBOX.tmp", '/', "INBOX.tmp" },
+		{ "INBOX.TMP", '.', "INBOX/TMP" },
+		{ "INBOX.tmpx", '.', "INBOX/tmpx" },
+		{ "INBOX..tmp", '.', "INBOX/%/%74mp" },
+		{ "x/.cur", '/', "x/%2Ecur" },
+		{ "%74mp", '/', "%2574mp" },
 	};
 
 	(void)state;
@@ -260,13 +273,25 @@ static void test_folder_path(void **state)
 		struct buf out = BUF_INIT(4096);
 		char *copy, *tok, *save = NULL;
 
+		struct buf back = BUF_INIT(4096);
+
 		assert_int_equal(names_folder_path(cases[i].folder, cases[i].delim, &out), 0);
 		assert_string_equal(out.data, cases[i].out);
-		/* Each component is safe on its own. */
+		/* Each component is safe on its own, is no Maildir subdirectory,
+		 * and decodes back: the components joined by the delimiter are
+		 * the name. */
 		copy = strdup(out.data);
-		for (tok = strtok_r(copy, "/", &save); tok; tok = strtok_r(NULL, "/", &save))
+		for (tok = strtok_r(copy, "/", &save); tok; tok = strtok_r(NULL, "/", &save)) {
 			assert_safe_component(tok, strlen(tok));
+			assert_false(names_is_maildir_sub(tok, strlen(tok)));
+			if (tok != copy)
+				assert_int_equal(buf_appendc(&back, cases[i].delim ? cases[i].delim : '/'), 0);
+			assert_int_equal(names_folder_unescape(tok, strlen(tok), &back), 0);
+		}
+		assert_int_equal(back.len, strlen(cases[i].folder));
+		assert_memory_equal(back.data ? back.data : "", cases[i].folder, back.len);
 		free(copy);
+		buf_release(&back);
 		buf_release(&out);
 	}
 }
@@ -289,6 +314,45 @@ static void test_folder_path_too_long(void **state)
 	assert_int_equal(names_folder_path(name, '/', &out), 0);
 	assert_int_equal(out.len, 3 + 599);
 	buf_release(&out);
+}
+
+/* The reserved forms decode only through names_folder_unescape, raw
+ * "cur", "new" and "tmp" are no folder component, and the mount shows the
+ * real names. */
+static void test_folder_unescape(void **state)
+{
+	static const struct {
+		const char *in;
+		int rc;
+		const char *out;
+	} cases[] = {
+		{ "%74mp", 0, "tmp" }, { "%63ur", 0, "cur" }, { "%6Eew", 0, "new" },
+		{ "tmp", -EINVAL, NULL }, { "cur", -EINVAL, NULL }, { "new", -EINVAL, NULL },
+		{ "%2574mp", 0, "%74mp" }, { "tmpx", 0, "tmpx" }, { "%2Etmp", 0, ".tmp" },
+		{ "%6eew", -EINVAL, NULL }, { "%74", -EINVAL, NULL }, { "%", 0, "" },
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		struct buf out = BUF_INIT(64);
+
+		assert_int_equal(buf_appends(&out, "pre"), 0);
+		assert_int_equal(names_folder_unescape(cases[i].in, strlen(cases[i].in), &out),
+				 cases[i].rc);
+		if (cases[i].out) {
+			assert_int_equal(out.len, 3 + strlen(cases[i].out));
+			assert_memory_equal(out.data + 3, cases[i].out, out.len - 3);
+		} else {
+			assert_string_equal(out.data, "pre");
+		}
+		buf_release(&out);
+	}
+	assert_string_equal(names_folder_view("%74mp"), "tmp");
+	assert_string_equal(names_folder_view("%63ur"), "cur");
+	assert_string_equal(names_folder_view("%6Eew"), "new");
+	assert_string_equal(names_folder_view("%2574mp"), "%2574mp");
+	assert_string_equal(names_folder_view("%2Ehidden"), "%2Ehidden");
+	assert_string_equal(names_folder_view("INBOX"), "INBOX");
 }
 
 static int set_utc(void **state)
@@ -452,6 +516,7 @@ int main(void)
 		cmocka_unit_test(test_unescape_rejects),
 		cmocka_unit_test(test_folder_path),
 		cmocka_unit_test(test_folder_path_too_long),
+		cmocka_unit_test(test_folder_unescape),
 		cmocka_unit_test_setup(test_message_file_table, set_utc),
 		cmocka_unit_test(test_message_file_bad_tag),
 		cmocka_unit_test_setup(test_message_file_long, set_utc),

@@ -137,20 +137,24 @@ static void add_msg(struct store_batch *b, const char *remote_id, const char *vi
 	assert_null(meta.subject);
 }
 
-/* Commits messages "1".."n" named "m<i>.eml" with content "message <i>\n". */
-static void commit_n(struct fixture *fx, int n, int64_t *ids)
+/* Commits messages "1".."n" of folder f named "m<i>.eml" with content
+ * "message <i>\n" (in folders other than INBOX "message <i> of <name>\n"). */
+static void commit_in(struct fixture *fx, const struct index_folder *f, int n, int64_t *ids)
 {
 	struct store_batch *b;
 	int64_t *got;
 	size_t ngot;
 
-	assert_int_equal(store_batch_create(fx->s, &fx->f, &b), 0);
+	assert_int_equal(store_batch_create(fx->s, f, &b), 0);
 	for (int i = 1; i <= n; i++) {
-		char rid[16], view[32], body[64];
+		char rid[16], view[32], body[128];
 
 		snprintf(rid, sizeof rid, "%d", i);
 		snprintf(view, sizeof view, "m%d.eml", i);
-		snprintf(body, sizeof body, "message %d\n", i);
+		if (strcmp(f->name, "INBOX") == 0)
+			snprintf(body, sizeof body, "message %d\n", i);
+		else
+			snprintf(body, sizeof body, "message %d of %s\n", i, f->name);
 		add_msg(b, rid, view, "\\Seen", body);
 	}
 	assert_int_equal(store_batch_count(b), (size_t)n);
@@ -162,6 +166,11 @@ static void commit_n(struct fixture *fx, int n, int64_t *ids)
 	free(got);
 	store_batch_destroy(&b);
 	assert_null(b);
+}
+
+static void commit_n(struct fixture *fx, int n, int64_t *ids)
+{
+	commit_in(fx, &fx->f, n, ids);
 }
 
 static void get_msg(struct fixture *fx, int64_t id, struct index_msg *m)
@@ -702,6 +711,286 @@ static int run_child(const char *root, bool expect_locked)
 	return WEXITSTATUS(status);
 }
 
+/* Folders "INBOX.tmp", "INBOX.new", "INBOX.new.cur" and "INBOX.tmp.x" as
+ * the layout before names.c escaped "cur", "new" and "tmp" stored them:
+ * inside INBOX's Maildir (and INBOX.new.cur inside INBOX.new's cur/). */
+#define OLD_LAYOUT_N 4
+static const char *const old_layout[OLD_LAYOUT_N][3] = {
+	/* name, old path, new path */
+	{ "INBOX.new", FOLDER_PATH "/new", FOLDER_PATH "/%6Eew" },
+	{ "INBOX.new.cur", FOLDER_PATH "/new/cur", FOLDER_PATH "/%6Eew/%63ur" },
+	{ "INBOX.tmp", FOLDER_PATH "/tmp", FOLDER_PATH "/%74mp" },
+	{ "INBOX.tmp.x", FOLDER_PATH "/tmp/x", FOLDER_PATH "/%74mp/x" },
+};
+
+/* Every visible row of the folder is under its path's cur/ and holds
+ * "message <i> of <name>" (or INBOX's text). */
+static void assert_folder_files(struct fixture *fx, const char *name, const char *path, int n)
+{
+	struct index_folder f;
+	char want[128];
+	int seen = 0;
+
+	assert_int_equal(index_folder_ensure(fx->ix, "alice", "work", name, "unused", &f), 0);
+	assert_string_equal(f.path, path);
+	for (int i = 1; i <= n; i++) {
+		struct index_msg m;
+		char rid[16], abs[512], got[128] = "";
+		int64_t id;
+		FILE *fp;
+
+		snprintf(rid, sizeof rid, "%d", i);
+		if (index_msg_find(fx->ix, f.id, rid, &id) != 0)
+			continue;   /* trashed */
+		get_msg(fx, id, &m);
+		assert_memory_equal(m.store_file, path, strlen(path));
+		assert_memory_equal(m.store_file + strlen(path), "/cur/", 5);
+		abs_path(fx, m.store_file, abs, sizeof abs);
+		fp = fopen(abs, "r");
+		assert_non_null(fp);
+		assert_non_null(fgets(got, sizeof got, fp));
+		fclose(fp);
+		if (strcmp(name, "INBOX") == 0)
+			snprintf(want, sizeof want, "message %d\n", i);
+		else
+			snprintf(want, sizeof want, "message %d of %s\n", i, name);
+		assert_string_equal(got, want);
+		index_msg_release(&m);
+		seen++;
+	}
+	assert_true(seen > 0);
+	index_folder_release(&f);
+}
+
+static void test_layout_migration(void **state)
+{
+	struct fixture *fx = *state;
+	struct index_folder f[OLD_LAYOUT_N];
+	struct store_report r;
+	struct index_msg m;
+	int64_t ids[3], trashed;
+	char from[512], to[512];
+	size_t n;
+
+	commit_n(fx, 2, ids);
+	for (int i = 0; i < OLD_LAYOUT_N; i++) {
+		assert_int_equal(index_folder_ensure(fx->ix, "alice", "work", old_layout[i][0],
+						     old_layout[i][1], &f[i]), 0);
+		commit_in(fx, &f[i], 3, ids);
+	}
+	/* INBOX.tmp's message 3 went to the trash, and a sync of INBOX.tmp
+	 * died while writing. */
+	assert_int_equal(index_msg_find(fx->ix, f[2].id, "3", &trashed), 0);
+	assert_int_equal(store_trash(fx->s, fx->ix, &trashed, 1, 0, "gone", 10), 0);
+	make_file(fx, FOLDER_PATH "/tmp/tmp/1.M9P9Q9.maildisk", "half");
+	/* An earlier move of INBOX.tmp.x was killed after linking one file. */
+	assert_int_equal(index_msg_find(fx->ix, f[3].id, "1", &ids[0]), 0);
+	get_msg(fx, ids[0], &m);
+	abs_path(fx, FOLDER_PATH "/%74mp", to, sizeof to);
+	assert_int_equal(mkdir(to, 0700), 0);
+	abs_path(fx, FOLDER_PATH "/%74mp/x", to, sizeof to);
+	assert_int_equal(mkdir(to, 0700), 0);
+	abs_path(fx, FOLDER_PATH "/%74mp/x/cur", to, sizeof to);
+	assert_int_equal(mkdir(to, 0700), 0);
+	snprintf(to + strlen(to), sizeof to - strlen(to), "/%s", strrchr(m.store_file, '/') + 1);
+	abs_path(fx, m.store_file, from, sizeof from);
+	assert_int_equal(link(from, to), 0);
+	index_msg_release(&m);
+
+	/* Counting changes nothing. */
+	assert_int_equal(store_migrate_layout(fx->s, fx->ix, false, &n), 0);
+	assert_int_equal(n, OLD_LAYOUT_N);
+	assert_true(exists_rel(fx, FOLDER_PATH "/new/cur/cur"));
+
+	assert_int_equal(store_migrate_layout(fx->s, fx->ix, true, &n), 0);
+	assert_int_equal(n, OLD_LAYOUT_N);
+	assert_folder_files(fx, "INBOX", FOLDER_PATH, 2);
+	for (int i = 0; i < OLD_LAYOUT_N; i++)
+		assert_folder_files(fx, old_layout[i][0], old_layout[i][2], 3);
+	/* INBOX's own Maildir is a Maildir again: files only. */
+	assert_int_equal(count_files(fx, FOLDER_PATH "/tmp"), 0);
+	assert_int_equal(count_files(fx, FOLDER_PATH "/new"), 0);
+	assert_int_equal(count_files(fx, FOLDER_PATH "/cur"), 2);
+	assert_int_equal(count_files(fx, FOLDER_PATH "/%74mp/cur"), 2);
+	assert_int_equal(count_files(fx, FOLDER_PATH "/%6Eew/cur"), 3);
+	/* The half-written file went as recovery would have removed it. */
+	assert_int_equal(count_files(fx, FOLDER_PATH "/%74mp/tmp"), 0);
+	assert_int_equal(store_recover(fx->s, fx->ix, false, &r), 0);
+	report_eq(&r, 0, 0, 0, 0, 0);
+	assert_int_equal(store_migrate_layout(fx->s, fx->ix, false, &n), 0);
+	assert_int_equal(n, 0);
+
+	/* The trashed message keeps its file in the trash and comes back into
+	 * the folder's new place. */
+	assert_int_equal(store_restore(fx->s, fx->ix, trashed), 0);
+	get_msg(fx, trashed, &m);
+	assert_int_equal(m.state, MSG_RESTORED);
+	assert_memory_equal(m.store_file, FOLDER_PATH "/%74mp/cur/", strlen(FOLDER_PATH) + 11);
+	assert_true(exists_rel(fx, m.store_file));
+	index_msg_release(&m);
+	for (int i = 0; i < OLD_LAYOUT_N; i++)
+		index_folder_release(&f[i]);
+}
+
+/* A move killed after its index commit: the old names are still there
+ * beside the new ones; the next call removes them and nothing else. A file
+ * in the old place with no name in the new one is linked over first. */
+static void test_layout_migration_finish(void **state)
+{
+	struct fixture *fx = *state;
+	struct index_folder f;
+	struct store_report r;
+	int64_t ids[3];
+	char from[512], to[512];
+	size_t n;
+
+	assert_int_equal(index_folder_ensure(fx->ix, "alice", "work", "INBOX.cur",
+					     FOLDER_PATH "/cur", &f), 0);
+	commit_in(fx, &f, 3, ids);
+	assert_int_equal(store_migrate_layout(fx->s, fx->ix, true, &n), 0);
+	assert_int_equal(n, 1);
+	/* Put back the old names, as a kill right after the commit leaves them. */
+	abs_path(fx, FOLDER_PATH "/cur/cur", to, sizeof to);
+	assert_int_equal(mkdir(to, 0700), 0);
+	for (int i = 0; i < 3; i++) {
+		struct index_msg m;
+		char *old;
+
+		get_msg(fx, ids[i], &m);
+		abs_path(fx, m.store_file, from, sizeof from);
+		assert_int_equal(asprintf(&old, "%s/cur/%s", FOLDER_PATH "/cur",
+					  strrchr(m.store_file, '/') + 1) > 0, 1);
+		abs_path(fx, old, to, sizeof to);
+		assert_int_equal(link(from, to), 0);
+		if (i == 2)
+			assert_int_equal(unlink(from), 0);   /* only the old name left */
+		free(old);
+		index_msg_release(&m);
+	}
+	assert_int_equal(store_migrate_layout(fx->s, fx->ix, false, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(store_migrate_layout(fx->s, fx->ix, true, &n), 0);
+	assert_false(exists_rel(fx, FOLDER_PATH "/cur/cur"));
+	assert_true(exists_rel(fx, FOLDER_PATH "/cur"));
+	assert_folder_files(fx, "INBOX.cur", FOLDER_PATH "/%63ur", 3);
+	assert_int_equal(count_files(fx, FOLDER_PATH "/%63ur/cur"), 3);
+	assert_int_equal(store_recover(fx->s, fx->ix, false, &r), 0);
+	report_eq(&r, 0, 0, 0, 0, 0);
+	assert_int_equal(store_migrate_layout(fx->s, fx->ix, false, &n), 0);
+	assert_int_equal(n, 0);
+	index_folder_release(&f);
+}
+
+/* A file in the way in the new place that is not the message: that folder
+ * stays where it is, usable, and the others move. */
+static void test_layout_migration_conflict(void **state)
+{
+	struct fixture *fx = *state;
+	struct index_folder a, b;
+	struct store_report r;
+	struct index_msg m;
+	int64_t ids[3];
+	char path[512];
+	size_t n;
+
+	assert_int_equal(index_folder_ensure(fx->ix, "alice", "work", "INBOX.new",
+					     FOLDER_PATH "/new", &a), 0);
+	assert_int_equal(index_folder_ensure(fx->ix, "alice", "work", "INBOX.tmp",
+					     FOLDER_PATH "/tmp", &b), 0);
+	commit_in(fx, &a, 1, ids);
+	commit_in(fx, &b, 1, ids);
+	get_msg(fx, ids[0], &m);
+	abs_path(fx, FOLDER_PATH "/%74mp", path, sizeof path);
+	assert_int_equal(mkdir(path, 0700), 0);
+	abs_path(fx, FOLDER_PATH "/%74mp/cur", path, sizeof path);
+	assert_int_equal(mkdir(path, 0700), 0);
+	snprintf(path, sizeof path, "%s/%s/%s", fx->root, FOLDER_PATH "/%74mp/cur",
+		 strrchr(m.store_file, '/') + 1);
+	index_msg_release(&m);
+	make_file(fx, path + strlen(fx->root) + 1, "something else");
+
+	assert_int_equal(store_migrate_layout(fx->s, fx->ix, true, &n), -EEXIST);
+	assert_folder_files(fx, "INBOX.new", FOLDER_PATH "/%6Eew", 1);
+	assert_folder_files(fx, "INBOX.tmp", FOLDER_PATH "/tmp", 1);
+	assert_int_equal(store_recover(fx->s, fx->ix, false, &r), 0);
+	report_eq(&r, 0, 0, 0, 0, 0);
+	index_folder_release(&a);
+	index_folder_release(&b);
+}
+
+/* Two folders that share one Maildir, as index_folder_ensure allowed
+ * before paths were unique ("a.b" with '.' and "a/b" with '/'): the one
+ * created first keeps the path, the other moves to "<path> (2)" with
+ * exactly its own files, under the same inodes, and gets a note. */
+static void test_split_shared(void **state)
+{
+	struct fixture *fx = *state;
+	struct index_folder b;
+	struct store_report r;
+	struct index_msg m;
+	int64_t ids_a[2], ids_b[3];
+	ino_t ino_b[3];
+	char from[512], to[512], *note = NULL;
+	size_t n;
+
+	commit_n(fx, 2, ids_a);
+	assert_int_equal(index_folder_ensure(fx->ix, "alice", "work", "INBOX/b", FOLDER_PATH "-b", &b), 0);
+	commit_in(fx, &b, 3, ids_b);
+	/* Make them share INBOX's Maildir. */
+	for (int i = 0; i < 3; i++) {
+		struct stat st;
+
+		get_msg(fx, ids_b[i], &m);
+		abs_path(fx, m.store_file, from, sizeof from);
+		snprintf(to, sizeof to, "%s/%s/cur/%s", fx->root, FOLDER_PATH, strrchr(m.store_file, '/') + 1);
+		assert_int_equal(rename(from, to), 0);
+		assert_int_equal(stat(to, &st), 0);
+		ino_b[i] = st.st_ino;
+		index_msg_release(&m);
+	}
+	assert_int_equal(index_folder_move(fx->ix, b.id, FOLDER_PATH "-b", FOLDER_PATH, &n), 0);
+	assert_int_equal(n, 3);
+	assert_int_equal(count_files(fx, FOLDER_PATH "/cur"), 5);
+
+	assert_int_equal(store_migrate_layout(fx->s, fx->ix, false, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(store_migrate_layout(fx->s, fx->ix, true, &n), 0);
+	assert_folder_files(fx, "INBOX", FOLDER_PATH, 2);
+	assert_folder_files(fx, "INBOX/b", FOLDER_PATH " (2)", 3);
+	assert_int_equal(count_files(fx, FOLDER_PATH "/cur"), 2);
+	assert_int_equal(count_files(fx, FOLDER_PATH " (2)/cur"), 3);
+	for (int i = 0; i < 3; i++) {
+		struct stat st;
+
+		get_msg(fx, ids_b[i], &m);
+		abs_path(fx, m.store_file, from, sizeof from);
+		assert_int_equal(stat(from, &st), 0);
+		assert_int_equal(st.st_ino, ino_b[i]);
+		/* As a kill after the commit leaves it: the old name is back. */
+		if (i < 2) {
+			snprintf(to, sizeof to, "%s/%s/cur/%s", fx->root, FOLDER_PATH,
+				 strrchr(m.store_file, '/') + 1);
+			assert_int_equal(link(from, to), 0);
+		}
+		index_msg_release(&m);
+	}
+	assert_int_equal(index_folder_note(fx->ix, b.id, &note), 0);
+	assert_non_null(note);
+	assert_non_null(strstr(note, FOLDER_PATH " (2)"));
+	free(note);
+	assert_int_equal(store_migrate_layout(fx->s, fx->ix, false, &n), 0);
+	assert_int_equal(n, 0);
+	/* The old names are orphans of INBOX now: recovery removes them, and
+	 * every message keeps a file. */
+	assert_int_equal(store_recover(fx->s, fx->ix, true, &r), 0);
+	report_eq(&r, 0, 2, 0, 0, 0);
+	assert_folder_files(fx, "INBOX", FOLDER_PATH, 2);
+	assert_folder_files(fx, "INBOX/b", FOLDER_PATH " (2)", 3);
+	assert_int_equal(store_recover(fx->s, fx->ix, false, &r), 0);
+	report_eq(&r, 0, 0, 0, 0, 0);
+	index_folder_release(&b);
+}
+
 static void test_lock(void **state)
 {
 	struct fixture *fx = *state;
@@ -901,6 +1190,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_recover_readonly, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_set_flags, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_set_flags_crash, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_layout_migration, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_layout_migration_finish, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_layout_migration_conflict, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_split_shared, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_lock, setup, teardown),
 		cmocka_unit_test(test_maildir_flags),
 	};
