@@ -167,7 +167,10 @@ enum fetch_status sync_pop3(struct ingest_run *run, const char *secret, bool tok
 				todo[n_todo++] = &l.v[i];
 	}
 	ret = fetch_new(run, s, &f, todo, n_todo);
-	if (ret == FETCH_FOLDER_BAD || ret == FETCH_ACCOUNT_BAD) {
+	if (ret == FETCH_ACCOUNT_BAD && run->r->error[0]) {
+		/* fetch_new said why (a message past max_message_size) */
+		snprintf(error, sizeof(error), "%s", run->r->error);
+	} else if (ret == FETCH_FOLDER_BAD || ret == FETCH_ACCOUNT_BAD) {
 		snprintf(error, sizeof(error), "%s", pop3_error(s));
 		log_error("%s", error);
 	}
