@@ -958,6 +958,20 @@ static void xattrs_of(struct xattr_set *x, const struct index_msg *msg, const st
 #undef XA
 }
 
+/* The answer for a name outside user.mail.*. coreutils' `ls -l` asks
+ * every file for security.selinux (and capabilities, SMACK labels...);
+ * "not supported" it remembers per device and stops asking, "no data" it
+ * does not, which cost one round trip per file and name. POSIX ACL names
+ * are the exception: the kernel (FUSE_CAP_POSIX_ACL) asks for them on
+ * permission checks, caches the answer, and takes anything but "no data"
+ * as an error that denies access. */
+static int xattr_foreign_err(const char *name)
+{
+	if (strncmp(name, "system.posix_acl_", 17) == 0)
+		return ENODATA;
+	return ENOTSUP;
+}
+
 static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
 	struct mnt *m = fuse_req_userdata(req);
@@ -968,7 +982,11 @@ static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t
 	size_t len;
 	int rc;
 
-	if (MNT_INO_KIND(ino) != MNT_INO_MSG || strncmp(name, "user.mail.", 10) != 0) {
+	if (strncmp(name, "user.mail.", 10) != 0) {
+		fuse_reply_err(req, xattr_foreign_err(name));
+		return;
+	}
+	if (MNT_INO_KIND(ino) != MNT_INO_MSG) {
 		fuse_reply_err(req, ENODATA);
 		return;
 	}
