@@ -654,11 +654,11 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 		conn->want |= FUSE_CAP_PARALLEL_DIROPS;
 	if (conn->capable & FUSE_CAP_READDIRPLUS)
 		conn->want |= FUSE_CAP_READDIRPLUS;
-	/* Every page of a listing with attributes, not the first alone (the
-	 * kernel's "auto" mode): `ls -l` of a folder then needs no LOOKUP a
-	 * file, which cold made it 2.7 times as slow as the store directly.
-	 * The attributes cost nothing extra here: the index row has them. */
-	conn->want &= ~FUSE_CAP_READDIRPLUS_AUTO;
+	/* The kernel's "auto" mode stays: it asks READDIRPLUS for a listing
+	 * with no cached entries, which is what makes a cold `ls -l` need no
+	 * LOOKUP a file, and plain READDIR once it has them. READDIRPLUS for
+	 * every page made the first listdir of 1,000,000 messages take 11.7 s
+	 * instead of 2.0 s here (a kernel inode for every entry). */
 	/* Nothing is ever written: no write-back cache to keep coherent. */
 	conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
 	/* No POSIX ACLs: permissions are the mode bits (default_permissions),

@@ -197,6 +197,21 @@ def main(ctx):
               ".status lacks %r with %d messages" % (folder, len(ms)))
     check("not synced yet" in text, ".status: the broken account should show as not synced")
     check("last error: none" in text and "held deletions: none" in text, ".status fields")
+    # Served by offset without an open handle: every slice read with
+    # pread, the pages dropped first, is that slice of the whole, and
+    # small reads put the whole together again.
+    raw = text.encode()
+    fd = os.open(sp, os.O_RDONLY)
+    try:
+        for off in (len(raw) // 2, 0, 1, 7, len(raw) - 1, len(raw), len(raw) + 10):
+            with open("/proc/sys/vm/drop_caches", "w") as f:
+                f.write("1\n")
+            got = os.pread(fd, 13, off)
+            check(got == raw[off:off + 13], ".status pread at %d" % off, got, raw[off:off + 13])
+    finally:
+        os.close(fd)
+    with open(sp, "rb", buffering=0) as f:
+        check(b"".join(iter(lambda: f.read(5), b"")) == raw, ".status read 5 bytes at a time")
 
     # ---- every write is EROFS
     def erofs(what, fn):
