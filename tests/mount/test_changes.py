@@ -8,9 +8,11 @@ its environment."""
 
 import errno
 import os
+import re
 import signal
 import stat
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mountlib as L  # noqa: E402
@@ -63,8 +65,15 @@ def main(ctx):
     check(len(gone) == 2, "rows of the UIDs to expunge", gone)
     held_name = sorted(gone)[0]
     held_bytes = open(os.path.join(inbox, held_name), "rb").read()
-    reader = open(os.path.join(inbox, held_name), "rb")
+    # Unbuffered: what it reads after the expunge comes from the kernel.
+    reader = open(os.path.join(inbox, held_name), "rb", buffering=0)
     head = reader.read(100)
+    # .status read now (its pages cached by the kernel: no open handles
+    # means no direct I/O) must not be what a read after the sync shows.
+    status_path = os.path.join(mp, "alice", ".status")
+    status_before = open(status_path, encoding="utf-8").read()
+    check(re.search(r"folder INBOX\n\s+messages: %d\n" % len(before), status_before),
+          ".status before the sync", status_before)
     dir_mtime = os.stat(inbox).st_mtime
     acct_nlink = os.stat(acct).st_nlink
     check(sorted(os.listdir(acct)) == ["Archive", "INBOX"], "account listing", os.listdir(acct))
@@ -83,6 +92,16 @@ def main(ctx):
         return not (names & gone) and len(names) == len(before) - 1 and names
     names = L.wait_for(settled, 30, "the expunged messages to leave and the new one to come")
     L.wait_synced(store, [("alice", "work")], marks)
+    # .status shows the sync at once, whole, with the size stat reports.
+    status_after = open(status_path, encoding="utf-8").read()
+    check(re.search(r"folder INBOX\n\s+messages: %d\n" % (len(before) - 1), status_after),
+          ".status after the sync still shows the old count", status_after)
+    check(re.search(r"folder INBOX\n(\s+.*\n)*?\s+in trash: 2\n", status_after), ".status trash count",
+          status_after)
+    check(os.stat(status_path).st_size == len(status_after.encode()), ".status st_size after the sync")
+    check(status_after.endswith("\n") and status_after.startswith("# maildisk status of alice\n"),
+          ".status whole", status_after)
+
     new = names - set(before)
     check(len(new) == 1, "new names", new)
     new_name = new.pop()
@@ -99,7 +118,12 @@ def main(ctx):
     for n in set(before) - gone:
         check(os.stat(os.path.join(inbox, n)).st_ino == stats[n].st_ino, "inode of %r changed" % n)
 
-    # A reader that had it open reads on; the file is in trash.
+    # A reader that had it open reads on; the file is in trash. The page
+    # cache is dropped first, so the rest comes from the daemon: a READ
+    # with no open handle (no-open), which finds the file by its row.
+    os.sync()
+    with open("/proc/sys/vm/drop_caches", "w") as f:
+        f.write("1\n")
     rest = reader.read()
     reader.close()
     check(head + rest == held_bytes, "open reader lost data after the message was trashed")
@@ -132,6 +156,21 @@ def main(ctx):
     # A .status read after the sync shows the trash.
     text = open(os.path.join(mp, "alice", ".status")).read()
     check("in trash: 2" in text, ".status after trashing", text)
+
+    # A sync that changes no mail changes only times in .status: a text of
+    # the same size. The kernel keeps .status pages (no open handles, no
+    # direct I/O); a read must show the new text, not the cached old one.
+    old_text = open(status_path, encoding="utf-8").read()
+    last = L.wait_synced(store, [("alice", "work")])[("alice", "work")]
+    L.wait_clock_past(last["finished_at"])
+    marks = L.sync_marks(store)
+    m.signal(signal.SIGUSR1)
+    row = L.wait_synced(store, [("alice", "work")], marks)[("alice", "work")]
+    check(row["finished_at"] > last["finished_at"], "the second sync's time", row, last)
+    new_text = open(status_path, encoding="utf-8").read()
+    want = "last run: %s, ok\n" % time.strftime("%Y-%m-%d %H:%M:%S %z", time.localtime(row["finished_at"]))
+    check(want in new_text, ".status shows a stale last run", want, new_text)
+    log(".status %d bytes before, %d after a sync that changed no mail" % (len(old_text), len(new_text)))
 
     # Nothing of this changed what is a write.
     try:
