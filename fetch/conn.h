@@ -15,7 +15,7 @@
 #include <stddef.h>
 #include <sys/types.h>
 #include "../cache/buf.h"
-#include "status.h"
+#include "fetch_status.h"
 
 struct conn;
 

@@ -21,7 +21,7 @@
 #include <stdint.h>
 #include "../cache/settings.h"
 #include "imap_parse.h"
-#include "status.h"
+#include "fetch_status.h"
 #include "uidset.h"
 
 struct imap;

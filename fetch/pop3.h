@@ -27,7 +27,7 @@
 #include <stdint.h>
 #include "../cache/buf.h"
 #include "../cache/settings.h"
-#include "status.h"
+#include "fetch_status.h"
 
 /* RFC 1939 allows 1 to 70 characters (0x21-0x7E) in a UIDL; longer ones are
  * accepted up to this many bytes, beyond it the listing is an error. */

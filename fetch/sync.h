@@ -15,7 +15,7 @@
 #include <stdint.h>
 #include "../cache/settings.h"
 #include "../cache/store.h"
-#include "status.h"
+#include "fetch_status.h"
 
 /* How the mount learns of changes. Called on the sync worker after the
  * index transaction committed, with no lock held (so a FUSE notify call

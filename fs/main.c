@@ -27,7 +27,7 @@
 #include "../cache/store.h"
 #include "../fetch/imap.h"
 #include "../fetch/pop3.h"
-#include "../fetch/sched.h"
+#include "../fetch/scheduler.h"
 #include "../fetch/secret.h"
 #include "../fetch/sync.h"
 #include "config.h"

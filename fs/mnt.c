@@ -41,7 +41,7 @@
 #include "../cache/buf.h"
 #include "../cache/index.h"
 #include "../cache/log.h"
-#include "../fetch/sched.h"
+#include "../fetch/scheduler.h"
 #include "../fetch/sync.h"
 #include "mnt_exec.h"
 #include "mnt_tree.h"

@@ -202,7 +202,7 @@ def main(ctx):
     except F.Failure as e:
         if running:
             raise F.Failure("%s: the sync asked for while the mount's own sync was running never started "
-                            "(sched.c drops a wake-up that comes during a sync: the request waits for the "
+                            "(scheduler.c drops a wake-up that comes during a sync: the request waits for the "
                             "next interval)" % e)
         raise
     took2 = time.monotonic() - t0

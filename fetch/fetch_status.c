@@ -1,5 +1,5 @@
 /* status: names for the fetch layer's scoped results. */
-#include "status.h"
+#include "fetch_status.h"
 
 const char *fetch_status_str(enum fetch_status s)
 {

@@ -1,12 +1,12 @@
-/* sched: the background syncing inside the daemon. A small pool of sync
+/* scheduler (functions sched_*): the background syncing inside the daemon. A small pool of sync
  * workers ([sync] workers, default 4); each account is synced every
  * `interval` seconds, never by two workers at once; failures back off;
  * sched_sync_now (SIGUSR1, `maildisk sync`) makes every account due now.
  *
  * Threads: sched_start/sched_stop from the main thread; sched_sync_now from
  * any thread or a signal handler (async-signal-safe: it writes to a pipe). */
-#ifndef MAILDISK_SCHED_H
-#define MAILDISK_SCHED_H
+#ifndef MAILDISK_SCHEDULER_H
+#define MAILDISK_SCHEDULER_H
 
 #include "../cache/settings.h"
 #include "../cache/store.h"

@@ -1,8 +1,8 @@
-/* status: how far a fetch-layer failure reaches and when to try again
- * (STYLE.md rule 5). cache/ speaks negative errno; fetch/ converts at its
- * boundary into one of these. */
-#ifndef MAILDISK_STATUS_H
-#define MAILDISK_STATUS_H
+/* fetch_status: how far a fetch-layer failure reaches and when to try
+ * again. cache/ speaks negative errno; fetch/ converts at its boundary into
+ * one of these (docs/design.md, Errors). */
+#ifndef MAILDISK_FETCH_STATUS_H
+#define MAILDISK_FETCH_STATUS_H
 
 enum fetch_status {
 	FETCH_OK = 0,

@@ -1,10 +1,10 @@
-/* sched: when each account is synced, and by which worker.
+/* scheduler: when each account is synced, and by which worker.
  *
  * Locking: s->lock protects slots[], stop_requested and wake; it is never
  * held across a sync, a network call or a notify (the workers drop it
  * before sync_account). The self-pipe lets a signal handler ask for a sync
  * without touching the lock. */
-#include "sched.h"
+#include "scheduler.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -1,0 +1,23 @@
+/* sync_folder: one folder of one account, once, for every protocol.
+ *
+ * Open the folder; stop there when the server proves nothing changed;
+ * after a UIDVALIDITY change re-key the rows by evidence instead of
+ * downloading or deleting anything blindly; else list every remote id,
+ * apply flag changes, fetch what is new straight into the store, and trash
+ * what a complete listing no longer has, subject to the guards in
+ * reconcile.h. The outcome (synced, held, interrupted, or the error) is
+ * recorded in the folder's row, where status and .status read it.
+ *
+ * Threads: the sync worker that owns run and conn. */
+#ifndef MAILDISK_SYNC_FOLDER_H
+#define MAILDISK_SYNC_FOLDER_H
+
+#include "driver.h"
+#include "ingest.h"
+
+/* FETCH_OK, or how far the failure reaches. The failure was logged and
+ * recorded for the folder; the caller keeps it for the account. */
+enum fetch_status sync_folder(struct ingest_run *run, const struct fetch_driver *drv,
+			      void *conn, const struct drv_folder *df);
+
+#endif
