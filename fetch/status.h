@@ -1,6 +1,6 @@
 /* status: how far a fetch-layer failure reaches and when to try again
- * (STYLE.md rule 5). cache/ speaks negative errno; fetch/ converts at its
- * boundary into one of these. */
+ * (docs/hacking.md, House style: errors). cache/ speaks negative errno;
+ * fetch/ converts at its boundary into one of these. */
 #ifndef MAILDISK_STATUS_H
 #define MAILDISK_STATUS_H
 
