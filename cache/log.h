@@ -2,8 +2,9 @@
  *
  * Lines go to stderr (foreground, CLI) or syslog (daemon). Each call writes
  * one whole line with one write(2), so lines from different threads never
- * interleave. Messages follow STYLE.md: lower-case first word, no full stop,
- * name the objects ("alice/work INBOX: ..."). Never pass a password. */
+ * interleave. Messages follow the house style (docs/hacking.md): lower-case
+ * first word, no full stop, name the objects ("alice/work INBOX: ...").
+ * Never pass a password. */
 #ifndef MAILDISK_LOG_H
 #define MAILDISK_LOG_H
 

@@ -1,5 +1,5 @@
 /* store: Maildir files, the trash, and the recovery pass (see store.h and
- * DESIGN.md "Write order").
+ * docs/design.md, Write order).
  *
  * Maildir (https://cr.yp.to/proto/maildir.html): a message is written to
  * tmp/ under a unique name, then renamed into cur/ with an info suffix

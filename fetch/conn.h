@@ -5,7 +5,7 @@
  * verification, the greeting, CAPABILITY and authentication, with
  * CURLOPT_CONNECT_ONLY; after that the caller speaks the protocol over
  * conn_read/conn_write (curl_easy_recv/curl_easy_send). Why not libcurl's
- * own IMAP requests: DESIGN.md "Transport, and why".
+ * own IMAP requests: docs/design.md, Transport.
  *
  * Threads: a conn belongs to the sync worker that opened it. */
 #ifndef MAILDISK_CONN_H

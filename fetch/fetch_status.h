@@ -1,6 +1,6 @@
 /* fetch_status: how far a fetch-layer failure reaches and when to try
- * again. cache/ speaks negative errno; fetch/ converts at its boundary into
- * one of these (docs/design.md, Errors). */
+ * again (docs/hacking.md, House style: errors). cache/ speaks negative
+ * errno; fetch/ converts at its boundary into one of these. */
 #ifndef MAILDISK_FETCH_STATUS_H
 #define MAILDISK_FETCH_STATUS_H
 

@@ -1,5 +1,5 @@
 /* idle: an IMAP IDLE watcher per account (RFC 2177), on its own connection
- * (DESIGN.md: a CONNECT_ONLY session like the sync's). */
+ * (a CONNECT_ONLY session like the sync's: docs/design.md, Transport). */
 #include "idle.h"
 
 #include <errno.h>

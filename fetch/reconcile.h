@@ -2,12 +2,13 @@
  * tested on their own. Given what the index knows and what the server
  * listed, say what to fetch, what to trash, and when to hold back.
  *
- * The safety rules (DESIGN.md): nothing is trashed unless the listing was
- * complete; an empty listing for a folder that had mail, or one that would
- * trash more than the mass-delete limit, is held until the user confirms;
- * after a UIDVALIDITY change, rows are re-matched by Message-ID and size
- * (or INTERNALDATE and size without a Message-ID) and the unmatched are
- * trashed only when the re-match is convincing. Pure functions, any thread. */
+ * The safety rules (docs/design.md, Deletion rules): nothing is trashed
+ * unless the listing was complete; an empty listing for a folder that had
+ * mail, or one that would trash more than the mass-delete limit, is held
+ * until the user confirms; after a UIDVALIDITY change, rows are re-matched
+ * by Message-ID and size (or INTERNALDATE and size without a Message-ID)
+ * and the unmatched are trashed only when the re-match is convincing. Pure
+ * functions, any thread. */
 #ifndef MAILDISK_RECONCILE_H
 #define MAILDISK_RECONCILE_H
 

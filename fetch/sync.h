@@ -1,7 +1,7 @@
 /* sync: the sync engine. For one account: connect as the user, and for each
  * folder learn the remote identifier set, fetch what is new into the store,
- * and move to trash what a complete listing proves gone (DESIGN.md "The
- * sync engine", safety rules).
+ * and move to trash what a complete listing proves gone (docs/design.md,
+ * The sync and Deletion rules).
  *
  * Threads: sync_account runs on a sync worker; it opens its own index
  * connection and owns its network connection. Two calls for the same
