@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,7 +53,7 @@ void ingest_local_error(struct ingest_run *run, const char *fmt, ...)
 
 bool ingest_stopping(const struct ingest_run *run)
 {
-	return run->o->stop && *run->o->stop;
+	return run->o->stop && atomic_load(run->o->stop);
 }
 
 int ingest_folder_path(const struct account_settings *a, const char *folder, char delim,

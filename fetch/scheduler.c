@@ -47,7 +47,8 @@ struct sched {
 	bool waker_started;
 	int pipe[2];                        /* [1] written by sched_sync_now */
 	int cancel[2];                      /* [1] written once at stop: readable from then on */
-	volatile sig_atomic_t stop;         /* read by sync_account at message boundaries */
+	atomic_bool stop;                   /* written under lock; read by the workers' syncs at
+					     * message boundaries without it */
 };
 
 static time_t next_delay(const struct slot *sl, const struct sync_result *r)
@@ -81,7 +82,7 @@ static void *worker_main(void *arg)
 	struct sched *s = arg;
 
 	pthread_mutex_lock(&s->lock);
-	while (!s->stop) {
+	while (!atomic_load(&s->stop)) {
 		time_t now = time(NULL), earliest = 0;
 		struct slot *pick = NULL;
 
@@ -136,7 +137,7 @@ static void *waker_main(void *arg)
 		ssize_t n = read(s->pipe[0], b, sizeof(b));
 		if (n <= 0 && errno != EAGAIN && errno != EINTR)
 			break;
-		if (s->stop)
+		if (atomic_load(&s->stop))
 			break;
 		pthread_mutex_lock(&s->lock);
 		for (size_t i = 0; i < s->n_slots; i++) {
@@ -227,7 +228,7 @@ void sched_stop(struct sched **sp)
 	if (!s)
 		return;
 	pthread_mutex_lock(&s->lock);
-	s->stop = 1;
+	atomic_store(&s->stop, true);
 	pthread_cond_broadcast(&s->cond);
 	pthread_mutex_unlock(&s->lock);
 	if (s->cancel[1] >= 0 && write(s->cancel[1], "q", 1) < 0)

@@ -101,28 +101,31 @@ bool secret_is_token(const struct account_settings *a)
 	return a->oauth2_token_command != NULL;
 }
 
-/* The first line of data[0..n): without "\n" or "\r\n"; NULL (and *why set)
- * when it is empty or holds a NUL byte, which a C string would cut short. */
-static char *first_line(const char *data, size_t n, const char **why)
+/* The first line of data[0..n) into *line_r, without "\n" or "\r\n".
+ * -ENODATA when it is empty (why: nothing, when there was no byte at all)
+ * or holds a NUL byte, which a C string would cut short; -ENOMEM. */
+static int first_line(const char *data, size_t n, const char *nothing, char **line_r,
+		      const char **why)
 {
 	const char *nl = memchr(data, '\n', n);
 	size_t len = nl ? (size_t)(nl - data) : n;
-	char *s;
 
+	*line_r = NULL;
 	if (len > 0 && data[len - 1] == '\r')
 		len--;
 	if (len == 0) {
-		*why = n == 0 ? "printed nothing" : "first line is empty";
-		return NULL;
+		*why = n == 0 ? nothing : "first line is empty";
+		return -ENODATA;
 	}
 	if (memchr(data, '\0', len)) {
 		*why = "first line holds a NUL byte";
-		return NULL;
+		return -ENODATA;
 	}
-	s = strndup(data, len);
-	if (!s)
+	if (!(*line_r = strndup(data, len))) {
 		*why = "out of memory";
-	return s;
+		return -ENOMEM;
+	}
+	return 0;
 }
 
 int secret_file_open(const char *path, struct buf *why)
@@ -224,13 +227,9 @@ static int from_file(const struct account_settings *a, char **secret_r, struct b
 		rc = -EFBIG;
 		goto out;
 	}
-	*secret_r = first_line(data, n, &why);
-	if (!*secret_r) {
-		rc = strcmp(why, "out of memory") == 0 ? -ENOMEM : -ENODATA;
-		if (strcmp(why, "printed nothing") == 0)
-			why = "empty file";
+	rc = first_line(data, n, "empty file", secret_r, &why);
+	if (rc < 0)
 		buf_printf(err, "%s/%s: password_file %s: %s", a->user, a->name, path, why);
-	}
 out:
 	explicit_bzero(data, SECRET_OUTPUT_MAX);
 	free(data);
@@ -398,11 +397,9 @@ static int from_command(const struct account_settings *a, const char *key, const
 		rc = -EIO;
 		goto out;
 	}
-	*secret_r = first_line(out, n, &why);
-	if (!*secret_r) {
-		rc = strcmp(why, "out of memory") == 0 ? -ENOMEM : -ENODATA;
+	rc = first_line(out, n, "printed nothing", secret_r, &why);
+	if (rc < 0)
 		buf_printf(err, "%s/%s: %s %s: %s", a->user, a->name, key, argv[0], why);
-	}
 out:
 	explicit_bzero(out, SECRET_OUTPUT_MAX + 1);
 	free(out);

@@ -9,7 +9,7 @@
 #ifndef MAILDISK_SYNC_H
 #define MAILDISK_SYNC_H
 
-#include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -37,7 +37,8 @@ struct sync_opts {
 	bool allow_mass_delete;        /* maildisk sync --allow-mass-delete */
 	bool progress;                 /* print progress to stderr (a terminal) */
 	const struct sync_observer *obs;   /* borrowed, may be NULL */
-	volatile sig_atomic_t *stop;   /* borrowed, may be NULL: set non-zero to stop at a message boundary */
+	const atomic_bool *stop;       /* borrowed, may be NULL: once true, stop at a message boundary
+					* (lock-free, so a signal handler may set it) */
 	int cancel_fd;                 /* -1, or readable once stop is set: ends every network wait at once */
 };
 

@@ -16,6 +16,7 @@
 #include <limits.h>
 #include <locale.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,7 +57,9 @@ static const char usage_text[] =
 	"  -v        more log output\n"
 	"  --help, --version\n";
 
-static volatile sig_atomic_t stop_flag;
+/* Lock-free (checked below), so the signal handler may set it. */
+static atomic_bool stop_flag;
+_Static_assert(ATOMIC_BOOL_LOCK_FREE == 2, "the stop flag is set from a signal handler");
 /* Readable once a stop was asked for: ends every network wait of a sync at
  * once (sync_opts.cancel_fd), where the flag is only seen between messages. */
 static int stop_pipe[2] = { -1, -1 };
@@ -66,7 +69,7 @@ static void on_stop_signal(int sig)
 	int saved = errno;
 
 	(void)sig;
-	stop_flag = 1;
+	atomic_store(&stop_flag, true);
 	if (stop_pipe[1] >= 0 && write(stop_pipe[1], "q", 1) < 0) {
 		/* full: a stop is already pending */
 	}
@@ -201,7 +204,7 @@ static int sync_via_daemon(struct common *c, pid_t holder, const char *user, con
 
 		if ((user && strcmp(a->user, user)) || (account && strcmp(a->name, account)))
 			continue;
-		for (int waited = 0; waited < 3600 * 10 && !stop_flag; waited++) {
+		for (int waited = 0; waited < 3600 * 10 && !atomic_load(&stop_flag); waited++) {
 			free(error);
 			error = NULL;
 			if (index_sync_last(ix, a->user, a->name, &id, &started, &finished,

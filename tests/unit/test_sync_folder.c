@@ -10,7 +10,7 @@
 #include <ftw.h>
 #include <inttypes.h>
 #include <setjmp.h>
-#include <signal.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -40,7 +40,7 @@ struct fake {
 	enum fetch_status fail_select, fail_list, fail_fetch;
 	size_t fail_fetch_after;    /* messages sent before fail_fetch */
 	size_t stop_after;          /* messages sent before the stop flag is raised (0: never) */
-	volatile sig_atomic_t *stop;
+	atomic_bool *stop;
 	size_t fetched;             /* bodies sent, over the test */
 };
 
@@ -108,7 +108,7 @@ static enum fetch_status fk_fetch(void *conn, char *const *ids, size_t n, struct
 			return FETCH_LOCAL_BAD;
 		k->fetched++;
 		if (k->stop_after && k->fetched == k->stop_after)
-			*k->stop = 1;
+			atomic_store(k->stop, true);
 		if (ingest_stopping(in->run))
 			return FETCH_STOPPED;
 	}
@@ -151,7 +151,7 @@ struct fixture {
 	struct sync_opts o;
 	struct sync_result r;
 	struct ingest_run run;
-	volatile sig_atomic_t stop;
+	atomic_bool stop;
 	struct fake k;
 	struct drv_folder df;
 };
@@ -395,7 +395,7 @@ static void test_stop_mid_fetch(void **state)
 	assert_non_null(f.last_error);
 	assert_non_null(strstr(f.last_error, "interrupted"));
 	index_folder_release(&f);
-	fx->stop = 0;
+	atomic_store(&fx->stop, false);
 	fx->k.stop_after = 0;
 	assert_int_equal(sync_once(fx), FETCH_OK);
 	c = rows(fx);
