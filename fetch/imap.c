@@ -45,6 +45,7 @@ struct imap {
 	uint64_t max_message_size;  /* a BODY[] literal larger than this is refused */
 	size_t max_folders;         /* a LIST with more folders than this fails */
 	uint32_t exists_examined;   /* EXISTS when the EXAMINE completed */
+	bool qresync;               /* the server said ENABLED QRESYNC */
 	char refusal[256];          /* why a sink refused the response, "" if none */
 	unsigned tag_counter;
 	bool broken;                /* the stream is in an unknown state: no LOGOUT */
@@ -126,84 +127,147 @@ static void note_untagged(struct imap *s, const struct imap_resp *r)
 	}
 }
 
-/* Sends one command and reads until its tagged response. Untagged
- * responses go to fn (if any) after note_untagged. */
-static enum fetch_status run(struct imap *s, const char *what, untagged_fn fn, void *ctx,
-			     const struct imap_sink *sink)
-{
+/* One command of a pipelined batch (run_batch). */
+struct imap_cmd {
+	const char *what;             /* for messages: "EXAMINE" */
+	const char *text;             /* borrowed: the command, without tag and line end */
+	untagged_fn fn;               /* may be NULL: gets the untagged responses */
+	void *ctx;
+	const struct imap_sink *sink; /* may be NULL: where its literals go */
+	enum fetch_status st;         /* set by run_batch */
 	char tag[16];
+};
+
+/* Commands in flight at most: enough to hide the round trips of a batch,
+ * few enough that the server's answers never fill both sockets' buffers
+ * while we are still writing (which would deadlock the two sides). */
+#define IMAP_PIPELINE_MAX 32
+
+/* The reader's failure, as the user reads it. */
+static void read_error(struct imap *s, const char *what, int rc)
+{
+	if (rc == IMAP_ERR_IO)
+		set_error(s, "%s: %s", what, conn_error(s->conn));
+	else if (rc == IMAP_ERR_EOF)
+		set_error(s, "%s: the server closed the connection", what);
+	else if (rc == IMAP_ERR_REFUSED && s->refusal[0])
+		set_error(s, "%s: %s; the connection was closed", what, s->refusal);
+	else if (rc == IMAP_ERR_TOOBIG)
+		set_error(s, "%s: %s sent a response line longer than %u MiB or with more than "
+			  "%u tokens; the connection was closed", what, s->host, IMAP_MAX_LINE >> 20,
+			  IMAP_MAX_TOKENS);
+	else if (rc == IMAP_ERR_LITERAL)
+		set_error(s, "%s: %s announced a literal of %" PRIu64 " bytes, larger than "
+			  "max_message_size (%" PRIu64 " bytes); nothing of it was stored and the "
+			  "connection was closed", what, s->host, imap_reader_literal_size(s->rd),
+			  s->max_message_size);
+	else
+		set_error(s, "%s: %s", what, imap_strerror(rc));
+	s->refusal[0] = '\0';
+}
+
+/* Sends c[from..to) in one write. 0, or -1 with the session broken. */
+static int send_cmds(struct imap *s, struct imap_cmd *c, size_t from, size_t to)
+{
+	struct buf out = BUF_INIT(IMAP_MAX_LINE * 2);
+	int rc = 0;
+
+	for (size_t i = from; rc == 0 && i < to; i++) {
+		snprintf(c[i].tag, sizeof(c[i].tag), "M%u", ++s->tag_counter);
+		rc = buf_printf(&out, "%s %s\r\n", c[i].tag, c[i].text);
+		if (rc < 0)
+			set_error(s, "%s: command too long", c[i].what);
+	}
+	if (rc == 0 && conn_write(s->conn, out.data, out.len) < 0) {
+		set_error(s, "%s: %s", c[from].what, conn_error(s->conn));
+		rc = -1;
+	}
+	buf_release(&out);
+	if (rc < 0)
+		s->broken = true;
+	return rc;
+}
+
+/* A tagged answer for c (its untagged data was read before it). */
+static void tagged(struct imap *s, struct imap_cmd *c, const struct imap_resp *r, bool *failed)
+{
+	if (r->status == IMAP_ST_OK) {
+		c->st = FETCH_OK;
+		return;
+	}
+	/* the first failure of a batch is the one the user reads */
+	if (!*failed)
+		set_error(s, "%s: the server answered %s %s%s%s%s", c->what,
+			  r->status == IMAP_ST_NO ? "NO" : "BAD", r->code ? "[" : "",
+			  r->code ? r->code : "", r->code ? "] " : "", r->text);
+	*failed = true;
+	if (r->code && strncasecmp(r->code, "NONEXISTENT", 11) == 0)
+		s->st.nonexistent = true;
+	c->st = FETCH_FOLDER_BAD;
+}
+
+/* Sends the commands c[0..n), at most IMAP_PIPELINE_MAX in flight, and
+ * reads until every one has its tagged answer. Untagged responses go to
+ * the fn of the oldest command not yet answered (a server executes
+ * pipelined commands in order), after note_untagged. Each c[i].st says how
+ * that command ended; the return value is the worst of them. After a
+ * broken stream every command not yet answered is FETCH_ACCOUNT_BAD. */
+static enum fetch_status run_batch(struct imap *s, struct imap_cmd *c, size_t n)
+{
+	size_t sent = 0, done = 0;
+	enum fetch_status worst = FETCH_OK;
+	bool failed = false;
 	struct imap_resp r;
 	int rc;
 
+	for (size_t i = 0; i < n; i++)
+		c[i].st = FETCH_ACCOUNT_BAD;
 	if (s->broken) {
 		set_error(s, "connection lost earlier in this session");
 		return FETCH_ACCOUNT_BAD;
 	}
-	snprintf(tag, sizeof(tag), "M%u", ++s->tag_counter);
-	struct buf line = BUF_INIT(IMAP_MAX_LINE);
-	if (buf_printf(&line, "%s %s\r\n", tag, s->cmd.data) < 0) {
-		buf_release(&line);
-		set_error(s, "%s: command too long", what);
-		return FETCH_FOLDER_BAD;
-	}
-	rc = conn_write(s->conn, line.data, line.len);
-	buf_release(&line);
-	if (rc < 0) {
-		s->broken = true;
-		set_error(s, "%s: %s", what, conn_error(s->conn));
-		return FETCH_ACCOUNT_BAD;
-	}
-	for (;;) {
-		rc = imap_read_response(s->rd, &r, sink);
+	while (done < n) {
+		struct imap_cmd *cur = &c[done];
+		size_t to = done + IMAP_PIPELINE_MAX < n ? done + IMAP_PIPELINE_MAX : n;
+
+		if (sent < to) {
+			if (send_cmds(s, c, sent, to) < 0)
+				return FETCH_ACCOUNT_BAD;
+			sent = to;
+		}
+		rc = imap_read_response(s->rd, &r, cur->sink);
 		if (rc < 0) {
 			s->broken = true;
-			if (rc == IMAP_ERR_IO)
-				set_error(s, "%s: %s", what, conn_error(s->conn));
-			else if (rc == IMAP_ERR_EOF)
-				set_error(s, "%s: the server closed the connection", what);
-			else if (rc == IMAP_ERR_REFUSED && s->refusal[0])
-				set_error(s, "%s: %s; the connection was closed", what, s->refusal);
-			else if (rc == IMAP_ERR_TOOBIG)
-				set_error(s, "%s: %s sent a response line longer than %u MiB or with "
-					  "more than %u tokens; the connection was closed", what,
-					  s->host, IMAP_MAX_LINE >> 20, IMAP_MAX_TOKENS);
-			else if (rc == IMAP_ERR_LITERAL)
-				set_error(s, "%s: %s announced a literal of %" PRIu64 " bytes, larger "
-					  "than max_message_size (%" PRIu64 " bytes); nothing of it was "
-					  "stored and the connection was closed", what, s->host,
-					  imap_reader_literal_size(s->rd), s->max_message_size);
-			else
-				set_error(s, "%s: %s", what, imap_strerror(rc));
-			s->refusal[0] = '\0';
+			read_error(s, cur->what, rc);
+			if (rc == IMAP_ERR_ABORT)
+				cur->st = FETCH_LOCAL_BAD;
 			return rc == IMAP_ERR_ABORT ? FETCH_LOCAL_BAD : FETCH_ACCOUNT_BAD;
 		}
 		if (r.kind == IMAP_TAGGED) {
-			if (strcmp(r.tag, tag) != 0) {
+			if (strcmp(r.tag, cur->tag) != 0) {
 				s->broken = true;
-				set_error(s, "%s: answer to an unknown command (tag %s)", what, r.tag);
+				set_error(s, "%s: answer to an unknown command or out of order (tag %s)",
+					  cur->what, r.tag);
 				return FETCH_ACCOUNT_BAD;
 			}
-			if (r.status == IMAP_ST_OK)
-				return FETCH_OK;
-			set_error(s, "%s: the server answered %s %s%s%s%s", what,
-				  r.status == IMAP_ST_NO ? "NO" : "BAD",
-				  r.code ? "[" : "", r.code ? r.code : "", r.code ? "] " : "", r.text);
-			if (r.code && strncasecmp(r.code, "NONEXISTENT", 11) == 0)
-				s->st.nonexistent = true;
-			return FETCH_FOLDER_BAD;
+			tagged(s, cur, &r, &failed);
+			if (cur->st > worst)
+				worst = cur->st;
+			done++;
+			continue;
 		}
 		if (r.kind == IMAP_CONTINUATION) {
 			s->broken = true;
-			set_error(s, "%s: unexpected continuation request", what);
+			set_error(s, "%s: unexpected continuation request", cur->what);
 			return FETCH_ACCOUNT_BAD;
 		}
 		if (r.status == IMAP_ST_BYE) {
 			s->broken = true;
-			set_error(s, "%s: the server is closing the connection: %s", what, r.text);
+			set_error(s, "%s: the server is closing the connection: %s", cur->what, r.text);
 			return FETCH_ACCOUNT_BAD;
 		}
 		note_untagged(s, &r);
-		if (fn && fn(s, &r, ctx) != 0) {
+		if (cur->fn && cur->fn(s, &r, cur->ctx) != 0) {
 			/* fn recorded why in s->error. The rest of the answer is
 			 * not worth reading: it comes from a server that just
 			 * broke the protocol, and could be endless. */
@@ -211,6 +275,17 @@ static enum fetch_status run(struct imap *s, const char *what, untagged_fn fn, v
 			return FETCH_ACCOUNT_BAD;
 		}
 	}
+	return worst;
+}
+
+/* Sends s->cmd and reads until its tagged response (run_batch of one). */
+static enum fetch_status run(struct imap *s, const char *what, untagged_fn fn, void *ctx,
+			     const struct imap_sink *sink)
+{
+	struct imap_cmd c = { .what = what, .text = s->cmd.data, .fn = fn, .ctx = ctx,
+			      .sink = sink };
+
+	return run_batch(s, &c, 1);
 }
 
 static int cmd_set(struct imap *s, const char *fmt, ...)
@@ -260,6 +335,17 @@ static int caps_collect(struct imap *s, const struct imap_resp *r, void *ctx)
 			buf_appendc(b, (char)toupper((unsigned char)*p));
 		buf_appendc(b, ' ');
 	}
+	return 0;
+}
+
+static int enabled_collect(struct imap *s, const struct imap_resp *r, void *ctx)
+{
+	(void)ctx;
+	if (!imap_is(r->name, "ENABLED"))
+		return 0;
+	for (size_t i = 0; i < r->n_toks; i++)
+		if (r->toks[i].type == IMAP_ATOM && imap_is(r->toks[i].s, "QRESYNC"))
+			s->qresync = true;
 	return 0;
 }
 
@@ -316,16 +402,18 @@ enum fetch_status imap_open(const struct account_settings *a, const char *secret
 		imap_reader_set_max_literal(s->rd, s->max_message_size);
 
 	/* curl consumed the capabilities it read before and after login;
-	 * ask again, since they change after authentication. */
+	 * ask again, since they change after authentication. ENABLE goes in
+	 * the same round trip: a server without QRESYNC (or ENABLE) ignores
+	 * it or answers BAD, and QRESYNC is on only when it says ENABLED. */
 	struct buf caps = BUF_INIT(64 * 1024);
 	buf_appendc(&caps, ' ');
-	cmd_set(s, "CAPABILITY");
-	st = run(s, "CAPABILITY", caps_collect, &caps, NULL);
+	struct imap_cmd login[] = {
+		{ .what = "CAPABILITY", .text = "CAPABILITY", .fn = caps_collect, .ctx = &caps },
+		{ .what = "ENABLE QRESYNC", .text = "ENABLE QRESYNC", .fn = enabled_collect },
+	};
+	run_batch(s, login, 2);
+	st = login[0].st != FETCH_OK ? login[0].st : s->broken ? FETCH_ACCOUNT_BAD : FETCH_OK;
 	s->caps = buf_detach(&caps);
-	if (st == FETCH_OK && imap_has_cap(s, "QRESYNC")) {
-		cmd_set(s, "ENABLE QRESYNC");
-		st = run(s, "ENABLE QRESYNC", NULL, NULL, NULL);
-	}
 	if (st != FETCH_OK) {
 		buf_printf(err, "%s", s->error);
 		imap_close(&s);
@@ -912,7 +1000,7 @@ enum fetch_status imap_examine(struct imap *s, const char *raw, uint32_t since_u
 {
 	struct imap_fetch_handler h = { .message = flag_change };
 	struct changes_ctx c = { .ch = ch };
-	bool qresync = ch && since_uidvalidity && since_modseq && imap_has_cap(s, "QRESYNC");
+	bool qresync = ch && since_uidvalidity && since_modseq && s->qresync;
 	enum fetch_status st;
 
 	if (ch)
@@ -926,7 +1014,7 @@ enum fetch_status imap_examine(struct imap *s, const char *raw, uint32_t since_u
 	if (qresync)
 		buf_printf(&s->cmd, " (QRESYNC (%" PRIu32 " %" PRIu64 "))", since_uidvalidity,
 			   since_modseq);
-	else if (imap_has_cap(s, "CONDSTORE") && !imap_has_cap(s, "QRESYNC"))
+	else if (imap_has_cap(s, "CONDSTORE") && !s->qresync)
 		/* makes the server report HIGHESTMODSEQ (QRESYNC implies it) */
 		buf_appends(&s->cmd, " (CONDSTORE)");
 	h.ctx = &c;
