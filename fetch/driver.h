@@ -81,6 +81,11 @@ struct fetch_driver {
 	const char *(*error)(void *conn);
 
 	enum fetch_status (*list_folders)(void *conn, struct drv_folder **r, size_t *n_r);
+	/* Optional: which of the folders fs[0..n) the server proves unchanged
+	 * since the index's rows known[0..n), all at once (a handful of round
+	 * trips however many folders), so the engine skips them. */
+	enum fetch_status (*probe)(void *conn, const struct drv_folder *fs,
+				   const struct index_folder *known, size_t n, bool *unchanged_r);
 	/* Opens f; known is the index's row (its recorded state lets a
 	 * driver ask only for what changed). */
 	enum fetch_status (*select)(void *conn, const struct drv_folder *f,

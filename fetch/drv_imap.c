@@ -118,6 +118,50 @@ static enum fetch_status imap_drv_list_folders(void *conn, struct drv_folder **r
 	return FETCH_OK;
 }
 
+/* What EXAMINE would prove, asked of every folder at once with STATUS
+ * (or learnt from LIST-STATUS): same UIDVALIDITY, UIDNEXT and a non-zero
+ * HIGHESTMODSEQ, and the last sync had no error and no hold. */
+static enum fetch_status imap_drv_probe(void *conn, const struct drv_folder *fs,
+					const struct index_folder *known, size_t n,
+					bool *unchanged_r)
+{
+	struct drv_imap_conn *c = conn;
+	struct imap_status_row *rows;
+	char **raws;
+	size_t k = 0;
+	enum fetch_status st = FETCH_OK;
+
+	for (size_t i = 0; i < n; i++)
+		unchanged_r[i] = false;
+	if (!imap_has_cap(c->s, "CONDSTORE"))
+		return FETCH_OK;      /* without HIGHESTMODSEQ nothing can be proved */
+	rows = calloc(n ? n : 1, sizeof(*rows));
+	raws = calloc(n ? n : 1, sizeof(*raws));
+	size_t *idx = calloc(n ? n : 1, sizeof(*idx));
+	if (!rows || !raws || !idx) {
+		free(rows), free(raws), free(idx);
+		return FETCH_LOCAL_BAD;
+	}
+	for (size_t i = 0; i < n; i++)
+		if (known[i].uidvalidity && known[i].highestmodseq && !known[i].last_error &&
+		    !known[i].held) {
+			raws[k] = fs[i].raw;
+			idx[k++] = i;
+		}
+	if (k)
+		st = imap_status_many(c->s, raws, k, rows);
+	for (size_t j = 0; st == FETCH_OK && j < k; j++) {
+		const struct index_folder *f = &known[idx[j]];
+
+		unchanged_r[idx[j]] = rows[j].valid && rows[j].highestmodseq &&
+				      rows[j].uidvalidity == f->uidvalidity &&
+				      rows[j].uidnext == f->uidnext &&
+				      rows[j].highestmodseq == f->highestmodseq;
+	}
+	free(rows), free(raws), free(idx);
+	return st;
+}
+
 static enum fetch_status imap_drv_select(void *conn, const struct drv_folder *f,
 					 const struct index_folder *known, struct drv_state *st_r)
 {
@@ -455,6 +499,7 @@ const struct fetch_driver drv_imap = {
 	.close = imap_drv_close,
 	.error = imap_drv_error,
 	.list_folders = imap_drv_list_folders,
+	.probe = imap_drv_probe,
 	.select = imap_drv_select,
 	.list_ids = imap_drv_list_ids,
 	.fetch = imap_drv_fetch,

@@ -46,6 +46,9 @@ struct imap {
 	size_t max_folders;         /* a LIST with more folders than this fails */
 	uint32_t exists_examined;   /* EXISTS when the EXAMINE completed */
 	bool qresync;               /* the server said ENABLED QRESYNC */
+	struct imap_status_row *statuses;  /* owned: STATUS answers seen (LIST-STATUS), by raw name */
+	char **status_raws;         /* owned, parallel to statuses */
+	size_t n_statuses, cap_statuses;
 	char refusal[256];          /* why a sink refused the response, "" if none */
 	unsigned tag_counter;
 	bool broken;                /* the stream is in an unknown state: no LOGOUT */
@@ -436,6 +439,10 @@ void imap_close(struct imap **sp)
 	}
 	imap_reader_destroy(&s->rd);
 	conn_close(&s->conn);
+	for (size_t i = 0; i < s->n_statuses; i++)
+		free(s->status_raws[i]);
+	free(s->status_raws);
+	free(s->statuses);
 	buf_release(&s->cmd);
 	free(s->caps);
 	free(s);
@@ -449,6 +456,8 @@ struct list_ctx {
 	size_t n, cap;
 };
 
+static int status_collect(struct imap *s, const struct imap_resp *r, void *ctx);
+
 static int list_collect(struct imap *s, const struct imap_resp *r, void *ctx)
 {
 	struct list_ctx *l = ctx;
@@ -456,6 +465,8 @@ static int list_collect(struct imap *s, const struct imap_resp *r, void *ctx)
 	struct imap_mailbox m = { 0 };
 	size_t i;
 
+	if (imap_is(r->name, "STATUS"))
+		return status_collect(s, r, NULL);      /* LIST-STATUS (RFC 5819) */
 	if (!imap_is(r->name, "LIST"))
 		return 0;
 	if (s->max_folders && l->n >= s->max_folders) {
@@ -527,7 +538,13 @@ enum fetch_status imap_list(struct imap *s, struct imap_mailbox **r, size_t *n_r
 	struct list_ctx l = { 0 };
 	enum fetch_status st;
 
-	cmd_set(s, "LIST \"\" \"*\"");
+	/* With LIST-STATUS the listing also says which folders changed, in
+	 * the same round trip (HIGHESTMODSEQ needs CONDSTORE). */
+	if (imap_has_cap(s, "LIST-STATUS") && imap_has_cap(s, "CONDSTORE"))
+		cmd_set(s, "LIST \"\" \"*\" RETURN (STATUS (UIDVALIDITY UIDNEXT MESSAGES "
+			"HIGHESTMODSEQ))");
+	else
+		cmd_set(s, "LIST \"\" \"*\"");
 	st = run(s, "LIST", list_collect, &l, NULL);
 	if (st != FETCH_OK) {
 		imap_mailboxes_free(l.v, l.n);
@@ -538,6 +555,119 @@ enum fetch_status imap_list(struct imap *s, struct imap_mailbox **r, size_t *n_r
 	*r = l.v;
 	*n_r = l.n;
 	return FETCH_OK;
+}
+
+/* ---- STATUS ---- */
+
+static struct imap_status_row *status_slot(struct imap *s, const char *raw)
+{
+	for (size_t i = 0; i < s->n_statuses; i++)
+		if (strcmp(s->status_raws[i], raw) == 0)
+			return &s->statuses[i];
+	return NULL;
+}
+
+/* "* STATUS <mailbox> (UIDNEXT 5 UIDVALIDITY 3 ...)": kept by raw name. */
+static int status_collect(struct imap *s, const struct imap_resp *r, void *ctx)
+{
+	const struct imap_tok *t = r->toks;
+	struct imap_status_row row = { .valid = true }, *slot;
+
+	(void)ctx;
+	if (!imap_is(r->name, "STATUS"))
+		return 0;
+	if (r->n_toks < 3 || (t[0].type != IMAP_STRING && t[0].type != IMAP_ATOM &&
+			      t[0].type != IMAP_NUMBER) || t[1].type != IMAP_LIST_BEGIN) {
+		set_error(s, "STATUS: malformed answer");
+		return -1;
+	}
+	for (size_t i = 2; i + 1 < t[1].end; i += 2) {
+		if (t[i].type != IMAP_ATOM || t[i + 1].type != IMAP_NUMBER)
+			continue;
+		if (imap_is(t[i].s, "UIDVALIDITY"))
+			row.uidvalidity = (uint32_t)t[i + 1].num;
+		else if (imap_is(t[i].s, "UIDNEXT"))
+			row.uidnext = (uint32_t)t[i + 1].num;
+		else if (imap_is(t[i].s, "MESSAGES"))
+			row.messages = (uint32_t)t[i + 1].num;
+		else if (imap_is(t[i].s, "HIGHESTMODSEQ"))
+			row.highestmodseq = t[i + 1].num;
+	}
+	if ((slot = status_slot(s, t[0].s))) {
+		*slot = row;
+		return 0;
+	}
+	/* One per folder the server lists, and LIST is bounded by max_folders. */
+	if (s->n_statuses >= (s->max_folders ? s->max_folders : 10000) * 2) {
+		set_error(s, "STATUS: %s sent more STATUS answers than folders", s->host);
+		return -1;
+	}
+	if (s->n_statuses == s->cap_statuses) {
+		size_t nc = s->cap_statuses ? s->cap_statuses * 2 : 32;
+		struct imap_status_row *nv = realloc(s->statuses, nc * sizeof(*nv));
+		char **nr = nv ? realloc(s->status_raws, nc * sizeof(*nr)) : NULL;
+
+		if (nv)
+			s->statuses = nv;
+		if (nr)
+			s->status_raws = nr;
+		if (!nv || !nr) {
+			set_error(s, "STATUS: out of memory");
+			return -1;
+		}
+		s->cap_statuses = nc;
+	}
+	if (!(s->status_raws[s->n_statuses] = strdup(t[0].s))) {
+		set_error(s, "STATUS: out of memory");
+		return -1;
+	}
+	s->statuses[s->n_statuses++] = row;
+	return 0;
+}
+
+enum fetch_status imap_status_many(struct imap *s, char *const *raws, size_t n,
+				   struct imap_status_row *rows)
+{
+	struct imap_cmd *c = calloc(n ? n : 1, sizeof(*c));
+	struct buf *text = calloc(n ? n : 1, sizeof(*text));
+	size_t k = 0;
+	enum fetch_status st = FETCH_OK;
+	const char *items = imap_has_cap(s, "CONDSTORE") ? "(UIDVALIDITY UIDNEXT MESSAGES "
+				"HIGHESTMODSEQ)" : "(UIDVALIDITY UIDNEXT MESSAGES)";
+
+	if (!c || !text) {
+		free(c), free(text);
+		set_error(s, "STATUS: out of memory");
+		return FETCH_LOCAL_BAD;
+	}
+	/* Ask only for what LIST-STATUS did not already say, all at once. */
+	for (size_t i = 0; i < n; i++) {
+		if (status_slot(s, raws[i]))
+			continue;
+		buf_init(&text[k], IMAP_MAX_LINE);
+		buf_reset(&s->cmd);
+		if (buf_appends(&s->cmd, "STATUS ") < 0 || cmd_quote(s, raws[i]) < 0 ||
+		    buf_printf(&s->cmd, " %s", items) < 0 || buf_appends(&text[k], s->cmd.data) < 0)
+			continue;     /* a name that cannot be sent is not probed */
+		c[k] = (struct imap_cmd){ .what = "STATUS", .text = text[k].data, .fn = status_collect };
+		k++;
+	}
+	if (k)
+		st = run_batch(s, c, k);
+	for (size_t i = 0; i < k; i++)
+		buf_release(&text[i]);
+	free(text);
+	free(c);
+	/* A NO for one folder leaves its row invalid; only a lost
+	 * connection fails the probe. */
+	if (st == FETCH_FOLDER_BAD)
+		st = FETCH_OK;
+	for (size_t i = 0; i < n; i++) {
+		const struct imap_status_row *row = status_slot(s, raws[i]);
+
+		rows[i] = row ? *row : (struct imap_status_row){ 0 };
+	}
+	return st;
 }
 
 /* ---- UID SEARCH ---- */

@@ -44,8 +44,22 @@ struct imap_mailbox {
 	bool noselect;   /* \Noselect or \NonExistent: not a folder with messages */
 };
 void imap_mailboxes_free(struct imap_mailbox *m, size_t n);
-/* LIST "" "*". */
+/* LIST "" "*" (with LIST-STATUS and CONDSTORE, RETURN (STATUS ...), whose
+ * answers imap_status_many then reuses). */
 enum fetch_status imap_list(struct imap *s, struct imap_mailbox **r, size_t *n_r);
+
+/* A folder's STATUS (RFC 3501 6.3.10; HIGHESTMODSEQ, RFC 7162). */
+struct imap_status_row {
+	bool valid;                 /* the server answered for this folder */
+	uint32_t uidvalidity, uidnext, messages;
+	uint64_t highestmodseq;     /* 0 without CONDSTORE */
+};
+/* The STATUS of each raw (modified UTF-7) name, rows[i] for raws[i]:
+ * what LIST-STATUS already reported is reused, the rest is asked for in
+ * pipelined STATUS commands (one round trip per 32 names). A folder the
+ * server refuses has valid false; only a lost connection fails. */
+enum fetch_status imap_status_many(struct imap *s, char *const *raws, size_t n,
+				   struct imap_status_row *rows);
 
 struct imap_folder_state {
 	uint32_t uidvalidity;

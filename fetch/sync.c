@@ -116,6 +116,79 @@ static void note_unlisted(struct ingest_run *run, const struct drv_folder *dfs, 
 	index_folder_array_free(&fs, n);
 }
 
+/* Notes one folder's outcome for the account; true when the account's
+ * run must stop (the connection or the store is gone). */
+static bool note_folder(struct ingest_run *run, const struct fetch_driver *drv, void *conn,
+			enum fetch_status fs)
+{
+	ingest_note_status(run, fs);
+	if (fs == FETCH_FOLDER_BAD || fs == FETCH_ACCOUNT_BAD)
+		ingest_note_error(run, drv->error(conn));
+	if (fs == FETCH_LOCAL_BAD && run->local_error[0])
+		ingest_note_error(run, run->local_error);
+	return fs >= FETCH_ACCOUNT_BAD;
+}
+
+/* The wanted folders: rows first, then the driver's probe for all at once,
+ * then a full sync of each folder the probe could not prove unchanged. */
+static enum fetch_status sync_folders(struct ingest_run *run, const struct fetch_driver *drv,
+				      void *conn, const struct drv_folder *dfs, size_t n)
+{
+	struct drv_folder *sel = calloc(n ? n : 1, sizeof(*sel));
+	struct index_folder *rows = calloc(n ? n : 1, sizeof(*rows));
+	bool *unchanged = calloc(n ? n : 1, sizeof(*unchanged));
+	enum fetch_status st = FETCH_OK;
+	size_t k = 0;
+
+	if (!sel || !rows || !unchanged) {
+		ingest_local_error(run, "%s: out of memory", run->label);
+		st = FETCH_LOCAL_BAD;
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (!wanted(drv, run->a, &dfs[i]))
+			continue;
+		enum fetch_status fs = sync_folder_row(run, &dfs[i], &rows[k]);
+
+		if (fs != FETCH_OK) {
+			index_folder_release(&rows[k]);
+			if (note_folder(run, drv, conn, fs)) {
+				st = fs;
+				goto out;
+			}
+			continue;
+		}
+		sel[k++] = dfs[i];       /* borrowed strings */
+	}
+	if (drv->probe && k) {
+		enum fetch_status ps = drv->probe(conn, sel, rows, k, unchanged);
+
+		if (ps != FETCH_OK && note_folder(run, drv, conn, ps)) {
+			st = ps;
+			goto out;
+		}
+	}
+	for (size_t j = 0; j < k && !ingest_stopping(run); j++) {
+		if (unchanged[j]) {
+			sync_folder_unchanged(run, &rows[j]);
+			continue;
+		}
+		enum fetch_status fs = sync_folder(run, drv, conn, &sel[j], &rows[j]);
+
+		if (note_folder(run, drv, conn, fs)) {
+			st = fs;
+			break;
+		}
+	}
+out:
+	for (size_t j = 0; rows && j < k; j++)
+		index_folder_release(&rows[j]);
+	free(rows);
+	free(sel);
+	free(unchanged);
+	return st;
+}
+
 static enum fetch_status sync_with(struct ingest_run *run, const struct fetch_driver *drv,
 				   const char *secret, bool token)
 {
@@ -143,21 +216,7 @@ static enum fetch_status sync_with(struct ingest_run *run, const struct fetch_dr
 	if (drv->has_folders)
 		check_configured(run, dfs, n);
 	note_unlisted(run, dfs, n);
-	for (size_t i = 0; i < n && !ingest_stopping(run); i++) {
-		if (!wanted(drv, run->a, &dfs[i]))
-			continue;
-		enum fetch_status fs = sync_folder(run, drv, conn, &dfs[i]);
-
-		ingest_note_status(run, fs);
-		if (fs == FETCH_FOLDER_BAD || fs == FETCH_ACCOUNT_BAD)
-			ingest_note_error(run, drv->error(conn));
-		if (fs == FETCH_LOCAL_BAD && run->local_error[0])
-			ingest_note_error(run, run->local_error);
-		if (fs >= FETCH_ACCOUNT_BAD) {
-			st = fs;
-			break;
-		}
-	}
+	st = sync_folders(run, drv, conn, dfs, n);
 	if (ingest_stopping(run))
 		st = FETCH_STOPPED;
 	drv_folders_free(dfs, n);

@@ -23,8 +23,8 @@ struct outcome {
 
 /* ---- the folder's row and Maildir ---- */
 
-static enum fetch_status folder_row(struct ingest_run *run, const struct drv_folder *df,
-				    struct index_folder *f)
+enum fetch_status sync_folder_row(struct ingest_run *run, const struct drv_folder *df,
+				  struct index_folder *f)
 {
 	struct buf path = BUF_INIT(8192);
 	int rc = ingest_folder_path(run->a, df->name, df->delim, &path);
@@ -470,18 +470,20 @@ static void record(struct ingest_run *run, const struct fetch_driver *drv, void 
 	index_folder_set_result(run->ix, f->id, time(NULL), error, f->held);
 }
 
-enum fetch_status sync_folder(struct ingest_run *run, const struct fetch_driver *drv,
-			      void *conn, const struct drv_folder *df)
+void sync_folder_unchanged(struct ingest_run *run, const struct index_folder *f)
 {
-	struct index_folder f = { 0 };
+	log_debug("%s %s: unchanged", run->label, f->name);
+	index_folder_set_result(run->ix, f->id, time(NULL), NULL, NULL);
+}
+
+enum fetch_status sync_folder(struct ingest_run *run, const struct fetch_driver *drv,
+			      void *conn, const struct drv_folder *df, struct index_folder *fp)
+{
+	struct index_folder f = *fp;
 	struct drv_state st = { 0 };
 	struct outcome out = { 0 };
-	enum fetch_status ret = folder_row(run, df, &f);
+	enum fetch_status ret;
 
-	if (ret != FETCH_OK) {
-		index_folder_release(&f);
-		return ret;
-	}
 	/* A folder the server refuses is never evidence of deletion. */
 	ret = drv->select(conn, df, &f, &st);
 	if (ret == FETCH_OK && store_folder_create(run->st, &f) < 0) {
@@ -506,6 +508,5 @@ enum fetch_status sync_folder(struct ingest_run *run, const struct fetch_driver 
 	if (ret != FETCH_OK && ingest_stopping(run))
 		ret = FETCH_STOPPED;     /* the cancel descriptor ended a wait */
 	record(run, drv, conn, &f, ret, &out);
-	index_folder_release(&f);
 	return ret;
 }

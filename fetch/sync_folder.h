@@ -15,9 +15,19 @@
 #include "driver.h"
 #include "ingest.h"
 
-/* FETCH_OK, or how far the failure reaches. The failure was logged and
- * recorded for the folder; the caller keeps it for the account. */
+/* The folder's row in the index (created on first sight, with df's note),
+ * into *f (release it). FETCH_OK; FETCH_FOLDER_BAD when its name cannot
+ * be stored, FETCH_LOCAL_BAD when the index failed (both logged). */
+enum fetch_status sync_folder_row(struct ingest_run *run, const struct drv_folder *df,
+				  struct index_folder *f);
+
+/* Syncs df, whose row is f (from sync_folder_row). FETCH_OK, or how far
+ * the failure reaches. The failure was logged and recorded for the
+ * folder; the caller keeps it for the account. */
 enum fetch_status sync_folder(struct ingest_run *run, const struct fetch_driver *drv,
-			      void *conn, const struct drv_folder *df);
+			      void *conn, const struct drv_folder *df, struct index_folder *f);
+
+/* Records a folder the driver's probe proved unchanged as synced. */
+void sync_folder_unchanged(struct ingest_run *run, const struct index_folder *f);
 
 #endif

@@ -655,7 +655,9 @@ class FakeImap(_FakeBase):
                     r.line(b"* ENABLED QRESYNC")
                 r.final(t + b" OK Enabled")
             elif cmd == "LIST":
-                self._list(r, t, fault)
+                self._list(r, t, fault, args)
+            elif cmd == "STATUS":
+                self._status_cmd(r, t, args)
             elif cmd == "EXAMINE":
                 selected = self._examine(r, t, args, fault)
             elif cmd == "UID SEARCH":
@@ -676,7 +678,26 @@ class FakeImap(_FakeBase):
         r.final(t + b" " + fault.params.get("status", "NO").encode() + b" " +
                 fault.params.get("text", "injected failure").encode())
 
-    def _list(self, r, t, fault):
+    def _status_line(self, f, items):
+        vals = {"MESSAGES": len(f.msgs), "UIDNEXT": f.uidnext, "UIDVALIDITY": f.uidvalidity,
+                "HIGHESTMODSEQ": f.modseq}
+        parts = ["%s %d" % (k, vals[k]) for k in items if k in vals and
+                 (k != "HIGHESTMODSEQ" or "CONDSTORE" in self.caps or "QRESYNC" in self.caps)]
+        return b'* STATUS "' + H.utf7_encode(f.name).encode() + b'" (' + " ".join(parts).encode() + b")"
+
+    def _status_cmd(self, r, t, args):
+        """STATUS, when claimed (caps has STATUS... every IMAP4rev1 server has it)."""
+        a = _tokens(args)
+        name = H.utf7_decode(a[0]) if a else ""
+        f = self.folders.get(name)
+        if f is None:
+            r.final(t + b" NO [NONEXISTENT] Mailbox does not exist")
+            return
+        items = re.findall(r"[A-Z]+", args.upper().split("(", 1)[1]) if "(" in args else []
+        r.line(self._status_line(f, items))
+        r.final(t + b" OK Status completed")
+
+    def _list(self, r, t, fault, args=""):
         if self.listing is not None and not fault:
             for delim, raw in self.listing:
                 d = b"NIL" if delim is None else b'"' + delim.encode() + b'"'
@@ -696,6 +717,9 @@ class FakeImap(_FakeBase):
                 r.literal(b"x" * fault.params.get("send", 65536))
                 break
             r.line(b'* LIST (\\HasNoChildren) "' + self.delim.encode() + b'" "' + enc + b'"')
+            ret = args.upper().split("RETURN (STATUS", 1)
+            if len(ret) == 2 and "LIST-STATUS" in self.caps and name in self.folders:
+                r.line(self._status_line(self.folders[name], re.findall(r"[A-Z]+", ret[1])))
         r.final(t + b" OK List completed")
 
     def _examine(self, r, t, args, fault):

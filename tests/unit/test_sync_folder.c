@@ -219,9 +219,15 @@ static void server_expunges(struct fixture *fx, size_t i)
 
 static enum fetch_status sync_once(struct fixture *fx)
 {
+	struct index_folder f = { 0 };
+	enum fetch_status st;
+
 	memset(&fx->r, 0, sizeof(fx->r));
 	fx->run.local_error[0] = '\0';
-	return sync_folder(&fx->run, &fake_driver, &fx->k, &fx->df);
+	assert_int_equal(sync_folder_row(&fx->run, &fx->df, &f), FETCH_OK);
+	st = sync_folder(&fx->run, &fake_driver, &fx->k, &fx->df, &f);
+	index_folder_release(&f);
+	return st;
 }
 
 struct counts {

@@ -1,0 +1,94 @@
+#!/usr/bin/env python3
+"""What a sync asks of the server when little or nothing changed, against
+the scripted fake IMAP server with CONDSTORE: a folder is EXAMINEd only
+when its STATUS (or LIST-STATUS) says it changed, so a no-change sync of
+many folders costs a fixed handful of round trips.
+
+For each capability set (CONDSTORE with STATUS; LIST-STATUS; neither):
+  - a first sync of 12 folders fetches everything;
+  - a second sync with no change EXAMINEs no folder (with CONDSTORE) and
+    asks STATUS at most once per folder, all pipelined, or nothing beyond
+    LIST with LIST-STATUS; without CONDSTORE every folder is EXAMINEd, as
+    nothing can be proved otherwise;
+  - after one message is added to one folder and one expunged from another,
+    exactly those two folders are EXAMINEd, the new one is fetched and the
+    expunged one is trashed;
+  - nothing ever changes the server's mailbox."""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import faultlib as F  # noqa: E402
+from faultlib import H, check, log  # noqa: E402
+
+USER, ACCT, PW = "alice", "rt", "pw-rt"
+FOLDERS = ["INBOX"] + ["Folder%02d" % i for i in range(11)]
+MSGS = F.mailgen.generate(80, seed=808, max_size=8000)
+
+CASES = [
+    ("condstore_status", ("CONDSTORE", "ESEARCH")),
+    ("list_status", ("CONDSTORE", "ESEARCH", "LIST-STATUS")),
+    ("qresync_list_status", ("ENABLE", "CONDSTORE", "QRESYNC", "ESEARCH", "LIST-STATUS")),
+    ("no_condstore", ("ESEARCH",)),
+]
+
+
+def examined(srv):
+    return sorted(H.utf7_decode(F._tokens(c.split(" ", 1)[1])[0]) for c in srv.sent("EXAMINE"))
+
+
+def run_case(ctx, name, caps):
+    log("==== %s (%s)" % (name, " ".join(caps)))
+    tmp = os.path.join(ctx.tmp, name)
+    os.mkdir(tmp, 0o700)
+    srv = F.FakeImap(USER, PW, caps=caps)
+    try:
+        for i, fname in enumerate(FOLDERS):
+            srv.folder(fname).add([m.raw for m in MSGS[i * 5:i * 5 + 5]])
+        cfg = F.write_config(os.path.join(tmp, "maildisk.conf"), os.path.join(tmp, "store"),
+                             [F.account(USER, ACCT, srv.url(), PW, folders=("*",))])
+        st = H.Store(os.path.join(tmp, "store"))
+        H.maildisk("sync", cfg, expect=0)
+        check(len(F.visible_rows(st)) == 5 * len(FOLDERS), "first sync", len(F.visible_rows(st)))
+
+        srv.arm()
+        H.maildisk("sync", cfg, expect=0)
+        ex, status = examined(srv), srv.sent("STATUS")
+        lists = srv.sent("LIST")
+        log("  no change: %d EXAMINE, %d STATUS, LIST %r" % (len(ex), len(status), lists))
+        if "CONDSTORE" in caps:
+            check(not ex, "%s: a no-change sync EXAMINEd folders" % name, ex)
+            if "LIST-STATUS" in caps:
+                check(not status and any("RETURN (STATUS" in c for c in lists),
+                      "%s: LIST-STATUS was not used" % name, status, lists)
+            else:
+                check(len(status) == len(FOLDERS), "%s: STATUS per folder" % name, len(status))
+        else:
+            check(ex == sorted(FOLDERS), "%s: without CONDSTORE every folder is examined" % name, ex)
+        check(not srv.sent("UID FETCH"), "%s: a no-change sync fetched" % name, srv.sent("UID FETCH"))
+
+        srv.folder("Folder03").add([MSGS[70].raw])
+        srv.folder("Folder07").expunge([srv.folder("Folder07").uids()[1]])
+        srv.arm()
+        H.maildisk("sync", cfg, expect=0)
+        ex = examined(srv)
+        log("  one added, one expunged: EXAMINE %r" % ex)
+        if "CONDSTORE" in caps:
+            check(ex == ["Folder03", "Folder07"], "%s: only the changed folders are examined" % name, ex)
+        check(len(F.visible_rows(st)) == 5 * len(FOLDERS), "%s: rows after the change" % name,
+              len(F.visible_rows(st)))
+        check(len(st.messages(state=F.TRASHED)) == 1, "%s: the expunged message is trashed" % name)
+        check(not srv.violations, "%s: commands that change mail" % name, srv.violations[:3])
+    finally:
+        srv.close()
+
+
+def main(ctx):
+    for name, caps in CASES:
+        run_case(ctx, name, caps)
+    log("round trips: %d cases" % len(CASES))
+
+
+if __name__ == "__main__":
+    H.run(main, deadline=200)
