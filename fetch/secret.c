@@ -269,19 +269,107 @@ static int wait_child(pid_t pid, long long deadline, int *status)
 	}
 }
 
+/* Starts argv with its stdout on a pipe: *rfd_r is the read end. Root runs
+ * the command as the account's user, in the small environment of child.h,
+ * without the daemon's terminal. A daemon that is not root already is that
+ * user: the command keeps its environment and stdin, which a password
+ * manager may need (its agent's variables, a prompt). 0 or -errno. */
+static int spawn(const struct account_settings *a, char **argv, pid_t *pid_r, int *rfd_r)
+{
+	const char *const extra[] = { "MAILDISK_USER", a->user, "MAILDISK_ACCOUNT", a->name, NULL };
+	bool root = geteuid() == 0;
+	struct child_user as;
+	int fds[2], rc;
+
+	/* O_CLOEXEC: a command spawned at the same time by another thread must
+	 * not inherit our write end, or we would wait for its EOF too */
+	if (pipe2(fds, O_CLOEXEC) < 0)
+		return -errno;
+	rc = child_user_init(&as, root ? a->uid : geteuid(), root ? a->gid : getegid(), extra);
+	if (rc == 0) {
+		rc = root ? child_spawn(&as, argv, NULL, -1, fds[1], true, pid_r)
+			  : child_spawn(&as, argv, environ, STDIN_FILENO, fds[1], false, pid_r);
+		child_user_release(&as);
+	}
+	close(fds[1]);
+	if (rc < 0) {
+		close(fds[0]);
+		return rc;
+	}
+	*rfd_r = fds[0];
+	return 0;
+}
+
+/* Reads fd until EOF into out (SECRET_OUTPUT_MAX bytes at most) before the
+ * deadline. 0; -ETIMEDOUT, -EFBIG (more than the cap), or -errno. */
+static int read_output(int fd, long long deadline, char *out, size_t *n_r)
+{
+	size_t n = 0;
+
+	for (;;) {
+		long long left = deadline - now_ms();
+		struct pollfd pfd = { .fd = fd, .events = POLLIN };
+		ssize_t got;
+		int rc;
+
+		if (left <= 0)
+			return -ETIMEDOUT;
+		rc = poll(&pfd, 1, (int)left);
+		if (rc < 0 && errno == EINTR)
+			continue;
+		if (rc < 0)
+			return -errno;
+		if (rc == 0)
+			return -ETIMEDOUT;
+		/* one byte of room past the cap tells "too much" from "exactly full" */
+		got = read(fd, out + n, SECRET_OUTPUT_MAX + 1 - n);
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got < 0)
+			return -errno;
+		if (got == 0) {
+			*n_r = n;
+			return 0;
+		}
+		n += (size_t)got;
+		if (n > SECRET_OUTPUT_MAX)
+			return -EFBIG;
+	}
+}
+
+/* Says in err why the command (its output already read) failed: it did
+ * not exit in time, was killed, or exited non-zero. 0 when it exited 0. */
+static int judge_exit(const struct account_settings *a, const char *key, const char *prog,
+		      pid_t pid, long long deadline, struct buf *err)
+{
+	int status = 0;
+
+	if (wait_child(pid, deadline, &status) < 0) {
+		buf_printf(err, "%s/%s: %s %s: did not exit within %d s, killed", a->user,
+			   a->name, key, prog, SECRET_COMMAND_TIMEOUT);
+		return -ETIMEDOUT;
+	}
+	if (WIFSIGNALED(status)) {
+		buf_printf(err, "%s/%s: %s %s: killed by signal %d (%s)", a->user, a->name, key,
+			   prog, WTERMSIG(status), strsignal(WTERMSIG(status)));
+		return -EIO;
+	}
+	if (WIFEXITED(status) && WEXITSTATUS(status) != 0) {
+		buf_printf(err, "%s/%s: %s %s: exited with status %d", a->user, a->name, key,
+			   prog, WEXITSTATUS(status));
+		return -EIO;
+	}
+	return 0;
+}
+
 /* Runs cmd (the value of key) and returns the first line of its stdout. */
 static int from_command(const struct account_settings *a, const char *key, const char *cmd,
 			char **secret_r, struct buf *err)
 {
-	char **argv = NULL;
-	const char *const extra[] = { "MAILDISK_USER", a->user, "MAILDISK_ACCOUNT", a->name, NULL };
-	bool root = geteuid() == 0;
-	struct child_user as;
-	int fds[2];
-	pid_t pid;
-	char *out = NULL;
+	char **argv = NULL, *out = NULL;
 	size_t n = 0;
-	int rc, status = 0;
+	pid_t pid = -1;
+	int fd = -1, rc, status;
 	long long deadline;
 	const char *why = NULL;
 
@@ -292,78 +380,19 @@ static int from_command(const struct account_settings *a, const char *key, const
 					 : "no command, or an unterminated quote or backslash");
 		return rc;
 	}
-	out = malloc(SECRET_OUTPUT_MAX + 1);
-	if (!out) {
+	if (!(out = malloc(SECRET_OUTPUT_MAX + 1))) {
 		buf_printf(err, "%s/%s: %s %s: out of memory", a->user, a->name, key, argv[0]);
-		secret_free_argv(&argv);
-		return -ENOMEM;
-	}
-	/* O_CLOEXEC: a command spawned at the same time by another thread must
-	 * not inherit our write end, or we would wait for its EOF too */
-	if (pipe2(fds, O_CLOEXEC) < 0) {
-		rc = -errno;
-		buf_printf(err, "%s/%s: %s %s: pipe: %s", a->user, a->name, key, argv[0],
-			   strerror(-rc));
+		rc = -ENOMEM;
 		goto out;
 	}
-	/* Root runs the command as the account's user, in the small environment
-	 * of child.h, without the daemon's terminal. A daemon that is not root
-	 * already is that user: the command keeps its environment and stdin,
-	 * which a password manager may need (its agent's variables, a prompt). */
-	rc = child_user_init(&as, root ? a->uid : geteuid(), root ? a->gid : getegid(), extra);
-	if (rc == 0) {
-		rc = root ? child_spawn(&as, argv, NULL, -1, fds[1], true, &pid)
-			  : child_spawn(&as, argv, environ, STDIN_FILENO, fds[1], false, &pid);
-		child_user_release(&as);
-	}
-	close(fds[1]);
-	if (rc < 0) {
-		close(fds[0]);
+	if ((rc = spawn(a, argv, &pid, &fd)) < 0) {
 		buf_printf(err, "%s/%s: %s %s: cannot run: %s", a->user, a->name, key, argv[0],
 			   strerror(-rc));
 		goto out;
 	}
-
 	deadline = now_ms() + SECRET_COMMAND_TIMEOUT * 1000LL;
-	for (;;) {
-		long long left = deadline - now_ms();
-		struct pollfd pfd = { .fd = fds[0], .events = POLLIN };
-		ssize_t got;
-
-		if (left <= 0) {
-			rc = -ETIMEDOUT;
-			break;
-		}
-		rc = poll(&pfd, 1, (int)left);
-		if (rc < 0 && errno == EINTR)
-			continue;
-		if (rc < 0) {
-			rc = -errno;
-			break;
-		}
-		if (rc == 0) {
-			rc = -ETIMEDOUT;
-			break;
-		}
-		/* one byte of room past the cap tells "too much" from "exactly full" */
-		got = read(fds[0], out + n, SECRET_OUTPUT_MAX + 1 - n);
-		if (got < 0 && errno == EINTR)
-			continue;
-		if (got < 0) {
-			rc = -errno;
-			break;
-		}
-		if (got == 0) {
-			rc = 0;
-			break;
-		}
-		n += (size_t)got;
-		if (n > SECRET_OUTPUT_MAX) {
-			rc = -EFBIG;
-			break;
-		}
-	}
-	close(fds[0]);
+	rc = read_output(fd, deadline, out, &n);
+	close(fd);
 	if (rc < 0) {
 		kill(pid, SIGKILL);
 		while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
@@ -379,29 +408,14 @@ static int from_command(const struct account_settings *a, const char *key, const
 				   key, argv[0], strerror(-rc));
 		goto out;
 	}
-	rc = wait_child(pid, deadline, &status);
-	if (rc < 0) {
-		buf_printf(err, "%s/%s: %s %s: did not exit within %d s, killed", a->user,
-			   a->name, key, argv[0], SECRET_COMMAND_TIMEOUT);
+	if ((rc = judge_exit(a, key, argv[0], pid, deadline, err)) < 0)
 		goto out;
-	}
-	if (WIFSIGNALED(status)) {
-		buf_printf(err, "%s/%s: %s %s: killed by signal %d (%s)", a->user, a->name, key,
-			   argv[0], WTERMSIG(status), strsignal(WTERMSIG(status)));
-		rc = -EIO;
-		goto out;
-	}
-	if (WIFEXITED(status) && WEXITSTATUS(status) != 0) {
-		buf_printf(err, "%s/%s: %s %s: exited with status %d", a->user, a->name, key,
-			   argv[0], WEXITSTATUS(status));
-		rc = -EIO;
-		goto out;
-	}
 	rc = first_line(out, n, "printed nothing", secret_r, &why);
 	if (rc < 0)
 		buf_printf(err, "%s/%s: %s %s: %s", a->user, a->name, key, argv[0], why);
 out:
-	explicit_bzero(out, SECRET_OUTPUT_MAX + 1);
+	if (out)
+		explicit_bzero(out, SECRET_OUTPUT_MAX + 1);
 	free(out);
 	secret_free_argv(&argv);
 	return rc;
