@@ -175,8 +175,11 @@ static enum fetch_status imap_drv_select(void *conn, const struct drv_folder *f,
 
 	imap_changes_release(&c->ch);
 	c->folder = f->name;
+	/* The listing the folder will most likely need goes with the EXAMINE:
+	 * from the old UIDNEXT when QRESYNC will say what vanished, else all. */
+	uint32_t list_from = since && imap_qresync(c->s) && known->uidnext ? known->uidnext : 1;
 	st = imap_examine(c->s, f->raw, since ? known->uidvalidity : 0,
-			  since ? known->highestmodseq : 0, &c->st, &c->ch);
+			  since ? known->highestmodseq : 0, list_from, &c->st, &c->ch);
 	*st_r = (struct drv_state){
 		.uidvalidity = c->st.uidvalidity, .uidnext = c->st.uidnext,
 		.highestmodseq = c->st.highestmodseq, .exists = c->st.exists,

@@ -90,7 +90,7 @@ static void *idle_main(void *arg)
 		}
 		imap_set_cancel(s, w->cancel_fd);
 		struct imap_folder_state fs;
-		st = imap_examine(s, "INBOX", 0, 0, &fs, NULL);
+		st = imap_examine(s, "INBOX", 0, 0, 0, &fs, NULL);
 		if (st == FETCH_OK) {
 			reported = false;
 			backoff = BACKOFF_MIN;

@@ -46,6 +46,10 @@ struct imap {
 	size_t max_folders;         /* a LIST with more folders than this fails */
 	uint32_t exists_examined;   /* EXISTS when the EXAMINE completed */
 	bool qresync;               /* the server said ENABLED QRESYNC */
+	/* a UID SEARCH sent with the EXAMINE, in the same round trip */
+	struct uidset pre_set;      /* owned: its answer */
+	uint32_t pre_from;          /* UIDs from this on; 0 when there is none */
+	enum fetch_status pre_st;
 	struct imap_status_row *statuses;  /* owned: STATUS answers seen (LIST-STATUS), by raw name */
 	char **status_raws;         /* owned, parallel to statuses */
 	size_t n_statuses, cap_statuses;
@@ -90,6 +94,11 @@ bool imap_has_cap(const struct imap *s, const char *cap)
 	want[i + 1] = ' ';
 	want[i + 2] = '\0';
 	return strstr(s->caps, want) != NULL;
+}
+
+bool imap_qresync(const struct imap *s)
+{
+	return s->qresync;
 }
 
 const struct imap_folder_state *imap_state(const struct imap *s)
@@ -439,6 +448,7 @@ void imap_close(struct imap **sp)
 	}
 	imap_reader_destroy(&s->rd);
 	conn_close(&s->conn);
+	uidset_release(&s->pre_set);
 	for (size_t i = 0; i < s->n_statuses; i++)
 		free(s->status_raws[i]);
 	free(s->status_raws);
@@ -760,44 +770,67 @@ static int keep_inline(void *ctx, const char *key, uint64_t n)
 	return 0;                /* small literals stay inline; large ones fail */
 }
 
+/* The UID SEARCH for UIDs >= from, as command text. */
+static int search_text(struct imap *s, uint32_t from, struct buf *out)
+{
+	char crit[32] = "ALL";
+
+	if (from > 1)
+		snprintf(crit, sizeof(crit), "UID %" PRIu32 ":*", from);
+	return imap_has_cap(s, "ESEARCH") ? buf_printf(out, "UID SEARCH RETURN (ALL) %s", crit)
+					  : buf_printf(out, "UID SEARCH %s", crit);
+}
+
+/* Checks a listing against what the folder can hold and expands it. */
+static enum fetch_status listing_finish(struct imap *s, struct uidset *set, uint32_t from,
+					uint32_t **uids_r, size_t *n_r)
+{
+	uint64_t n = uidset_normalize(set);
+	uint32_t growth = s->st.exists > s->exists_examined ? s->st.exists - s->exists_examined : 0;
+	uint64_t beyond = s->st.uidnext ? uidset_count_from(set, s->st.uidnext) : 0;
+
+	/* What the folder can hold: EXISTS messages, and UIDs below UIDNEXT
+	 * but for messages that arrived during the session. */
+	if (n > s->st.exists) {
+		set_error(s, "UID SEARCH: %s listed %" PRIu64 " UIDs for a folder of %" PRIu32
+			  " messages; nothing is deleted", s->host, n, s->st.exists);
+		return FETCH_FOLDER_BAD;
+	}
+	if (beyond > growth) {
+		set_error(s, "UID SEARCH: %s listed %" PRIu64 " UIDs at or beyond UIDNEXT %" PRIu32
+			  "; nothing is deleted", s->host, beyond, s->st.uidnext);
+		return FETCH_FOLDER_BAD;
+	}
+	/* "n:*" always matches the last message, even below n (RFC 3501
+	 * 6.4.8): uidset_expand keeps only the UIDs >= from. */
+	if (uidset_expand(set, from, uids_r, n_r) < 0) {
+		set_error(s, "UID SEARCH: out of memory");
+		return FETCH_LOCAL_BAD;
+	}
+	return FETCH_OK;
+}
+
 enum fetch_status imap_uid_list(struct imap *s, uint32_t from, uint32_t **uids_r, size_t *n_r)
 {
 	struct listing l = { .s = s, .set = UIDSET_INIT };
 	struct imap_sink sink = { .begin = keep_inline, .number = listing_number, .ctx = &l };
 	enum fetch_status st;
-	char crit[32] = "ALL";
 
 	*uids_r = NULL;
 	*n_r = 0;
-	if (from > 1)
-		snprintf(crit, sizeof(crit), "UID %" PRIu32 ":*", from);
-	if (imap_has_cap(s, "ESEARCH"))
-		cmd_set(s, "UID SEARCH RETURN (ALL) %s", crit);
-	else
-		cmd_set(s, "UID SEARCH %s", crit);
-	st = run(s, "UID SEARCH", search_collect, &l, &sink);
-	if (st == FETCH_OK) {
-		uint64_t n = uidset_normalize(&l.set);
-		uint32_t growth = s->st.exists > s->exists_examined ? s->st.exists - s->exists_examined : 0;
-		uint64_t beyond = s->st.uidnext ? uidset_count_from(&l.set, s->st.uidnext) : 0;
-
-		/* What the folder can hold: EXISTS messages, and UIDs below
-		 * UIDNEXT but for messages that arrived during the session. */
-		if (n > s->st.exists) {
-			set_error(s, "UID SEARCH: %s listed %" PRIu64 " UIDs for a folder of %" PRIu32
-				  " messages; nothing is deleted", s->host, n, s->st.exists);
-			st = FETCH_FOLDER_BAD;
-		} else if (beyond > growth) {
-			set_error(s, "UID SEARCH: %s listed %" PRIu64 " UIDs at or beyond UIDNEXT %"
-				  PRIu32 "; nothing is deleted", s->host, beyond, s->st.uidnext);
-			st = FETCH_FOLDER_BAD;
-		} else if (uidset_expand(&l.set, from, uids_r, n_r) < 0) {
-			set_error(s, "UID SEARCH: out of memory");
-			st = FETCH_LOCAL_BAD;
-		}
+	if (s->pre_from && s->pre_from == from) {
+		/* asked for already, with the EXAMINE */
+		l.set = s->pre_set;
+		st = s->pre_st;
+		s->pre_set = (struct uidset)UIDSET_INIT;
+		s->pre_from = 0;
+	} else {
+		buf_reset(&s->cmd);
+		search_text(s, from, &s->cmd);
+		st = run(s, "UID SEARCH", search_collect, &l, &sink);
 	}
-	/* "n:*" always matches the last message, even below n (RFC 3501
-	 * 6.4.8): uidset_expand kept only the UIDs >= from. */
+	if (st == FETCH_OK)
+		st = listing_finish(s, &l.set, from, uids_r, n_r);
 	uidset_release(&l.set);
 	return st;
 }
@@ -1125,14 +1158,19 @@ static void changes_finish(struct changes_ctx *c)
 }
 
 enum fetch_status imap_examine(struct imap *s, const char *raw, uint32_t since_uidvalidity,
-			       uint64_t since_modseq, struct imap_folder_state *st_r,
-			       struct imap_changes *ch)
+			       uint64_t since_modseq, uint32_t list_from,
+			       struct imap_folder_state *st_r, struct imap_changes *ch)
 {
 	struct imap_fetch_handler h = { .message = flag_change };
 	struct changes_ctx c = { .ch = ch };
 	bool qresync = ch && since_uidvalidity && since_modseq && s->qresync;
+	struct listing l = { .s = s, .set = UIDSET_INIT };
+	struct imap_sink lsink = { .begin = keep_inline, .number = listing_number, .ctx = &l };
+	struct buf search = BUF_INIT(256);
 	enum fetch_status st;
 
+	uidset_release(&s->pre_set);
+	s->pre_from = 0;
 	if (ch)
 		memset(ch, 0, sizeof(*ch));
 	memset(&s->st, 0, sizeof(s->st));
@@ -1151,7 +1189,28 @@ enum fetch_status imap_examine(struct imap *s, const char *raw, uint32_t since_u
 	c.fetch.s = s;
 	c.fetch.h = &h;
 	buf_init(&c.fetch.flags, 64 * 1024);
-	st = run(s, "EXAMINE", qresync ? changes_collect : NULL, &c, NULL);
+	/* The listing goes in the same round trip: a failed EXAMINE leaves no
+	 * folder selected, so the SEARCH then fails too, harmlessly. */
+	struct imap_cmd cmds[2] = {
+		{ .what = "EXAMINE", .text = s->cmd.data, .fn = qresync ? changes_collect : NULL,
+		  .ctx = &c },
+		{ .what = "UID SEARCH", .fn = search_collect, .ctx = &l, .sink = &lsink },
+	};
+	size_t n_cmds = 1;
+	if (list_from && search_text(s, list_from, &search) == 0) {
+		cmds[1].text = search.data;
+		n_cmds = 2;
+	}
+	run_batch(s, cmds, n_cmds);
+	st = cmds[0].st;
+	if (n_cmds == 2 && st == FETCH_OK) {
+		s->pre_set = l.set;
+		l.set = (struct uidset)UIDSET_INIT;
+		s->pre_from = list_from;
+		s->pre_st = cmds[1].st;
+	}
+	uidset_release(&l.set);
+	buf_release(&search);
 	changes_finish(&c);
 	s->exists_examined = s->st.exists;
 	if (c.oom) {

@@ -36,6 +36,8 @@ enum fetch_status imap_open(const struct account_settings *a, const char *secret
 void imap_close(struct imap **s);
 const char *imap_error(const struct imap *s);
 bool imap_has_cap(const struct imap *s, const char *cap);
+/* Whether the server said ENABLED QRESYNC. */
+bool imap_qresync(const struct imap *s);
 
 struct imap_mailbox {
 	char *name;      /* owned: UTF-8, decoded from modified UTF-7 */
@@ -87,10 +89,12 @@ void imap_changes_release(struct imap_changes *c);
  * not NULL, since_uidvalidity and since_modseq are non-zero and the server
  * has QRESYNC, the EXAMINE asks for what changed since then (VANISHED
  * (EARLIER) and FETCH FLAGS), collected in *ch; ch->valid is true only when
- * the folder's UIDVALIDITY is still since_uidvalidity. */
+ * the folder's UIDVALIDITY is still since_uidvalidity. list_from, when not
+ * 0, sends the UID SEARCH for UIDs >= list_from in the same round trip;
+ * imap_uid_list(s, list_from) then takes its answer. */
 enum fetch_status imap_examine(struct imap *s, const char *raw, uint32_t since_uidvalidity,
-			       uint64_t since_modseq, struct imap_folder_state *st,
-			       struct imap_changes *ch);
+			       uint64_t since_modseq, uint32_t list_from,
+			       struct imap_folder_state *st, struct imap_changes *ch);
 /* CONDSTORE without QRESYNC: flag changes since modseq
  * (UID FETCH 1:* (UID FLAGS) (CHANGEDSINCE m)) into ch->flags. */
 enum fetch_status imap_flag_changes(struct imap *s, uint64_t since_modseq,
