@@ -46,7 +46,7 @@
 #include "buf.h"
 #include "log.h"
 #include "names.h"
-#include "store_fs.h"
+#include "store_int.h"
 
 /* Components of "mail/<user>/<account>/" before the folder's own. */
 #define ACCOUNT_DEPTH 3
