@@ -24,6 +24,7 @@
 
 #include <sqlite3.h>
 
+#include "buf.h"
 #include "log.h"
 
 #define SCHEMA_VERSION 2
@@ -546,6 +547,14 @@ void index_rollback(struct index *ix)
 	rollback_now(ix);
 }
 
+int index_end(struct index *ix, int rc)
+{
+	if (rc == 0)
+		return index_commit(ix);
+	index_rollback(ix);
+	return rc;
+}
+
 /* ---- rows to structs ---- */
 
 static char *col_dup(sqlite3_stmt *st, int i, bool *oom)
@@ -781,10 +790,7 @@ int index_folder_ensure(struct index *ix, const char *user, const char *account,
 	rc = index_begin(ix);
 	if (rc == 0)
 		rc = folder_insert(ix, user, account, name, path);
-	if (rc == 0)
-		rc = index_commit(ix);
-	else
-		index_rollback(ix);
+	rc = index_end(ix, rc);
 	return rc ? rc : folder_by_key(ix, user, account, name, r);
 }
 
@@ -838,7 +844,7 @@ int index_folder_get(struct index *ix, int64_t id, struct index_folder *r)
 int index_folder_list(struct index *ix, const char *user, const char *account,
 		      struct index_folder **r, size_t *n_r)
 {
-	struct index_folder *fs = NULL, *p;
+	struct index_folder *fs = NULL;
 	size_t n = 0, cap = 0;
 	sqlite3_stmt *st;
 	int rc;
@@ -850,15 +856,9 @@ int index_folder_list(struct index *ix, const char *user, const char *account,
 		return rc;
 	rc = bind_text(st, 1, user) || bind_text(st, 2, account);
 	while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-		if (n == cap) {
-			cap = cap ? cap * 2 : 8;
-			p = realloc(fs, cap * sizeof *fs);
-			if (!p) {
-				rc = -ENOMEM;
-				break;
-			}
-			fs = p;
-		}
+		rc = buf_array_grow(&fs, &cap, n, sizeof *fs, 8);
+		if (rc)
+			break;
 		rc = folder_from_row(st, &fs[n]);
 		if (rc)
 			break;
@@ -1084,7 +1084,7 @@ void index_ids_free(char **ids, size_t n)
 
 int index_known_ids(struct index *ix, int64_t folder_id, char ***ids_r, size_t *n_r)
 {
-	char **ids = NULL, **p;
+	char **ids = NULL;
 	size_t n = 0, cap = 0;
 	sqlite3_stmt *st;
 	int rc;
@@ -1096,15 +1096,9 @@ int index_known_ids(struct index *ix, int64_t folder_id, char ***ids_r, size_t *
 		return rc;
 	rc = bind_i64(st, 1, folder_id);
 	while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-		if (n == cap) {
-			cap = cap ? cap * 2 : 64;
-			p = realloc(ids, cap * sizeof *ids);
-			if (!p) {
-				rc = -ENOMEM;
-				break;
-			}
-			ids = p;
-		}
+		rc = buf_array_grow(&ids, &cap, n, sizeof *ids, 64);
+		if (rc)
+			break;
 		ids[n] = strdup((const char *)sqlite3_column_text(st, 0));
 		if (!ids[n]) {
 			rc = -ENOMEM;

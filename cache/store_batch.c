@@ -17,6 +17,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include "buf.h"
 #include "log.h"
 #include "names.h"
 #include "store_int.h"
@@ -162,20 +163,14 @@ void store_batch_destroy(struct store_batch **bp)
 
 int store_msg_begin(struct store_batch *b, struct store_msg **m_r)
 {
-	struct store_msg *m, **p;
+	struct store_msg *m;
 	char path[PATH_MAX];
 	int rc;
 
 	*m_r = NULL;
-	if (b->n == b->cap) {
-		size_t cap = b->cap ? b->cap * 2 : 32;
-
-		p = realloc(b->msgs, cap * sizeof *p);
-		if (!p)
-			return -ENOMEM;
-		b->msgs = p;
-		b->cap = cap;
-	}
+	rc = buf_array_grow(&b->msgs, &b->cap, b->n, sizeof *b->msgs, 32);
+	if (rc)
+		return rc;
 	m = calloc(1, sizeof *m);
 	if (!m)
 		return -ENOMEM;
@@ -430,10 +425,7 @@ int store_batch_commit(struct store_batch *b, struct index *ix, int64_t now,
 		}
 		if (rc == 0)
 			rc = index_folder_touch(ix, b->folder_id, now);
-		if (rc == 0)
-			rc = index_commit(ix);
-		else
-			index_rollback(ix);
+		rc = index_end(ix, rc);
 	}
 
 	for (size_t i = 0; i < nd; i++) {

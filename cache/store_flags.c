@@ -140,10 +140,7 @@ int store_set_flags(struct store *s, struct index *ix, const struct store_flag_c
 			if (rc == 0 && rl[i].to)
 				rc = index_msg_set_store_file(ix, v[i].id, rl[i].to);
 		}
-		if (rc == 0)
-			rc = index_commit(ix);
-		else
-			index_rollback(ix);
+		rc = index_end(ix, rc);
 		if (rc == 0)
 			rc = relinks_unlink(s, rl, n, false);
 		else

@@ -429,10 +429,7 @@ static int split_folder(struct store *s, struct index *ix, const struct index_fo
 		rc = index_folder_move(ix, f->id, f->path, to, &rows);
 		if (rc == 0)
 			rc = index_folder_set_note(ix, f->id, note);
-		if (rc == 0)
-			rc = index_commit(ix);
-		else
-			index_rollback(ix);
+		rc = index_end(ix, rc);
 	}
 	if (rc == 0)
 		rc = link_named(from_abs, to_abs, c.files, c.n, true);

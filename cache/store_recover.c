@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "buf.h"
 #include "log.h"
 #include "names.h"
 #include "store_int.h"
@@ -41,15 +42,8 @@ static int rec_collect(void *ctx, const struct index_msg *m)
 	struct rec_rows *l = ctx;
 	struct rec_row *r;
 
-	if (l->n == l->cap) {
-		size_t cap = l->cap ? l->cap * 2 : 256;
-		struct rec_row *p = realloc(l->v, cap * sizeof *p);
-
-		if (!p)
-			return -ENOMEM;
-		l->v = p;
-		l->cap = cap;
-	}
+	if (buf_array_grow(&l->v, &l->cap, l->n, sizeof *l->v, 256))
+		return -ENOMEM;
 	r = &l->v[l->n];
 	memset(r, 0, sizeof *r);
 	r->id = m->id;
@@ -322,10 +316,7 @@ done:
 	if (c->repair) {
 		if (rc == 0 && c->changed)
 			rc = index_folder_touch(c->ix, c->f->id, c->now);
-		if (rc == 0)
-			rc = index_commit(c->ix);
-		else
-			index_rollback(c->ix);
+		rc = index_end(c->ix, rc);
 	}
 out:
 	if (d)

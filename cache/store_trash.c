@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "buf.h"
 #include "log.h"
 #include "names.h"
 #include "store_int.h"
@@ -192,10 +193,7 @@ int store_trash(struct store *s, struct index *ix, const int64_t *ids, size_t n,
 			rc2 = index_msg_mark_trashed(ix, mv[i].id, mv[i].to, sync_id, reason, now);
 	if (rc2 == 0)
 		rc2 = moves_touch(ix, mv, n, now);
-	if (rc2 == 0)
-		rc2 = index_commit(ix);
-	else
-		index_rollback(ix);
+	rc2 = index_end(ix, rc2);
 undo:
 	if (rc2) {
 		moves_undo(s, mv, n);
@@ -249,10 +247,7 @@ int store_restore(struct store *s, struct index *ix, int64_t id)
 			rc = index_msg_mark_restored(ix, id, mv.to);
 		if (rc == 0)
 			rc = index_folder_touch(ix, m.folder_id, (int64_t)time(NULL));
-		if (rc == 0)
-			rc = index_commit(ix);
-		else
-			index_rollback(ix);
+		rc = index_end(ix, rc);
 	}
 	if (rc)
 		moves_undo(s, &mv, 1);
@@ -286,15 +281,8 @@ static int purge_collect(void *ctx, const struct index_msg *m)
 
 	if (m->trashed_at >= l->cutoff)
 		return 1;   /* oldest first: the rest are younger */
-	if (l->n == l->cap) {
-		size_t cap = l->cap ? l->cap * 2 : 64;
-		struct purge_item *p = realloc(l->v, cap * sizeof *p);
-
-		if (!p)
-			return -ENOMEM;
-		l->v = p;
-		l->cap = cap;
-	}
+	if (buf_array_grow(&l->v, &l->cap, l->n, sizeof *l->v, 64))
+		return -ENOMEM;
 	l->v[l->n].id = m->id;
 	l->v[l->n].gone = false;
 	l->v[l->n].file = strdup(m->store_file);
@@ -343,10 +331,7 @@ int store_purge(struct store *s, struct index *ix, int64_t cutoff, size_t *n_r)
 			else if (rc == 0)
 				n++;
 		}
-		if (rc == 0)
-			rc = index_commit(ix);
-		else
-			index_rollback(ix);
+		rc = index_end(ix, rc);
 	}
 	if (rc == 0)
 		*n_r = n;
