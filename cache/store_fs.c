@@ -24,6 +24,18 @@ const char *store_base_name(const char *path)
 	return p ? p + 1 : path;
 }
 
+int store_opendir(const char *dir, DIR **d_r)
+{
+	int rc;
+
+	*d_r = opendir(dir);
+	if (*d_r || errno == ENOENT)
+		return 0;
+	rc = -errno;
+	log_error("opendir(%s): %m", dir);
+	return rc;
+}
+
 int store_fsync_dir(const char *dir)
 {
 	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);

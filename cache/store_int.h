@@ -4,6 +4,7 @@
 #ifndef MAILDISK_STORE_INT_H
 #define MAILDISK_STORE_INT_H
 
+#include <dirent.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -24,6 +25,8 @@ bool store_rel_ok(const char *rel);
 /* The last component of path (into path). */
 const char *store_base_name(const char *path);
 int store_fsync_dir(const char *dir);
+/* opendir(3); 0 with *d_r NULL when dir does not exist. */
+int store_opendir(const char *dir, DIR **d_r);
 /* mkdir -p with mode 0700; each directory created is fsync'd into its
  * parent at once. */
 int store_mkdirs(const char *path);

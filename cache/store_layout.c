@@ -137,18 +137,13 @@ static bool is_dir(const char *path)
  * to/ already must be the same file. *n_r counts the files seen. */
 static int link_files(const char *from, const char *to, bool unlink_old, size_t *n_r)
 {
-	DIR *d = opendir(from);
-	int to_fd = -1, rc = 0;
 	bool linked = false, unlinked = false;
 	struct dirent *de;
+	DIR *d;
+	int to_fd = -1, rc = store_opendir(from, &d);
 
-	if (!d) {
-		if (errno == ENOENT)
-			return 0;
-		rc = -errno;
-		log_error("opendir(%s): %m", from);
+	if (rc || !d)
 		return rc;
-	}
 	to_fd = open(to, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (to_fd < 0) {
 		rc = -errno;

@@ -130,14 +130,9 @@ static int rec_tmp(struct rec_folder *c)
 
 	if (snprintf(dir, sizeof dir, "%s/%s/tmp", c->s->root, c->f->path) >= (int)sizeof dir)
 		return -ENAMETOOLONG;
-	d = opendir(dir);
-	if (!d) {
-		if (errno == ENOENT)
-			return 0;
-		rc = -errno;
-		log_error("opendir(%s): %m", dir);
+	rc = store_opendir(dir, &d);
+	if (rc || !d)
 		return rc;
-	}
 	while ((de = readdir(d))) {
 		struct stat st;
 
@@ -250,12 +245,9 @@ static int rec_folder(struct rec_folder *c)
 		rc = -ENAMETOOLONG;
 		goto done;
 	}
-	d = opendir(dir);
-	if (!d && errno != ENOENT) {
-		rc = -errno;
-		log_error("opendir(%s): %m", dir);
+	rc = store_opendir(dir, &d);
+	if (rc)
 		goto done;
-	}
 	while (d && rc == 0 && (de = readdir(d))) {
 		struct rec_row *row;
 		struct stat st;
