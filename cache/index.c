@@ -1,7 +1,7 @@
 /* index: the message-identifier store and catalog in SQLite (see index.h).
  *
  * Durability: WAL with synchronous=FULL, so a COMMIT that returned is on
- * disk. The store's write order (files fsync'd and renamed before the row
+ * disk. The store's write order (files made durable and renamed before the row
  * commits) only holds if a committed row survives a power cut; NORMAL would
  * let the last transactions vanish after their files were already adopted
  * or trashed, and the cost is one fsync per (batched) commit.

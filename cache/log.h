@@ -2,8 +2,8 @@
  *
  * Lines go to stderr (foreground, CLI) or syslog (daemon). Each call writes
  * one whole line with one write(2), so lines from different threads never
- * interleave. Messages follow STYLE.md: lower-case first word, no full stop,
- * name the objects ("alice/work INBOX: ..."). Never pass a password. */
+ * interleave. A message has a lower-case first word, no full stop, and
+ * names the objects ("alice/work INBOX: ..."). Never pass a password. */
 #ifndef MAILDISK_LOG_H
 #define MAILDISK_LOG_H
 

@@ -252,7 +252,7 @@ int store_msg_finish(struct store_msg *m, struct index_msg *meta)
 	store_maildir_flags(meta->flags, flags, sizeof flags);
 	if (asprintf(&file, "%s/cur/%s:2,%s", b->dir, m->name, flags) < 0)
 		return -ENOMEM;
-	/* Start writeback now, so the fsync at commit mostly finds it done
+	/* Start writeback now, so the syncfs at commit mostly finds it done
 	 * and the disk works while the network delivers the next message. */
 	sync_file_range(m->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
 	if (close(m->fd) < 0) {
@@ -341,14 +341,103 @@ static int insert_row(struct index *ix, struct store_msg *m)
 	return rc;
 }
 
+/* Step 1 of store_batch_commit: the bytes reach the disk before the name
+ * does, since a name in cur/ must never stand for a file whose data a crash
+ * can lose. One syncfs makes the whole batch durable with one journal
+ * commit and one cache flush, where an fsync per file would pay both per
+ * message; it is at least as strong, and since Linux 5.8 reports a
+ * writeback error on any file of the filesystem since sync_fd was opened.
+ * Where it fails for want of support, each file is fsync'd. */
+static int batch_sync(struct store_batch *b, struct store_msg **done, size_t nd)
+{
+	char path[PATH_MAX];
+	int rc = 0;
+
+	if (syncfs(b->sync_fd) == 0)
+		return 0;
+	if (errno != ENOSYS && errno != EOPNOTSUPP) {
+		rc = -errno;
+		log_error("syncfs(%s/%s): %m", b->s->root, b->dir);
+		return rc;
+	}
+	for (size_t i = 0; i < nd && rc == 0; i++) {
+		int fd;
+
+		msg_path(done[i], false, path, sizeof path);
+		fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+		if (fd < 0 || fsync(fd) < 0) {
+			rc = -errno;
+			log_error("fsync(%s): %m", path);
+		}
+		if (fd >= 0)
+			close(fd);
+	}
+	return rc;
+}
+
+/* Step 2: into cur/, complete files only, under their final names.
+ * *renamed_r: how many were renamed (the first ones), also on failure. */
+static int batch_rename(struct store_msg **done, size_t nd, size_t *renamed_r)
+{
+	char from[PATH_MAX], to[PATH_MAX];
+	int rc = 0;
+
+	for (*renamed_r = 0; *renamed_r < nd; (*renamed_r)++) {
+		msg_path(done[*renamed_r], false, from, sizeof from);
+		rc = msg_path(done[*renamed_r], true, to, sizeof to);
+		if (rc == 0)
+			rc = store_rename_noreplace(from, to);
+		if (rc) {
+			errno = -rc;
+			log_error("rename(%s, %s): %m", from, to);
+			break;
+		}
+	}
+	return rc;
+}
+
+/* Step 4: the rows, in one transaction; ids gets the ids of the rows added
+ * (*k_r of them: duplicates add none). */
+static int batch_insert(struct store_batch *b, struct index *ix, struct store_msg **done,
+			size_t nd, int64_t now, int64_t *ids, size_t *k_r)
+{
+	int rc = index_begin(ix);
+
+	if (rc)
+		return rc;
+	for (size_t i = 0; i < nd && rc == 0; i++) {
+		rc = insert_row(ix, done[i]);
+		if (rc == 0 && !done[i]->dup)
+			ids[(*k_r)++] = done[i]->meta.id;
+	}
+	if (rc == 0)
+		rc = index_folder_touch(ix, b->folder_id, now);
+	return index_end(ix, rc);
+}
+
+/* Takes the batch's finished messages out of it. After a failure their
+ * files go (from cur/ for the first renamed, else from tmp/); after a
+ * commit only those of dropped duplicates go (or recovery removes them). */
+static void batch_drop(struct store_msg **done, size_t nd, size_t renamed, bool failed)
+{
+	char path[PATH_MAX];
+
+	for (size_t i = 0; i < nd; i++) {
+		if ((failed || done[i]->dup) &&
+		    msg_path(done[i], i < renamed, path, sizeof path) == 0)
+			unlink_quiet(path);
+		msg_remove(done[i]);
+	}
+}
+
 int store_batch_commit(struct store_batch *b, struct index *ix, int64_t now,
 		       int64_t **ids_r, size_t *n_r)
 {
 	struct store_msg **done = NULL;
-	char from[PATH_MAX], to[PATH_MAX];
-	size_t nd = 0, renamed = 0, k = 0, nd_synced = 0;
+	char cur[PATH_MAX];
+	size_t nd = 0, renamed = 0, k = 0;
 	int64_t *ids = NULL;
-	int rc = 0;
+	int rc;
 
 	if (ids_r)
 		*ids_r = NULL;
@@ -367,48 +456,16 @@ int store_batch_commit(struct store_batch *b, struct index *ix, int64_t now,
 		if (b->msgs[i]->finished)
 			done[nd++] = b->msgs[i];
 
-	/* 1. The bytes reach the disk before the name does: a name in cur/
-	 *    must never stand for a file whose data a crash can lose. One
-	 *    syncfs makes the whole batch durable with one journal commit
-	 *    and one cache flush, where an fsync per file would pay both per
-	 *    message; it is at least as strong, and since Linux 5.8 reports a
-	 *    writeback error on any file of the filesystem since sync_fd was
-	 *    opened. Where it fails for want of support, fsync each file. */
-	if (syncfs(b->sync_fd) == 0) {
-		nd_synced = nd;
-	} else if (errno != ENOSYS && errno != EOPNOTSUPP) {
-		rc = -errno;
-		log_error("syncfs(%s/%s): %m", b->s->root, b->dir);
-	}
-	for (size_t i = nd_synced; i < nd && rc == 0; i++) {
-		int fd;
-
-		msg_path(done[i], false, from, sizeof from);
-		fd = open(from, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-		if (fd < 0 || fsync(fd) < 0) {
-			rc = -errno;
-			log_error("fsync(%s): %m", from);
-		}
-		if (fd >= 0)
-			close(fd);
-	}
-	/* 2. Into cur/: complete files only, under their final names. */
-	for (; renamed < nd && rc == 0; renamed++) {
-		msg_path(done[renamed], false, from, sizeof from);
-		rc = msg_path(done[renamed], true, to, sizeof to);
-		if (rc == 0)
-			rc = store_rename_noreplace(from, to);
-		if (rc) {
-			errno = -rc;
-			log_error("rename(%s, %s): %m", from, to);
-			break;
-		}
-	}
+	/* 1. The files' data, durable (batch_sync says why first). */
+	rc = batch_sync(b, done, nd);
+	/* 2. Renamed into cur/. */
+	if (rc == 0)
+		rc = batch_rename(done, nd, &renamed);
 	/* 3. One fsync of cur/ makes every rename durable before any row names
 	 *    it: a committed row must never point at a name a crash takes back. */
 	if (rc == 0) {
-		snprintf(to, sizeof to, "%s/%s/cur", b->s->root, b->dir);
-		rc = store_fsync_dir(to);
+		snprintf(cur, sizeof cur, "%s/%s/cur", b->s->root, b->dir);
+		rc = store_fsync_dir(cur);
 	}
 	/* 4. The rows last, in one transaction. A crash before the commit
 	 *    leaves complete files in cur/ without rows: store_recover removes
@@ -416,40 +473,15 @@ int store_batch_commit(struct store_batch *b, struct index *ix, int64_t now,
 	 *    still has them. (Inside a caller's transaction the rows become
 	 *    durable only with the caller's commit; the same holds.) */
 	if (rc == 0)
-		rc = index_begin(ix);
-	if (rc == 0) {
-		for (size_t i = 0; i < nd && rc == 0; i++) {
-			rc = insert_row(ix, done[i]);
-			if (rc == 0 && !done[i]->dup)
-				ids[k++] = done[i]->meta.id;
-		}
-		if (rc == 0)
-			rc = index_folder_touch(ix, b->folder_id, now);
-		rc = index_end(ix, rc);
-	}
+		rc = batch_insert(b, ix, done, nd, now, ids, &k);
 
-	for (size_t i = 0; i < nd; i++) {
-		bool in_cur = i < renamed;
-
-		if (rc == 0 && !done[i]->dup)
-			continue;
-		/* Failure: take back what was renamed, drop the rest. A dropped
-		 * duplicate goes after the commit (or with recovery). */
-		if (msg_path(done[i], in_cur, from, sizeof from) == 0)
-			unlink_quiet(from);
-	}
-	for (size_t i = 0; i < nd; i++)
-		msg_remove(done[i]);
+	batch_drop(done, nd, renamed, rc != 0);
 	free(done);
-	if (rc) {
+	if (rc || !ids_r)
 		free(ids);
-		return rc;
-	}
-	if (ids_r)
-		*ids_r = ids;
 	else
-		free(ids);
-	if (n_r)
+		*ids_r = ids;
+	if (rc == 0 && n_r)
 		*n_r = k;
-	return 0;
+	return rc;
 }

@@ -110,6 +110,10 @@ struct rec_folder {
 	struct store_report *r;
 	bool changed;
 	char label[512];
+	struct rec_row **vis;   /* owned array: the visible rows, by key */
+	size_t nvis;
+	struct rec_row **tr;    /* owned array: the trashed rows, by key */
+	size_t ntr;
 };
 
 static void check_size(struct rec_folder *c, const struct rec_row *row, const struct stat *st)
@@ -155,12 +159,10 @@ static int rec_tmp(struct rec_folder *c)
 }
 
 /* A file in cur/ that no visible row names. */
-static int rec_cur_file(struct rec_folder *c, struct rec_row **vis, size_t nvis,
-			struct rec_row **tr, size_t ntr, DIR *dir, const char *name,
-			const struct stat *st)
+static int rec_cur_file(struct rec_folder *c, DIR *dir, const char *name, const struct stat *st)
 {
 	size_t keylen = strcspn(name, ":");
-	struct rec_row *row = rec_find(vis, nvis, name, keylen);
+	struct rec_row *row = rec_find(c->vis, c->nvis, name, keylen);
 	char path[PATH_MAX], *rel = NULL, *view = NULL;
 	int rc = 0;
 
@@ -176,7 +178,7 @@ static int rec_cur_file(struct rec_folder *c, struct rec_row **vis, size_t nvis,
 			rc = index_msg_set_store_file(c->ix, row->id, rel);
 		goto out;
 	}
-	row = row ? NULL : rec_find(tr, ntr, name, keylen);
+	row = row ? NULL : rec_find(c->tr, c->ntr, name, keylen);
 	if (row && store_path(c->s, row->file, path, sizeof path) == 0 && !exists(path, NULL)) {
 		/* Crash inside store_restore: the file is back, the row is not. */
 		c->r->trash_completed++;
@@ -205,116 +207,117 @@ out:
 	return rc;
 }
 
-static int rec_folder(struct rec_folder *c)
+/* c->vis and c->tr: the folder's rows, sorted by key for rec_find. */
+static int rec_sort_rows(struct rec_folder *c, struct rec_rows *rows)
 {
-	struct rec_rows rows = { 0 };
-	struct rec_row **vis = NULL, **tr = NULL;
-	size_t nvis = 0, ntr = 0;
-	char dir[PATH_MAX], path[PATH_MAX];
+	c->vis = malloc((rows->n + 1) * sizeof *c->vis);
+	c->tr = malloc((rows->n + 1) * sizeof *c->tr);
+	if (!c->vis || !c->tr)
+		return -ENOMEM;
+	for (size_t i = 0; i < rows->n; i++) {
+		if (rows->v[i].state == MSG_TRASHED)
+			c->tr[c->ntr++] = &rows->v[i];
+		else
+			c->vis[c->nvis++] = &rows->v[i];
+	}
+	qsort(c->vis, c->nvis, sizeof *c->vis, rec_sort_cmp);
+	qsort(c->tr, c->ntr, sizeof *c->tr, rec_sort_cmp);
+	return 0;
+}
+
+/* The files in cur/ against the rows. */
+static int rec_cur(struct rec_folder *c)
+{
+	char dir[PATH_MAX];
 	struct dirent *de;
-	DIR *d = NULL;
+	DIR *d;
 	int rc;
 
-	rc = rec_tmp(c);
-	if (rc == 0)
-		rc = index_msg_foreach(c->ix, c->f->id, 7u, rec_collect, &rows);
-	if (rc)
-		goto out;
-	vis = malloc((rows.n + 1) * sizeof *vis);
-	tr = malloc((rows.n + 1) * sizeof *tr);
-	if (!vis || !tr) {
-		rc = -ENOMEM;
-		goto out;
-	}
-	for (size_t i = 0; i < rows.n; i++) {
-		if (rows.v[i].state == MSG_TRASHED)
-			tr[ntr++] = &rows.v[i];
-		else
-			vis[nvis++] = &rows.v[i];
-	}
-	qsort(vis, nvis, sizeof *vis, rec_sort_cmp);
-	qsort(tr, ntr, sizeof *tr, rec_sort_cmp);
-
-	if (c->repair) {
-		rc = index_begin(c->ix);
-		if (rc)
-			goto out;
-	}
-	/* Files in cur/ against the rows. */
-	if (snprintf(dir, sizeof dir, "%s/%s/cur", c->s->root, c->f->path) >= (int)sizeof dir) {
-		rc = -ENAMETOOLONG;
-		goto done;
-	}
+	if (snprintf(dir, sizeof dir, "%s/%s/cur", c->s->root, c->f->path) >= (int)sizeof dir)
+		return -ENAMETOOLONG;
 	rc = store_opendir(dir, &d);
-	if (rc)
-		goto done;
-	while (d && rc == 0 && (de = readdir(d))) {
+	if (rc || !d)
+		return rc;
+	while (rc == 0 && (de = readdir(d))) {
 		struct rec_row *row;
 		struct stat st;
-		size_t keylen;
 
 		if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
 		    !S_ISREG(st.st_mode))
 			continue;
-		keylen = strcspn(de->d_name, ":");
-		row = rec_find(vis, nvis, de->d_name, keylen);
+		row = rec_find(c->vis, c->nvis, de->d_name, strcspn(de->d_name, ":"));
 		if (row && !row->seen && strcmp(store_base_name(row->file), de->d_name) == 0) {
 			row->seen = true;
 			check_size(c, row, &st);
 			continue;
 		}
-		rc = rec_cur_file(c, vis, nvis, tr, ntr, d, de->d_name, &st);
+		rc = rec_cur_file(c, d, de->d_name, &st);
 	}
-	/* Visible rows whose file was not there. */
-	for (size_t i = 0; i < nvis && rc == 0; i++) {
-		struct rec_row *row = vis[i];
-		struct stat st;
-		char *trash;
+	closedir(d);
+	return rc;
+}
 
-		if (row->seen)
-			continue;
-		rc = store_path(c->s, row->file, path, sizeof path);
-		if (rc)
-			break;
-		if (exists(path, &st)) {
-			check_size(c, row, &st);
-			continue;
-		}
-		trash = store_trash_rel(c->f->path, store_base_name(row->file));
-		if (!trash) {
-			rc = -ENOMEM;
-			break;
-		}
-		if (row->state == MSG_ACTIVE && store_path(c->s, trash, path, sizeof path) == 0 &&
-		    exists(path, NULL)) {
-			/* Crash inside store_trash: the file moved, the row did not. */
-			c->r->trash_completed++;
-			log_warn("%s: %s was moved to the trash, marking it trashed", c->label,
-				 row->view);
-			if (c->repair)
-				rc = index_msg_mark_trashed(c->ix, row->id, trash, 0,
-							    RECOVERED_REASON, c->now);
-		} else {
-			c->r->rows_missing_file++;
-			log_warn("%s: %s (%s) is missing%s", c->label, row->view, row->file,
-				 c->repair ? ", dropping its row so the next sync fetches it again" : "");
-			if (c->repair)
-				rc = index_msg_delete(c->ix, row->id);
-		}
-		c->changed = true;
-		free(trash);
+/* A visible row whose file was not in cur/ under its name. */
+static int rec_missing(struct rec_folder *c, struct rec_row *row)
+{
+	char path[PATH_MAX], *trash;
+	struct stat st;
+	int rc = store_path(c->s, row->file, path, sizeof path);
+
+	if (rc)
+		return rc;
+	if (exists(path, &st)) {
+		check_size(c, row, &st);
+		return 0;
 	}
-done:
-	if (c->repair) {
-		if (rc == 0 && c->changed)
-			rc = index_folder_touch(c->ix, c->f->id, c->now);
-		rc = index_end(c->ix, rc);
+	trash = store_trash_rel(c->f->path, store_base_name(row->file));
+	if (!trash)
+		return -ENOMEM;
+	if (row->state == MSG_ACTIVE && store_path(c->s, trash, path, sizeof path) == 0 &&
+	    exists(path, NULL)) {
+		/* Crash inside store_trash: the file moved, the row did not. */
+		c->r->trash_completed++;
+		log_warn("%s: %s was moved to the trash, marking it trashed", c->label, row->view);
+		if (c->repair)
+			rc = index_msg_mark_trashed(c->ix, row->id, trash, 0, RECOVERED_REASON,
+						    c->now);
+	} else {
+		c->r->rows_missing_file++;
+		log_warn("%s: %s (%s) is missing%s", c->label, row->view, row->file,
+			 c->repair ? ", dropping its row so the next sync fetches it again" : "");
+		if (c->repair)
+			rc = index_msg_delete(c->ix, row->id);
 	}
-out:
-	if (d)
-		closedir(d);
-	free(vis);
-	free(tr);
+	c->changed = true;
+	free(trash);
+	return rc;
+}
+
+static int rec_folder(struct rec_folder *c)
+{
+	struct rec_rows rows = { 0 };
+	int rc;
+
+	rc = rec_tmp(c);
+	if (rc == 0)
+		rc = index_msg_foreach(c->ix, c->f->id, 7u, rec_collect, &rows);
+	if (rc == 0)
+		rc = rec_sort_rows(c, &rows);
+	if (rc == 0 && c->repair)
+		rc = index_begin(c->ix);
+	if (rc == 0) {
+		rc = rec_cur(c);
+		for (size_t i = 0; i < c->nvis && rc == 0; i++)
+			if (!c->vis[i]->seen)
+				rc = rec_missing(c, c->vis[i]);
+		if (c->repair) {
+			if (rc == 0 && c->changed)
+				rc = index_folder_touch(c->ix, c->f->id, c->now);
+			rc = index_end(c->ix, rc);
+		}
+	}
+	free(c->vis);
+	free(c->tr);
 	for (size_t i = 0; i < rows.n; i++) {
 		free(rows.v[i].file);
 		free(rows.v[i].view);
