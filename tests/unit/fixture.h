@@ -1,7 +1,8 @@
 /* fixture: what the unit-test programs share: a fresh directory under /tmp
- * for a test, and its removal with everything below it. Header only (each
- * test is one program); every function is static inline, so a program
- * pays only for what it uses. */
+ * for a test and its removal with everything below it, the table of tests
+ * run between setup and teardown, and the shape of a table-driven case.
+ * Header only (each test is one program); every function is static
+ * inline, so a program pays only for what it uses. */
 #ifndef MAILDISK_TEST_FIXTURE_H
 #define MAILDISK_TEST_FIXTURE_H
 
@@ -22,6 +23,17 @@ static inline int fixture_rm_entry(const char *path, const struct stat *st, int 
 	(void)ftw;
 	return remove(path);
 }
+
+/* A string literal as pointer and length (it may hold NUL bytes). */
+#define S(lit) lit, sizeof(lit) - 1
+
+/* A table-driven case: bytes in (len of them, S() fills both) and the
+ * text expected from them. */
+struct fixture_case {
+	const char *in;
+	size_t len;
+	const char *out;
+};
 
 /* Creates /tmp/<prefix>.XXXXXX (mkdtemp) and puts its path in dir (size
  * n). false when it cannot. */
