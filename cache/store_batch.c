@@ -61,33 +61,30 @@ static pid_t store_pid(void)
 
 int store_batch_create(struct store *s, const struct index_folder *f, struct store_batch **r)
 {
-	struct store_batch *b;
-	int rc;
+	char tmp[PATH_MAX];
+	struct store_batch *b = NULL;
+	int rc = f->path && store_rel_ok(f->path) ? 0 : -EINVAL;
 
 	*r = NULL;
-	if (!f->path || !store_rel_ok(f->path))
-		return -EINVAL;
-	rc = store_maildir_create(s, f->path);
+	if (rc == 0)
+		rc = store_maildir_create(s, f->path);
+	if (rc == 0 && snprintf(tmp, sizeof tmp, "%s/%s/tmp", s->root, f->path) >= (int)sizeof tmp)
+		rc = -ENAMETOOLONG;
+	if (rc == 0 && !(b = calloc(1, sizeof *b)))
+		rc = -ENOMEM;
 	if (rc)
 		return rc;
-	b = calloc(1, sizeof *b);
-	if (!b)
-		return -ENOMEM;
 	b->s = s;
 	b->folder_id = f->id;
-	b->dir = strdup(f->path);
-	if (!b->dir) {
-		free(b);
-		return -ENOMEM;
-	}
-	char tmp[PATH_MAX];
-	snprintf(tmp, sizeof tmp, "%s/%s/tmp", s->root, b->dir);
 	b->sync_fd = open(tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (b->sync_fd < 0) {
 		rc = -errno;
 		log_error("open(%s): %m", tmp);
-		free(b->dir);
-		free(b);
+	} else if (!(b->dir = strdup(f->path))) {
+		rc = -ENOMEM;
+	}
+	if (rc) {
+		store_batch_destroy(&b);
 		return rc;
 	}
 	*r = b;
