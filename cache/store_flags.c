@@ -13,7 +13,6 @@
 #include <unistd.h>
 
 #include "log.h"
-#include "names.h"
 #include "store_int.h"
 
 struct relink {

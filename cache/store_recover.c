@@ -16,7 +16,6 @@
 
 #include "buf.h"
 #include "log.h"
-#include "names.h"
 #include "store_int.h"
 
 #define RECOVERED_REASON "recovered after crash"

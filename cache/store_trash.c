@@ -15,7 +15,6 @@
 
 #include "buf.h"
 #include "log.h"
-#include "names.h"
 #include "store_int.h"
 
 struct move {
