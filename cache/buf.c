@@ -116,3 +116,22 @@ char *buf_detach(struct buf *b)
 	buf_init(b, b->max);
 	return s;
 }
+
+int buf_array_grow(void *vp, size_t *cap_r, size_t n, size_t elem_size, size_t first)
+{
+	size_t cap = *cap_r ? *cap_r * 2 : first;
+	void *v, *p;
+
+	if (n < *cap_r)
+		return 0;
+	if (cap < *cap_r || cap > SIZE_MAX / elem_size)
+		return -ENOMEM;
+	/* vp points at a T *: copied, not cast, so no T * is read as void *. */
+	memcpy(&v, vp, sizeof v);
+	p = realloc(v, cap * elem_size);
+	if (!p)
+		return -ENOMEM;
+	memcpy(vp, &p, sizeof p);
+	*cap_r = cap;
+	return 0;
+}

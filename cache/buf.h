@@ -38,4 +38,11 @@ int buf_vprintf(struct buf *b, const char *fmt, va_list ap);
  * allocation failure. */
 char *buf_detach(struct buf *b);
 
+/* The one growth step for arrays of structs or pointers: makes room for
+ * element n of the array *vp (vp is a T **, each element elem_size bytes,
+ * *cap_r allocated). When n == *cap_r the array is reallocated to twice
+ * *cap_r, or to first elements while it is empty. 0, or -ENOMEM with the
+ * array and *cap_r unchanged. */
+int buf_array_grow(void *vp, size_t *cap_r, size_t n, size_t elem_size, size_t first);
+
 #endif

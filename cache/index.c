@@ -1,13 +1,16 @@
 /* index: the message-identifier store and catalog in SQLite (see index.h).
  *
  * Durability: WAL with synchronous=FULL, so a COMMIT that returned is on
- * disk. The store's write order (files fsync'd and renamed before the row
+ * disk. The store's write order (files made durable and renamed before the row
  * commits) only holds if a committed row survives a power cut; NORMAL would
  * let the last transactions vanish after their files were already adopted
  * or trashed, and the cost is one fsync per (batched) commit.
  *
  * Message ids use AUTOINCREMENT: a row id is the inode number in the mount,
  * and an id must never come back for another message after a purge.
+ *
+ * The rest of the index is one file per table: index_folder.c,
+ * index_msg.c, index_sync.c; index_int.h is what they share.
  *
  * Statements are prepared once per connection (SQLITE_PREPARE_PERSISTENT)
  * and reset after each use; bound strings are SQLITE_STATIC because every
@@ -24,7 +27,9 @@
 
 #include <sqlite3.h>
 
+#include "buf.h"
 #include "log.h"
+#include "index_int.h"
 
 #define SCHEMA_VERSION 2
 #define BUSY_TIMEOUT_MS 10000
@@ -89,18 +94,6 @@ static const char schema_v2[] =
 	" folder_id INTEGER PRIMARY KEY REFERENCES folders(id),"
 	" note TEXT NOT NULL);"
 	"PRAGMA user_version = 2;";
-
-enum stmt_id {
-	ST_BEGIN, ST_BEGIN_RO, ST_COMMIT, ST_ROLLBACK,
-	ST_FOLDER_INSERT, ST_FOLDER_BY_KEY, ST_FOLDER_BY_ID, ST_FOLDER_LIST,
-	ST_FOLDER_SET_STATE, ST_FOLDER_SET_RESULT, ST_FOLDER_TOUCH, ST_FOLDER_MOVE, ST_MSG_MOVE,
-	ST_FOLDER_BY_PATH, ST_NOTE_GET, ST_NOTE_SET,
-	ST_MSG_INSERT, ST_MSG_GET, ST_MSG_LOOKUP, ST_MSG_EACH_VISIBLE, ST_MSG_EACH_MASK,
-	ST_KNOWN_IDS, ST_MSG_FIND, ST_MSG_REKEY, ST_MSG_SET_FLAGS, ST_MSG_TRASH,
-	ST_MSG_RESTORE, ST_MSG_SET_VIEW, ST_MSG_SET_FILE, ST_MSG_DELETE, ST_TRASH_LIST,
-	ST_SYNC_START, ST_SYNC_FINISH, ST_SYNC_LAST,
-	ST_COUNT
-};
 
 #define FOLDER_COLS \
 	"f.id, f.user, f.account, f.name, f.path, f.uidvalidity, f.uidnext, " \
@@ -185,16 +178,6 @@ static const char *const stmt_sql[ST_COUNT] = {
 		" WHERE user = ?1 AND account = ?2 ORDER BY id DESC LIMIT 1",
 };
 
-struct index {
-	sqlite3 *db;                    /* owned */
-	char *path;                     /* owned: for log lines */
-	bool readonly;
-	int depth;                      /* index_begin nesting */
-	bool doomed;                    /* rolled back at an inner depth: the outermost end rolls back */
-	int version;                    /* schema version (a reader may see 1) */
-	sqlite3_stmt *stmts[ST_COUNT];  /* owned, prepared on first use */
-};
-
 static int sqlite_errno(int rc)
 {
 	switch (rc) {
@@ -216,7 +199,7 @@ static int sqlite_errno(int rc)
 }
 
 /* Logs a failed step of st (before it is reset, which keeps the message). */
-static int ix_fail(struct index *ix, sqlite3_stmt *st, int rc)
+int ix_fail(struct index *ix, sqlite3_stmt *st, int rc)
 {
 	int err = sqlite_errno(rc);
 
@@ -227,13 +210,7 @@ static int ix_fail(struct index *ix, sqlite3_stmt *st, int rc)
 	return err;
 }
 
-static void st_done(sqlite3_stmt *st)
-{
-	sqlite3_reset(st);
-	sqlite3_clear_bindings(st);
-}
-
-static int st_prepare(struct index *ix, enum stmt_id id, sqlite3_stmt **st_r, unsigned flags)
+int ix_prepare(struct index *ix, enum stmt_id id, sqlite3_stmt **st_r, unsigned flags)
 {
 	int rc = sqlite3_prepare_v3(ix->db, stmt_sql[id], -1, flags, st_r, NULL);
 
@@ -248,7 +225,7 @@ static int st_prepare(struct index *ix, enum stmt_id id, sqlite3_stmt **st_r, un
 /* The cached statement id. Inside a transaction that was rolled back at an
  * inner depth (or by SQLite itself after an I/O error) nothing more runs
  * until the outermost end: running it would autocommit on its own. */
-static int st_get(struct index *ix, enum stmt_id id, sqlite3_stmt **st_r)
+int ix_stmt(struct index *ix, enum stmt_id id, sqlite3_stmt **st_r)
 {
 	if (ix->depth > 0 && id != ST_COMMIT && id != ST_ROLLBACK &&
 	    (ix->doomed || sqlite3_get_autocommit(ix->db))) {
@@ -256,7 +233,7 @@ static int st_get(struct index *ix, enum stmt_id id, sqlite3_stmt **st_r)
 		return -ECANCELED;
 	}
 	if (!ix->stmts[id]) {
-		int rc = st_prepare(ix, id, &ix->stmts[id], SQLITE_PREPARE_PERSISTENT);
+		int rc = ix_prepare(ix, id, &ix->stmts[id], SQLITE_PREPARE_PERSISTENT);
 
 		if (rc)
 			return rc;
@@ -265,25 +242,9 @@ static int st_get(struct index *ix, enum stmt_id id, sqlite3_stmt **st_r)
 	return 0;
 }
 
-static int bind_text(sqlite3_stmt *st, int i, const char *s)
-{
-	return s ? sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC) : sqlite3_bind_null(st, i);
-}
-
-static int bind_i64(sqlite3_stmt *st, int i, int64_t v)
-{
-	return sqlite3_bind_int64(st, i, v);
-}
-
-/* 0 means "none" for these columns, stored as NULL. */
-static int bind_opt(sqlite3_stmt *st, int i, int64_t v)
-{
-	return v ? sqlite3_bind_int64(st, i, v) : sqlite3_bind_null(st, i);
-}
-
 /* Steps a statement that returns no rows we need, then resets it. *changes_r
  * (if not NULL) gets the number of rows it changed. */
-static int st_run(struct index *ix, sqlite3_stmt *st, int bind_rc, int *changes_r)
+int ix_run(struct index *ix, sqlite3_stmt *st, int bind_rc, int *changes_r)
 {
 	int rc = bind_rc;
 
@@ -294,12 +255,12 @@ static int st_run(struct index *ix, sqlite3_stmt *st, int bind_rc, int *changes_
 	}
 	if (rc != SQLITE_OK) {
 		rc = ix_fail(ix, st, rc);
-		st_done(st);
+		ix_reset(st);
 		return rc;
 	}
 	if (changes_r)
 		*changes_r = sqlite3_changes(ix->db);
-	st_done(st);
+	ix_reset(st);
 	return 0;
 }
 
@@ -477,9 +438,9 @@ void index_close(struct index **ixp)
 static int run_simple(struct index *ix, enum stmt_id id)
 {
 	sqlite3_stmt *st;
-	int rc = st_get(ix, id, &st);
+	int rc = ix_stmt(ix, id, &st);
 
-	return rc ? rc : st_run(ix, st, SQLITE_OK, NULL);
+	return rc ? rc : ix_run(ix, st, SQLITE_OK, NULL);
 }
 
 int index_begin(struct index *ix)
@@ -546,9 +507,17 @@ void index_rollback(struct index *ix)
 	rollback_now(ix);
 }
 
+int index_end(struct index *ix, int rc)
+{
+	if (rc == 0)
+		return index_commit(ix);
+	index_rollback(ix);
+	return rc;
+}
+
 /* ---- rows to structs ---- */
 
-static char *col_dup(sqlite3_stmt *st, int i, bool *oom)
+char *ix_col_dup(sqlite3_stmt *st, int i, bool *oom)
 {
 	const unsigned char *t = sqlite3_column_text(st, i);
 	char *s;
@@ -561,722 +530,89 @@ static char *col_dup(sqlite3_stmt *st, int i, bool *oom)
 	return s;
 }
 
-void index_folder_release(struct index_folder *f)
+/* Frees each *v[i]: the owned strings of a struct. */
+void ix_free_strs(char **const *v, size_t n)
 {
-	if (!f)
-		return;
-	free(f->user);
-	free(f->account);
-	free(f->name);
-	free(f->path);
-	free(f->last_error);
-	free(f->held);
-	memset(f, 0, sizeof *f);
-}
-
-void index_folder_array_free(struct index_folder **fs, size_t n)
-{
-	if (!fs || !*fs)
-		return;
 	for (size_t i = 0; i < n; i++)
-		index_folder_release(&(*fs)[i]);
-	free(*fs);
-	*fs = NULL;
+		free(*v[i]);
 }
 
-static int folder_from_row(sqlite3_stmt *st, struct index_folder *f)
+/* A copy of the first column, which the statement never yields NULL. */
+int ix_text_from_row(sqlite3_stmt *st, void *out)
 {
-	bool oom = false;
+	char **s = out;
 
-	memset(f, 0, sizeof *f);
-	f->id = sqlite3_column_int64(st, 0);
-	f->user = col_dup(st, 1, &oom);
-	f->account = col_dup(st, 2, &oom);
-	f->name = col_dup(st, 3, &oom);
-	f->path = col_dup(st, 4, &oom);
-	f->uidvalidity = (uint32_t)sqlite3_column_int64(st, 5);
-	f->uidnext = (uint32_t)sqlite3_column_int64(st, 6);
-	f->highestmodseq = (uint64_t)sqlite3_column_int64(st, 7);
-	f->synced_at = sqlite3_column_int64(st, 8);
-	f->changed_at = sqlite3_column_int64(st, 9);
-	f->last_error = col_dup(st, 10, &oom);
-	f->held = col_dup(st, 11, &oom);
-	f->n_active = sqlite3_column_int64(st, 12);
-	f->n_trashed = sqlite3_column_int64(st, 13);
-	if (oom) {
-		index_folder_release(f);
-		return -ENOMEM;
-	}
-	return 0;
+	*s = strdup((const char *)sqlite3_column_text(st, 0));
+	return *s ? 0 : -ENOMEM;
 }
 
-void index_msg_release(struct index_msg *m)
-{
-	if (!m)
-		return;
-	free(m->remote_id);
-	free(m->message_id);
-	free(m->sender);
-	free(m->recipients);
-	free(m->subject);
-	free(m->flags);
-	free(m->store_file);
-	free(m->view_name);
-	free(m->trash_reason);
-	memset(m, 0, sizeof *m);
-}
-
-/* copy false: the strings point into the statement's row, valid until the
- * next step (index_msg_foreach's callbacks). */
-static int msg_from_row(sqlite3_stmt *st, struct index_msg *m, bool copy)
-{
-	bool oom = false;
-	char **strs[] = { &m->remote_id, &m->message_id, NULL, NULL, NULL, &m->sender,
-			  &m->recipients, &m->subject, &m->flags, &m->store_file, &m->view_name };
-
-	memset(m, 0, sizeof *m);
-	m->id = sqlite3_column_int64(st, 0);
-	m->folder_id = sqlite3_column_int64(st, 1);
-	for (int i = 0; i < (int)(sizeof strs / sizeof strs[0]); i++) {
-		if (!strs[i])
-			continue;
-		*strs[i] = copy ? col_dup(st, i + 2, &oom)
-				: (char *)sqlite3_column_text(st, i + 2);
-	}
-	m->size = sqlite3_column_int64(st, 4);
-	m->internal_date = sqlite3_column_int64(st, 5);
-	m->date = sqlite3_column_int64(st, 6);
-	m->state = (enum msg_state)sqlite3_column_int(st, 13);
-	m->trashed_at = sqlite3_column_int64(st, 14);
-	m->trash_sync = sqlite3_column_int64(st, 15);
-	m->trash_reason = copy ? col_dup(st, 16, &oom) : (char *)sqlite3_column_text(st, 16);
-	if (oom) {
-		index_msg_release(m);
-		return -ENOMEM;
-	}
-	return 0;
-}
-
-/* Steps st for at most one row; fills *f or *m from it. -ENOENT if none. */
-static int one_row(struct index *ix, sqlite3_stmt *st, int bind_rc,
-		   struct index_folder *f, struct index_msg *m)
+/* Steps st (bound with bind_rc) for at most one row and fills out from it;
+ * -ENOENT if there is none. Resets st. */
+int ix_one_row(struct index *ix, sqlite3_stmt *st, int bind_rc, ix_fill_fn fill, void *out)
 {
 	int rc = bind_rc;
 
 	if (rc == SQLITE_OK)
 		rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW)
-		rc = f ? folder_from_row(st, f) : msg_from_row(st, m, true);
+		rc = fill(st, out);
 	else if (rc == SQLITE_DONE)
 		rc = -ENOENT;
 	else
 		rc = ix_fail(ix, st, rc);
-	st_done(st);
+	ix_reset(st);
 	return rc;
 }
 
-/* ---- folders ---- */
-
-static int folder_by_key(struct index *ix, const char *user, const char *account,
-			 const char *name, struct index_folder *r)
-{
-	sqlite3_stmt *st;
-	int rc = st_get(ix, ST_FOLDER_BY_KEY, &st);
-
-	return rc ? rc : one_row(ix, st, bind_text(st, 1, user) || bind_text(st, 2, account) ||
-						 bind_text(st, 3, name), r, NULL);
-}
-
-/* The folder stored at path, or -ENOENT. */
-static int folder_by_path(struct index *ix, const char *path, struct index_folder *r)
-{
-	sqlite3_stmt *st;
-	int rc = st_get(ix, ST_FOLDER_BY_PATH, &st);
-
-	memset(r, 0, sizeof *r);
-	return rc ? rc : one_row(ix, st, bind_text(st, 1, path), r, NULL);
-}
-
-int index_folder_unique_path(struct index *ix, const char *path, char **r)
-{
-	const char *slash = strrchr(path, '/');
-	size_t last = strlen(slash ? slash + 1 : path);
-
-	*r = NULL;
-	for (int n = 2; n < 10000; n++) {
-		struct index_folder other;
-		char *p;
-		int rc;
-
-		if (asprintf(&p, "%s (%d)", path, n) < 0)
-			return -ENOMEM;
-		if (last + strlen(p) - strlen(path) > 255) {
-			free(p);
-			return -ENAMETOOLONG;
-		}
-		rc = folder_by_path(ix, p, &other);
-		index_folder_release(&other);
-		if (rc == -ENOENT) {
-			*r = p;
-			return 0;
-		}
-		free(p);
-		if (rc)
-			return rc;
-	}
-	return -EEXIST;
-}
-
-/* Inserts the folder at path, or, when another folder has that path, at a
- * unique variant of it, with a note saying why. */
-static int folder_insert(struct index *ix, const char *user, const char *account,
-			 const char *name, const char *path)
-{
-	struct index_folder other, f = { 0 };
-	char *alt = NULL, *note = NULL;
-	sqlite3_stmt *st;
-	int rc = folder_by_path(ix, path, &other);
-
-	if (rc == 0) {
-		rc = index_folder_unique_path(ix, path, &alt);
-		if (rc == 0 && asprintf(&note, "stored as %s: its own path %s is folder \"%s\"'s",
-					alt, path, other.name) < 0)
-			rc = -ENOMEM;
-		if (rc == 0)
-			log_warn("%s/%s %s: the local path %s is folder \"%s\"'s; storing it at %s",
-				 user, account, name, path, other.name, alt);
-	} else if (rc == -ENOENT) {
-		rc = 0;
-	}
-	index_folder_release(&other);
-	if (rc == 0)
-		rc = st_get(ix, ST_FOLDER_INSERT, &st);
-	if (rc == 0)
-		rc = st_run(ix, st,
-			    bind_text(st, 1, user) || bind_text(st, 2, account) ||
-			    bind_text(st, 3, name) || bind_text(st, 4, alt ? alt : path), NULL);
-	if (rc == 0 && note) {
-		rc = folder_by_key(ix, user, account, name, &f);
-		if (rc == 0)
-			rc = index_folder_set_note(ix, f.id, note);
-		index_folder_release(&f);
-	}
-	free(alt);
-	free(note);
-	return rc;
-}
-
-int index_folder_ensure(struct index *ix, const char *user, const char *account,
-			const char *name, const char *path, struct index_folder *r)
-{
-	int rc;
-
-	memset(r, 0, sizeof *r);
-	if (!user || !account || !name || !path)
-		return -EINVAL;
-	rc = folder_by_key(ix, user, account, name, r);
-	if (rc != -ENOENT)
-		return rc;
-	/* One transaction: the path test and the insert see the same folders. */
-	rc = index_begin(ix);
-	if (rc == 0)
-		rc = folder_insert(ix, user, account, name, path);
-	if (rc == 0)
-		rc = index_commit(ix);
-	else
-		index_rollback(ix);
-	return rc ? rc : folder_by_key(ix, user, account, name, r);
-}
-
-int index_folder_note(struct index *ix, int64_t id, char **note_r)
+int ix_get_by_id(struct index *ix, enum stmt_id which, int64_t id, ix_fill_fn fill, void *out,
+		 size_t size)
 {
 	sqlite3_stmt *st;
 	int rc;
 
-	*note_r = NULL;
-	if (ix->version < 2)
-		return 0;
-	rc = st_get(ix, ST_NOTE_GET, &st);
-	if (rc)
-		return rc;
-	rc = bind_i64(st, 1, id);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW) {
-		const unsigned char *t = sqlite3_column_text(st, 0);
-
-		rc = 0;
-		if (t && !(*note_r = strdup((const char *)t)))
-			rc = -ENOMEM;
-	} else if (rc == SQLITE_DONE) {
-		rc = 0;
-	} else {
-		rc = ix_fail(ix, st, rc);
-	}
-	st_done(st);
-	return rc;
+	memset(out, 0, size);
+	rc = ix_stmt(ix, which, &st);
+	return rc ? rc : ix_one_row(ix, st, bind_i64(st, 1, id), fill, out);
 }
 
-int index_folder_set_note(struct index *ix, int64_t id, const char *note)
+/* Steps st (bound with bind_rc) through all its rows, filling one element
+ * per row of the growing array *vp (a T **, elements of elem_size bytes).
+ * *n_r: the elements filled, also on failure (the caller frees them).
+ * Resets st. */
+int ix_all_rows(struct index *ix, sqlite3_stmt *st, int bind_rc, ix_fill_fn fill,
+		void *vp, size_t elem_size, size_t *n_r)
 {
-	sqlite3_stmt *st;
-	int rc = st_get(ix, ST_NOTE_SET, &st);
+	size_t cap = 0;
+	int rc = bind_rc;
 
-	return rc ? rc : st_run(ix, st, bind_i64(st, 1, id) || bind_text(st, 2, note), NULL);
-}
-
-int index_folder_get(struct index *ix, int64_t id, struct index_folder *r)
-{
-	sqlite3_stmt *st;
-	int rc;
-
-	memset(r, 0, sizeof *r);
-	rc = st_get(ix, ST_FOLDER_BY_ID, &st);
-	return rc ? rc : one_row(ix, st, bind_i64(st, 1, id), r, NULL);
-}
-
-int index_folder_list(struct index *ix, const char *user, const char *account,
-		      struct index_folder **r, size_t *n_r)
-{
-	struct index_folder *fs = NULL, *p;
-	size_t n = 0, cap = 0;
-	sqlite3_stmt *st;
-	int rc;
-
-	*r = NULL;
 	*n_r = 0;
-	rc = st_get(ix, ST_FOLDER_LIST, &st);
-	if (rc)
-		return rc;
-	rc = bind_text(st, 1, user) || bind_text(st, 2, account);
 	while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-		if (n == cap) {
-			cap = cap ? cap * 2 : 8;
-			p = realloc(fs, cap * sizeof *fs);
-			if (!p) {
-				rc = -ENOMEM;
-				break;
-			}
-			fs = p;
-		}
-		rc = folder_from_row(st, &fs[n]);
+		char *v;
+
+		rc = buf_array_grow(vp, &cap, *n_r, elem_size, 16);
 		if (rc)
 			break;
-		n++;
+		memcpy(&v, vp, sizeof v);
+		rc = fill(st, v + *n_r * elem_size);
+		if (rc)
+			break;
+		(*n_r)++;
 	}
 	if (rc == SQLITE_DONE)
 		rc = 0;
 	else if (rc > 0)
 		rc = ix_fail(ix, st, rc);
-	st_done(st);
-	if (rc) {
-		index_folder_array_free(&fs, n);
-		return rc;
-	}
-	*r = fs;
-	*n_r = n;
-	return 0;
+	ix_reset(st);
+	return rc;
 }
 
 /* Runs an UPDATE/DELETE keyed by row id; -ENOENT when it matched nothing. */
-static int update_one(struct index *ix, sqlite3_stmt *st, int bind_rc)
+int ix_update_one(struct index *ix, sqlite3_stmt *st, int bind_rc)
 {
 	int changes = 0;
-	int rc = st_run(ix, st, bind_rc, &changes);
+	int rc = ix_run(ix, st, bind_rc, &changes);
 
 	if (rc == 0 && changes == 0)
 		rc = -ENOENT;
-	return rc;
-}
-
-int index_folder_set_state(struct index *ix, int64_t id, uint32_t uidvalidity,
-			   uint32_t uidnext, uint64_t highestmodseq)
-{
-	sqlite3_stmt *st;
-	int rc = st_get(ix, ST_FOLDER_SET_STATE, &st);
-
-	return rc ? rc : update_one(ix, st,
-				    bind_i64(st, 1, id) || bind_i64(st, 2, uidvalidity) ||
-				    bind_i64(st, 3, uidnext) ||
-				    bind_i64(st, 4, (int64_t)highestmodseq));
-}
-
-int index_folder_set_result(struct index *ix, int64_t id, int64_t now,
-			    const char *error, const char *held)
-{
-	sqlite3_stmt *st;
-	int rc = st_get(ix, ST_FOLDER_SET_RESULT, &st);
-
-	return rc ? rc : update_one(ix, st,
-				    bind_i64(st, 1, id) || bind_i64(st, 2, now) ||
-				    bind_text(st, 3, error) || bind_text(st, 4, held));
-}
-
-int index_folder_touch(struct index *ix, int64_t id, int64_t now)
-{
-	sqlite3_stmt *st;
-	int rc = st_get(ix, ST_FOLDER_TOUCH, &st);
-
-	return rc ? rc : update_one(ix, st, bind_i64(st, 1, id) || bind_i64(st, 2, now));
-}
-
-int index_folder_move(struct index *ix, int64_t id, const char *old_path, const char *new_path,
-		      size_t *n_r)
-{
-	sqlite3_stmt *st;
-	int changes = 0, rc;
-
-	if (!old_path || !new_path)
-		return -EINVAL;
-	rc = index_begin(ix);
-	if (rc)
-		return rc;
-	rc = st_get(ix, ST_FOLDER_MOVE, &st);
-	if (rc == 0)
-		rc = update_one(ix, st, bind_i64(st, 1, id) || bind_text(st, 2, old_path) ||
-					bind_text(st, 3, new_path));
-	if (rc == 0)
-		rc = st_get(ix, ST_MSG_MOVE, &st);
-	if (rc == 0)
-		rc = st_run(ix, st, bind_i64(st, 1, id) || bind_text(st, 2, old_path) ||
-				    bind_text(st, 3, new_path), &changes);
-	if (rc) {
-		index_rollback(ix);
-		return rc;
-	}
-	if (n_r)
-		*n_r = (size_t)changes;
-	return index_commit(ix);
-}
-
-/* ---- messages ---- */
-
-int index_msg_insert(struct index *ix, struct index_msg *m)
-{
-	sqlite3_stmt *st;
-	int rc;
-
-	if (!m->store_file || !m->view_name)
-		return -EINVAL;
-	rc = st_get(ix, ST_MSG_INSERT, &st);
-	if (rc)
-		return rc;
-	rc = st_run(ix, st,
-		    bind_i64(st, 1, m->folder_id) || bind_text(st, 2, m->remote_id) ||
-		    bind_text(st, 3, m->message_id) || bind_i64(st, 4, m->size) ||
-		    bind_i64(st, 5, m->internal_date) || bind_i64(st, 6, m->date) ||
-		    bind_text(st, 7, m->sender) || bind_text(st, 8, m->recipients) ||
-		    bind_text(st, 9, m->subject) || bind_text(st, 10, m->flags) ||
-		    bind_text(st, 11, m->store_file) || bind_text(st, 12, m->view_name) ||
-		    bind_i64(st, 13, m->state) || bind_opt(st, 14, m->trashed_at) ||
-		    bind_opt(st, 15, m->trash_sync) || bind_text(st, 16, m->trash_reason),
-		    NULL);
-	if (rc == 0)
-		m->id = sqlite3_last_insert_rowid(ix->db);
-	return rc;
-}
-
-int index_msg_get(struct index *ix, int64_t id, struct index_msg *r)
-{
-	sqlite3_stmt *st;
-	int rc;
-
-	memset(r, 0, sizeof *r);
-	rc = st_get(ix, ST_MSG_GET, &st);
-	return rc ? rc : one_row(ix, st, bind_i64(st, 1, id), NULL, r);
-}
-
-int index_msg_lookup(struct index *ix, int64_t folder_id, const char *view_name,
-		     struct index_msg *r)
-{
-	sqlite3_stmt *st;
-	int rc;
-
-	memset(r, 0, sizeof *r);
-	if (!view_name)
-		return -EINVAL;
-	rc = st_get(ix, ST_MSG_LOOKUP, &st);
-	return rc ? rc : one_row(ix, st, bind_i64(st, 1, folder_id) ||
-				 bind_text(st, 2, view_name), NULL, r);
-}
-
-/* A statement for a row loop. A callback may start another loop on the same
- * connection (nested foreach); the cached statement is then still running,
- * so that loop gets its own, finalized by loop_end. */
-static int loop_begin(struct index *ix, enum stmt_id id, sqlite3_stmt **st_r, bool *own_r)
-{
-	int rc = st_get(ix, id, st_r);
-
-	*own_r = false;
-	if (rc == 0 && sqlite3_stmt_busy(*st_r)) {
-		*own_r = true;
-		rc = st_prepare(ix, id, st_r, 0);
-	}
-	return rc;
-}
-
-static void loop_end(sqlite3_stmt *st, bool own)
-{
-	if (own)
-		sqlite3_finalize(st);
-	else
-		st_done(st);
-}
-
-static int each_row(struct index *ix, sqlite3_stmt *st, int bind_rc, index_msg_cb cb, void *ctx)
-{
-	int rc = bind_rc, r = 0;
-
-	while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-		struct index_msg m;
-
-		rc = SQLITE_OK;
-		msg_from_row(st, &m, false);
-		r = cb(ctx, &m);
-		if (r)
-			return r;
-	}
-	if (rc != SQLITE_DONE)
-		return ix_fail(ix, st, rc);
-	return 0;
-}
-
-int index_msg_foreach(struct index *ix, int64_t folder_id, unsigned state_mask,
-		      index_msg_cb cb, void *ctx)
-{
-	bool visible = (state_mask & 7u) == MSG_VISIBLE_MASK, own;
-	sqlite3_stmt *st;
-	int rc;
-
-	if ((state_mask & 7u) == 0)
-		return 0;
-	rc = loop_begin(ix, visible ? ST_MSG_EACH_VISIBLE : ST_MSG_EACH_MASK, &st, &own);
-	if (rc)
-		return rc;
-	rc = each_row(ix, st,
-		      bind_i64(st, 1, folder_id) ||
-		      (visible ? SQLITE_OK : bind_i64(st, 2, state_mask & 7u)), cb, ctx);
-	loop_end(st, own);
-	return rc;
-}
-
-int index_trash_foreach(struct index *ix, const char *user, index_msg_cb cb, void *ctx)
-{
-	sqlite3_stmt *st;
-	bool own;
-	int rc = loop_begin(ix, ST_TRASH_LIST, &st, &own);
-
-	if (rc)
-		return rc;
-	rc = each_row(ix, st, bind_text(st, 1, user), cb, ctx);
-	loop_end(st, own);
-	return rc;
-}
-
-void index_ids_free(char **ids, size_t n)
-{
-	if (!ids)
-		return;
-	for (size_t i = 0; i < n; i++)
-		free(ids[i]);
-	free(ids);
-}
-
-int index_known_ids(struct index *ix, int64_t folder_id, char ***ids_r, size_t *n_r)
-{
-	char **ids = NULL, **p;
-	size_t n = 0, cap = 0;
-	sqlite3_stmt *st;
-	int rc;
-
-	*ids_r = NULL;
-	*n_r = 0;
-	rc = st_get(ix, ST_KNOWN_IDS, &st);
-	if (rc)
-		return rc;
-	rc = bind_i64(st, 1, folder_id);
-	while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-		if (n == cap) {
-			cap = cap ? cap * 2 : 64;
-			p = realloc(ids, cap * sizeof *ids);
-			if (!p) {
-				rc = -ENOMEM;
-				break;
-			}
-			ids = p;
-		}
-		ids[n] = strdup((const char *)sqlite3_column_text(st, 0));
-		if (!ids[n]) {
-			rc = -ENOMEM;
-			break;
-		}
-		n++;
-		rc = SQLITE_OK;
-	}
-	if (rc == SQLITE_DONE)
-		rc = 0;
-	else if (rc > 0)
-		rc = ix_fail(ix, st, rc);
-	st_done(st);
-	if (rc) {
-		index_ids_free(ids, n);
-		return rc;
-	}
-	*ids_r = ids;
-	*n_r = n;
-	return 0;
-}
-
-int index_msg_find(struct index *ix, int64_t folder_id, const char *remote_id, int64_t *id_r)
-{
-	sqlite3_stmt *st;
-	int rc;
-
-	if (!remote_id)
-		return -EINVAL;
-	rc = st_get(ix, ST_MSG_FIND, &st);
-	if (rc)
-		return rc;
-	rc = bind_i64(st, 1, folder_id) || bind_text(st, 2, remote_id);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW) {
-		*id_r = sqlite3_column_int64(st, 0);
-		rc = 0;
-	} else if (rc == SQLITE_DONE) {
-		rc = -ENOENT;
-	} else {
-		rc = ix_fail(ix, st, rc);
-	}
-	st_done(st);
-	return rc;
-}
-
-int index_msg_rekey(struct index *ix, int64_t id, const char *new_remote_id)
-{
-	sqlite3_stmt *st;
-	int rc;
-
-	if (!new_remote_id)
-		return -EINVAL;
-	rc = st_get(ix, ST_MSG_REKEY, &st);
-	return rc ? rc : update_one(ix, st, bind_i64(st, 1, id) || bind_text(st, 2, new_remote_id));
-}
-
-int index_msg_set_flags(struct index *ix, int64_t id, const char *flags)
-{
-	sqlite3_stmt *st;
-	int rc = st_get(ix, ST_MSG_SET_FLAGS, &st);
-
-	return rc ? rc : update_one(ix, st, bind_i64(st, 1, id) || bind_text(st, 2, flags));
-}
-
-int index_msg_mark_trashed(struct index *ix, int64_t id, const char *trash_file,
-			   int64_t sync_id, const char *reason, int64_t now)
-{
-	sqlite3_stmt *st;
-	int rc;
-
-	if (!trash_file)
-		return -EINVAL;
-	rc = st_get(ix, ST_MSG_TRASH, &st);
-	return rc ? rc : update_one(ix, st,
-				    bind_i64(st, 1, id) || bind_text(st, 2, trash_file) ||
-				    bind_opt(st, 3, sync_id) || bind_text(st, 4, reason) ||
-				    bind_i64(st, 5, now));
-}
-
-/* UPDATE messages SET <column> = ?2 WHERE id = ?1 for a required text. */
-static int update_text(struct index *ix, enum stmt_id which, int64_t id, const char *v)
-{
-	sqlite3_stmt *st;
-	int rc;
-
-	if (!v)
-		return -EINVAL;
-	rc = st_get(ix, which, &st);
-	return rc ? rc : update_one(ix, st, bind_i64(st, 1, id) || bind_text(st, 2, v));
-}
-
-int index_msg_mark_restored(struct index *ix, int64_t id, const char *store_file)
-{
-	return update_text(ix, ST_MSG_RESTORE, id, store_file);
-}
-
-int index_msg_set_view_name(struct index *ix, int64_t id, const char *view_name)
-{
-	return update_text(ix, ST_MSG_SET_VIEW, id, view_name);
-}
-
-int index_msg_set_store_file(struct index *ix, int64_t id, const char *store_file)
-{
-	return update_text(ix, ST_MSG_SET_FILE, id, store_file);
-}
-
-int index_msg_delete(struct index *ix, int64_t id)
-{
-	sqlite3_stmt *st;
-	int rc = st_get(ix, ST_MSG_DELETE, &st);
-
-	return rc ? rc : update_one(ix, st, bind_i64(st, 1, id));
-}
-
-/* ---- sync audit ---- */
-
-int index_sync_start(struct index *ix, const char *user, const char *account,
-		     int64_t now, int64_t *sync_id_r)
-{
-	sqlite3_stmt *st;
-	int rc = st_get(ix, ST_SYNC_START, &st);
-
-	if (rc == 0)
-		rc = st_run(ix, st, bind_text(st, 1, user) || bind_text(st, 2, account) ||
-			    bind_i64(st, 3, now), NULL);
-	if (rc == 0)
-		*sync_id_r = sqlite3_last_insert_rowid(ix->db);
-	return rc;
-}
-
-int index_sync_finish(struct index *ix, int64_t sync_id, int64_t now,
-		      int64_t n_new, int64_t n_trashed, const char *error)
-{
-	sqlite3_stmt *st;
-	int rc = st_get(ix, ST_SYNC_FINISH, &st);
-
-	return rc ? rc : update_one(ix, st,
-				    bind_i64(st, 1, sync_id) || bind_i64(st, 2, now) ||
-				    bind_i64(st, 3, n_new) || bind_i64(st, 4, n_trashed) ||
-				    bind_text(st, 5, error));
-}
-
-int index_sync_last(struct index *ix, const char *user, const char *account,
-		    int64_t *id_r, int64_t *started_r, int64_t *finished_r, char **error_r)
-{
-	sqlite3_stmt *st;
-	bool oom = false;
-	int rc = st_get(ix, ST_SYNC_LAST, &st);
-
-	*started_r = *finished_r = 0;
-	*error_r = NULL;
-	if (id_r)
-		*id_r = 0;
-	if (rc)
-		return rc;
-	rc = bind_text(st, 1, user) || bind_text(st, 2, account);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW) {
-		*started_r = sqlite3_column_int64(st, 0);
-		*finished_r = sqlite3_column_int64(st, 1);
-		*error_r = col_dup(st, 2, &oom);
-		if (id_r)
-			*id_r = sqlite3_column_int64(st, 3);
-		rc = oom ? -ENOMEM : 0;
-	} else if (rc == SQLITE_DONE) {
-		rc = -ENOENT;
-	} else {
-		rc = ix_fail(ix, st, rc);
-	}
-	st_done(st);
 	return rc;
 }

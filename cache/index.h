@@ -33,6 +33,9 @@ void index_close(struct index **ix);
 int index_begin(struct index *ix);
 int index_commit(struct index *ix);
 void index_rollback(struct index *ix);
+/* Ends what index_begin began: index_commit when rc is 0, else
+ * index_rollback. Returns rc, or the commit's error. */
+int index_end(struct index *ix, int rc);
 
 /* ---- folders ---- */
 struct index_folder {

@@ -29,9 +29,19 @@
  * surrogates, nothing past U+10FFFF) at p, or 0 if there is none. */
 static size_t utf8_seq(const unsigned char *p, size_t n, uint32_t *cp_r)
 {
+	/* The Unicode Standard's table 3-7 of well-formed sequences: by the
+	 * first byte, the length and the range of the second byte (any later
+	 * byte is 80..BF). */
+	static const struct {
+		unsigned char first, last, len, lo, hi;
+	} rows[] = {
+		{ 0xC2, 0xDF, 2, 0x80, 0xBF }, { 0xE0, 0xE0, 3, 0xA0, 0xBF },
+		{ 0xE1, 0xEC, 3, 0x80, 0xBF }, { 0xED, 0xED, 3, 0x80, 0x9F },
+		{ 0xEE, 0xEF, 3, 0x80, 0xBF }, { 0xF0, 0xF0, 4, 0x90, 0xBF },
+		{ 0xF1, 0xF3, 4, 0x80, 0xBF }, { 0xF4, 0xF4, 4, 0x80, 0x8F },
+	};
+	size_t k = 0, len;
 	uint32_t cp;
-	size_t len;
-	unsigned char lo = 0x80, hi = 0xBF;
 
 	if (n == 0)
 		return 0;
@@ -39,28 +49,14 @@ static size_t utf8_seq(const unsigned char *p, size_t n, uint32_t *cp_r)
 		*cp_r = p[0];
 		return 1;
 	}
-	if (p[0] >= 0xC2 && p[0] <= 0xDF) {
-		len = 2;
-		cp = p[0] & 0x1F;
-	} else if (p[0] >= 0xE0 && p[0] <= 0xEF) {
-		len = 3;
-		cp = p[0] & 0x0F;
-		if (p[0] == 0xE0)
-			lo = 0xA0;
-		else if (p[0] == 0xED)
-			hi = 0x9F;
-	} else if (p[0] >= 0xF0 && p[0] <= 0xF4) {
-		len = 4;
-		cp = p[0] & 0x07;
-		if (p[0] == 0xF0)
-			lo = 0x90;
-		else if (p[0] == 0xF4)
-			hi = 0x8F;
-	} else {
+	while (k < sizeof rows / sizeof rows[0] && !(p[0] >= rows[k].first && p[0] <= rows[k].last))
+		k++;
+	if (k == sizeof rows / sizeof rows[0])
 		return 0;
-	}
-	if (n < len || p[1] < lo || p[1] > hi)
+	len = rows[k].len;
+	if (n < len || p[1] < rows[k].lo || p[1] > rows[k].hi)
 		return 0;
+	cp = p[0] & (0x7Fu >> len);
 	for (size_t i = 1; i < len; i++) {
 		if (i > 1 && (p[i] < 0x80 || p[i] > 0xBF))
 			return 0;

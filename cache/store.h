@@ -81,10 +81,19 @@ void store_msg_abort(struct store_msg *m);
 size_t store_batch_count(const struct store_batch *b);   /* finished messages */
 uint64_t store_batch_bytes(const struct store_batch *b);
 
-/* Makes the batch durable and visible, in this order: fsync each file,
- * rename tmp/ -> cur/, fsync cur/, then insert the rows in one transaction
- * (with index_folder_touch). On failure nothing of it is in the index and
- * the renamed files are removed again. The batch is empty afterwards and can
+/* Makes the batch durable and visible, in this order:
+ *   1. one syncfs(2) of the store's file system makes every file's data
+ *      durable (one journal commit for the whole batch, not an fsync per
+ *      message; where syncfs is not supported, each file is fsync'd);
+ *   2. rename each file tmp/ -> cur/ under its final name;
+ *   3. fsync cur/, so the renames are durable;
+ *   4. insert the rows in one transaction (with index_folder_touch).
+ * Why this order: a name in cur/ must never stand for data a crash can
+ * lose (1 before 2), and a committed row must never name a file a crash
+ * can take back (3 before 4). A crash before 4 commits leaves files in cur/
+ * without rows, which store_recover removes (the server still has the
+ * messages). On failure nothing of the batch is in the index and the
+ * renamed files are removed again. The batch is empty afterwards and can
  * be reused. On success, ids_r (if not NULL, a malloc'd array of
  * store_batch_count() row ids, caller frees) says which rows were added. */
 int store_batch_commit(struct store_batch *b, struct index *ix, int64_t now,
@@ -93,7 +102,9 @@ int store_batch_commit(struct store_batch *b, struct index *ix, int64_t now,
 /* ---- removing and restoring ---- */
 /* Moves each message's file to trash/ and marks its row trashed with
  * sync_id and reason, in one transaction after the files are moved and
- * their directories fsynced. */
+ * their directories fsynced. Files first: a crash in between leaves active
+ * rows whose files are in trash/, which store_recover marks trashed; the
+ * other order could leave trashed rows whose files still show in cur/. */
 int store_trash(struct store *s, struct index *ix, const int64_t *ids, size_t n,
 		int64_t sync_id, const char *reason, int64_t now);
 /* Moves a trashed message back into its folder's cur/ as MSG_RESTORED. */

@@ -46,7 +46,7 @@
 #include "buf.h"
 #include "log.h"
 #include "names.h"
-#include "store_fs.h"
+#include "store_int.h"
 
 /* Components of "mail/<user>/<account>/" before the folder's own. */
 #define ACCOUNT_DEPTH 3
@@ -137,18 +137,13 @@ static bool is_dir(const char *path)
  * to/ already must be the same file. *n_r counts the files seen. */
 static int link_files(const char *from, const char *to, bool unlink_old, size_t *n_r)
 {
-	DIR *d = opendir(from);
-	int to_fd = -1, rc = 0;
 	bool linked = false, unlinked = false;
 	struct dirent *de;
+	DIR *d;
+	int to_fd = -1, rc = store_opendir(from, &d);
 
-	if (!d) {
-		if (errno == ENOENT)
-			return 0;
-		rc = -errno;
-		log_error("opendir(%s): %m", from);
+	if (rc || !d)
 		return rc;
-	}
 	to_fd = open(to, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (to_fd < 0) {
 		rc = -errno;
@@ -429,10 +424,7 @@ static int split_folder(struct store *s, struct index *ix, const struct index_fo
 		rc = index_folder_move(ix, f->id, f->path, to, &rows);
 		if (rc == 0)
 			rc = index_folder_set_note(ix, f->id, note);
-		if (rc == 0)
-			rc = index_commit(ix);
-		else
-			index_rollback(ix);
+		rc = index_end(ix, rc);
 	}
 	if (rc == 0)
 		rc = link_named(from_abs, to_abs, c.files, c.n, true);
@@ -484,6 +476,42 @@ static int by_depth_desc(const void *a, const void *b)
 	return y->depth - x->depth;
 }
 
+/* Whether folder f has a move to do (its path is in the old layout) or to
+ * finish (old directories beside it): *due_r, with m filled in. m is left
+ * zeroed when not due. */
+static int plan_move(const struct store *s, const struct index_folder *f, struct layout_move *m,
+		     bool *due_r)
+{
+	char dir[PATH_MAX];
+	bool left = false;
+	int rc;
+
+	m->f = f;
+	rc = layout_map(f->path, true, &m->new, &m->depth);
+	if (rc == 0 && m->new) {
+		m->old = strdup(f->path);
+		m->in_index_old = true;
+		rc = m->old ? 0 : -ENOMEM;
+	} else if (rc == 0) {
+		rc = layout_map(f->path, false, &m->old, &m->depth);
+		if (rc == 0 && m->old)
+			m->new = strdup(f->path);
+		if (rc == 0 && m->old && !m->new)
+			rc = -ENOMEM;
+	}
+	/* Old directories beside a moved folder: a move to finish. */
+	for (int k = 0; rc == 0 && m->old && !m->in_index_old && k < 3 && !left; k++)
+		left = abs_path(s, m->old, k == 0 ? "cur" : k == 1 ? "new" : "tmp", dir,
+				sizeof dir) == 0 && is_dir(dir);
+	*due_r = rc == 0 && (m->in_index_old || left);
+	if (!*due_r) {
+		free(m->old);
+		free(m->new);
+		memset(m, 0, sizeof *m);
+	}
+	return rc;
+}
+
 int store_migrate_layout(struct store *s, struct index *ix, bool repair, size_t *n_r)
 {
 	struct index_folder *fs = NULL;
@@ -509,36 +537,13 @@ int store_migrate_layout(struct store *s, struct index *ix, bool repair, size_t 
 		return -ENOMEM;
 	}
 	for (size_t i = 0; i < n && rc == 0; i++) {
-		struct layout_move *m = &mv[nmv];
-		char dir[PATH_MAX];
-		bool left = false;
+		bool due = false;
 
 		if (!store_rel_ok(fs[i].path))
 			continue;     /* store_recover reports it */
-		m->f = &fs[i];
-		rc = layout_map(fs[i].path, true, &m->new, &m->depth);
-		if (rc == 0 && m->new) {
-			m->old = strdup(fs[i].path);
-			m->in_index_old = true;
-			rc = m->old ? 0 : -ENOMEM;
-		} else if (rc == 0) {
-			rc = layout_map(fs[i].path, false, &m->old, &m->depth);
-			if (rc == 0 && m->old)
-				m->new = strdup(fs[i].path);
-			if (rc == 0 && m->old && !m->new)
-				rc = -ENOMEM;
-		}
-		/* Old directories beside a moved folder: a move to finish. */
-		for (int k = 0; rc == 0 && m->old && !m->in_index_old && k < 3 && !left; k++)
-			left = abs_path(s, m->old, k == 0 ? "cur" : k == 1 ? "new" : "tmp", dir,
-					sizeof dir) == 0 && is_dir(dir);
-		if (rc == 0 && (m->in_index_old || left)) {
+		rc = plan_move(s, &fs[i], &mv[nmv], &due);
+		if (due)
 			nmv++;
-		} else {
-			free(m->old);
-			free(m->new);
-			memset(m, 0, sizeof *m);
-		}
 	}
 	*n_r += nmv;
 	if (rc || !repair || nmv == 0)

@@ -10,7 +10,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
@@ -22,6 +21,7 @@
 #include "../../fs/config.h"
 #include "../../cache/log.h"
 #include "../../fetch/secret.h"
+#include "fixture.h"
 
 static char dir[64];          /* the test's mkdtemp directory */
 static char me[64];           /* name of the effective user */
@@ -77,19 +77,12 @@ static char *write_file(const char *name, const char *text, mode_t mode)
 	return path;
 }
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st, (void)flag, (void)ftw;
-	return remove(path);
-}
-
 static int setup(void **state)
 {
 	struct passwd *pw;
 
 	(void)state;
-	snprintf(dir, sizeof(dir), "/tmp/maildisk-test-config-XXXXXX");
-	if (!mkdtemp(dir))
+	if (!fixture_mkdtemp(dir, sizeof dir, "maildisk-test-config"))
 		return -1;
 	pw = getpwuid(geteuid());
 	if (!pw)
@@ -111,7 +104,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	(void)state;
-	return nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	return fixture_rmtree(dir);
 }
 
 /* ---- a valid config, every field ---- */

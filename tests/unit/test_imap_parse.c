@@ -41,6 +41,19 @@ static ssize_t mem_read(void *ctx, void *p, size_t n)
 	return (ssize_t)k;
 }
 
+/* A reader over m (which must outlive it): the bytes p[0..len), at most
+ * chunk of them a read; max_line as imap_reader_create. */
+static struct imap_reader *mem_reader(struct mem_src *m, const char *p, size_t len, size_t chunk,
+				      size_t max_line)
+{
+	struct imap_src src = { mem_read, m };
+	struct imap_reader *rd;
+
+	*m = (struct mem_src){ p, len, 0, chunk, false };
+	assert_int_equal(imap_reader_create(&src, max_line, &rd), 0);
+	return rd;
+}
+
 /* ---- dumps ---- */
 
 static void out(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -238,27 +251,27 @@ static int ls_write(void *ctx, const void *p, size_t n)
 	return 0;
 }
 
+/* The streamed literal ends (how: "end" or "abort"): logged with its bytes. */
+static void ls_close(struct log_sink *s, const char *how)
+{
+	assert_true(s->active);
+	s->active = false;
+	out(s->log, "%s \"", how);
+	out_bytes(s->log, s->data.data, s->data.len, true);
+	out(s->log, "\"\n");
+}
+
 static int ls_end(void *ctx)
 {
 	struct log_sink *s = ctx;
 
-	assert_true(s->active);
-	s->active = false;
-	out(s->log, "end \"");
-	out_bytes(s->log, s->data.data, s->data.len, true);
-	out(s->log, "\"\n");
+	ls_close(s, "end");
 	return s->mode == SK_ABORT_END ? -1 : 0;
 }
 
 static void ls_abort(void *ctx)
 {
-	struct log_sink *s = ctx;
-
-	assert_true(s->active);
-	s->active = false;
-	out(s->log, "abort \"");
-	out_bytes(s->log, s->data.data, s->data.len, true);
-	out(s->log, "\"\n");
+	ls_close(ctx, "abort");
 }
 
 /* Reads the whole transcript; returns the dump in log. */
@@ -813,13 +826,12 @@ static void test_list_ends(void **state)
 	static const struct { size_t at, end; } ends[] = {
 		{ 0, 30 }, { 4, 29 }, { 5, 17 }, { 8, 11 }, { 18, 27 },
 	};
-	struct mem_src m = { in, sizeof(in) - 1, 0, 5, false };
-	struct imap_src src = { mem_read, &m };
+	struct mem_src m;
 	struct imap_reader *rd;
 	struct imap_resp r;
 
 	(void)state;
-	assert_int_equal(imap_reader_create(&src, 4096, &rd), 0);
+	rd = mem_reader(&m, in, sizeof(in) - 1, 5, 4096);
 	assert_int_equal(imap_read_response(rd, &r, NULL), 0);
 	assert_int_equal(r.n_toks, 31);
 	for (size_t i = 0; i < sizeof(ends) / sizeof(ends[0]); i++) {
@@ -845,7 +857,6 @@ static void test_many_tokens(void **state)
 	struct imap_reader *rd;
 	struct imap_resp r;
 	struct mem_src m;
-	struct imap_src src = { mem_read, &m };
 
 	(void)state;
 	assert_int_equal(buf_appends(&in, "* SEARCH"), 0);
@@ -853,8 +864,7 @@ static void test_many_tokens(void **state)
 		assert_int_equal(buf_printf(&in, " %u", u * 7), 0);
 	assert_int_equal(buf_appends(&in, "\r\n* LIST () \"/\" {5}\r\nhello\r\nA1 OK done\r\n"), 0);
 	for (size_t k = 0; k < sizeof(chunks) / sizeof(chunks[0]); k++) {
-		m = (struct mem_src){ in.data, in.len, 0, chunks[k] == 1 ? 4093 : chunks[k], false };
-		assert_int_equal(imap_reader_create(&src, 1 << 20, &rd), 0);
+		rd = mem_reader(&m, in.data, in.len, chunks[k] == 1 ? 4093 : chunks[k], 1 << 20);
 		assert_int_equal(imap_read_response(rd, &r, NULL), 0);
 		assert_string_equal(r.name, "SEARCH");
 		assert_int_equal(r.n_toks, 20000);
@@ -933,13 +943,12 @@ static void test_inline_max(void **state)
 static void test_vanished_set_token(void **state)
 {
 	static const char in[] = "* VANISHED (EARLIER) 1:3,5\r\n";
-	struct mem_src m = { in, sizeof(in) - 1, 0, SIZE_MAX, false };
-	struct imap_src src = { mem_read, &m };
+	struct mem_src m;
 	struct imap_reader *rd;
 	struct imap_resp r;
 
 	(void)state;
-	assert_int_equal(imap_reader_create(&src, 4096, &rd), 0);
+	rd = mem_reader(&m, in, sizeof(in) - 1, SIZE_MAX, 4096);
 	assert_int_equal(imap_read_response(rd, &r, NULL), 0);
 	assert_true(imap_is(r.name, "vanished"));
 	assert_int_equal(r.n_toks, 4);
@@ -979,7 +988,6 @@ static void test_search_numbers_stream(void **state)
 	struct imap_reader *rd;
 	struct imap_resp r;
 	struct mem_src m;
-	struct imap_src src = { mem_read, &m };
 	uint64_t want = 0;
 
 	(void)state;
@@ -989,8 +997,7 @@ static void test_search_numbers_stream(void **state)
 		want += u * 3;
 	}
 	assert_int_equal(buf_appends(&in, " (MODSEQ 17)\r\n* 3 EXISTS\r\nA1 OK done\r\n"), 0);
-	m = (struct mem_src){ in.data, in.len, 0, 4093, false };
-	assert_int_equal(imap_reader_create(&src, 4096, &rd), 0);
+	rd = mem_reader(&m, in.data, in.len, 4093, 4096);
 	assert_int_equal(imap_read_response(rd, &r, &sink), 0);
 	assert_string_equal(r.name, "SEARCH");
 	assert_int_equal(ns.n, 200000);
@@ -1006,8 +1013,7 @@ static void test_search_numbers_stream(void **state)
 
 	/* the sink's refusal ends the response at once */
 	ns = (struct num_sink){ .stop_after = 10 };
-	m = (struct mem_src){ in.data, in.len, 0, 4093, false };
-	assert_int_equal(imap_reader_create(&src, 4096, &rd), 0);
+	rd = mem_reader(&m, in.data, in.len, 4093, 4096);
 	assert_int_equal(imap_read_response(rd, &r, &sink), IMAP_ERR_REFUSED);
 	assert_int_equal(ns.n, 10);
 	assert_true(m.pos < 16384);
@@ -1024,7 +1030,6 @@ static void test_token_cap(void **state)
 	struct imap_reader *rd;
 	struct imap_resp r;
 	struct mem_src m;
-	struct imap_src src = { mem_read, &m };
 
 	(void)state;
 	for (size_t f = 0; f < sizeof(fill) / sizeof(fill[0]); f++) {
@@ -1033,8 +1038,7 @@ static void test_token_cap(void **state)
 		for (unsigned i = 0; i < 2 * IMAP_MAX_TOKENS; i++)
 			assert_int_equal(buf_appends(&in, fill[f]), 0);
 		assert_int_equal(buf_appends(&in, ")\r\n"), 0);
-		m = (struct mem_src){ in.data, in.len, 0, SIZE_MAX, false };
-		assert_int_equal(imap_reader_create(&src, 8 << 20, &rd), 0);
+		rd = mem_reader(&m, in.data, in.len, SIZE_MAX, 8 << 20);
 		assert_int_equal(imap_read_response(rd, &r, NULL), IMAP_ERR_TOOBIG);
 		/* it stopped near the cap: at most 2 bytes a token were
 		 * parsed, and the reader reads ahead 64 KiB at most */
@@ -1051,14 +1055,12 @@ static void test_endless_line(void **state)
 	struct imap_reader *rd;
 	struct imap_resp r;
 	struct mem_src m;
-	struct imap_src src = { mem_read, &m };
 
 	(void)state;
 	assert_int_equal(buf_appends(&in, "* OK "), 0);
 	for (unsigned i = 0; i < 3 << 20; i++)
 		assert_int_equal(buf_appendc(&in, 'x'), 0);
-	m = (struct mem_src){ in.data, in.len, 0, SIZE_MAX, false };
-	assert_int_equal(imap_reader_create(&src, 1 << 20, &rd), 0);
+	rd = mem_reader(&m, in.data, in.len, SIZE_MAX, 1 << 20);
 	assert_int_equal(imap_read_response(rd, &r, NULL), IMAP_ERR_TOOBIG);
 	assert_true(m.pos <= (1 << 20) + 64 * 1024);
 	imap_reader_destroy(&rd);
@@ -1084,19 +1086,17 @@ static void test_literal_limits(void **state)
 	struct imap_sink sink = { .begin = refusing_begin, .ctx = &calls };
 	struct imap_reader *rd;
 	struct imap_resp r;
-	struct mem_src m = { huge, sizeof(huge) - 1, 0, SIZE_MAX, false };
-	struct imap_src src = { mem_read, &m };
+	struct mem_src m;
 
 	(void)state;
-	assert_int_equal(imap_reader_create(&src, 4096, &rd), 0);
+	rd = mem_reader(&m, huge, sizeof(huge) - 1, SIZE_MAX, 4096);
 	imap_reader_set_max_literal(rd, 1 << 20);
 	assert_int_equal(imap_read_response(rd, &r, &sink), IMAP_ERR_LITERAL);
 	assert_int_equal(calls, 0);
 	assert_true(imap_reader_literal_size(rd) == 999999999999ull);
 	imap_reader_destroy(&rd);
 
-	m = (struct mem_src){ fine, sizeof(fine) - 1, 0, SIZE_MAX, false };
-	assert_int_equal(imap_reader_create(&src, 4096, &rd), 0);
+	rd = mem_reader(&m, fine, sizeof(fine) - 1, SIZE_MAX, 4096);
 	imap_reader_set_max_literal(rd, 1 << 20);
 	assert_int_equal(imap_read_response(rd, &r, &sink), IMAP_ERR_REFUSED);
 	assert_int_equal(calls, 1);
@@ -1125,11 +1125,10 @@ static void test_tokens_so_far(void **state)
 	struct imap_reader *rd;
 	struct imap_sink sink = { .begin = size_begin, .ctx = &rd };
 	struct imap_resp r;
-	struct mem_src m = { in, sizeof(in) - 1, 0, SIZE_MAX, false };
-	struct imap_src src = { mem_read, &m };
+	struct mem_src m;
 
 	(void)state;
-	assert_int_equal(imap_reader_create(&src, 4096, &rd), 0);
+	rd = mem_reader(&m, in, sizeof(in) - 1, SIZE_MAX, 4096);
 	assert_int_equal(imap_read_response(rd, &r, &sink), IMAP_ERR_ABORT);
 	assert_int_equal(imap_read_response(rd, &r, &sink), 0);
 	assert_string_equal(r.tag, "A1");

@@ -1,7 +1,6 @@
 /* Unit tests for cache/index.c: schema, folders, messages, uniqueness,
  * state transitions, nested transactions, and a reader beside a writer. */
 #include <errno.h>
-#include <ftw.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -18,6 +17,7 @@
 
 #include "../../cache/index.h"
 #include "../../cache/log.h"
+#include "fixture.h"
 
 struct fixture {
 	char dir[64];
@@ -25,20 +25,11 @@ struct fixture {
 	struct index *ix;   /* the writer */
 };
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
-
 static int setup(void **state)
 {
 	struct fixture *fx = calloc(1, sizeof *fx);
 
-	strcpy(fx->dir, "/tmp/test_index.XXXXXX");
-	assert_non_null(mkdtemp(fx->dir));
+	assert_true(fixture_mkdtemp(fx->dir, sizeof fx->dir, "test_index"));
 	snprintf(fx->db, sizeof fx->db, "%s/index.db", fx->dir);
 	assert_int_equal(index_open(fx->db, false, &fx->ix), 0);
 	*state = fx;
@@ -50,7 +41,7 @@ static int teardown(void **state)
 	struct fixture *fx = *state;
 
 	index_close(&fx->ix);
-	nftw(fx->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	fixture_rmtree(fx->dir);
 	free(fx);
 	return 0;
 }
@@ -731,18 +722,17 @@ static void test_two_connections(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_schema, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_schema_upgrade, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_folder_path_unique, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_folders, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_messages, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_unique_conflicts, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_known_ids_rekey, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_trash_transitions, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_transactions, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_two_connections, setup, teardown),
+		FIXTURE_TEST(test_schema),
+		FIXTURE_TEST(test_schema_upgrade),
+		FIXTURE_TEST(test_folder_path_unique),
+		FIXTURE_TEST(test_folders),
+		FIXTURE_TEST(test_messages),
+		FIXTURE_TEST(test_unique_conflicts),
+		FIXTURE_TEST(test_known_ids_rekey),
+		FIXTURE_TEST(test_trash_transitions),
+		FIXTURE_TEST(test_transactions),
+		FIXTURE_TEST(test_two_connections),
 	};
 
-	log_init("test_index", false, getenv("TEST_VERBOSE") ? LOG_LVL_DEBUG : LOG_LVL_ERROR);
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	return FIXTURE_RUN("test_index", tests);
 }

@@ -10,14 +10,9 @@
 #include <cmocka.h>
 
 #include "../../fs/json.h"
+#include "fixture.h"
 
-#define S(lit) lit, sizeof(lit) - 1
-
-static const struct {
-	const char *in;
-	size_t len;
-	const char *out;
-} cases[] = {
+static const struct fixture_case cases[] = {
 	{ S(""), "\"\"" },
 	{ S("INBOX"), "\"INBOX\"" },
 	{ S("say \"hi\" \\ bye"), "\"say \\\"hi\\\" \\\\ bye\"" },

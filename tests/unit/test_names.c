@@ -13,8 +13,7 @@
 #include <cmocka.h>
 
 #include "../../cache/names.h"
-
-#define S(lit) lit, sizeof(lit) - 1
+#include "fixture.h"
 
 /* Whole string is well-formed UTF-8. */
 static bool utf8_valid(const unsigned char *p, size_t n)
@@ -76,11 +75,7 @@ static void roundtrip(const char *in, size_t len)
 	buf_release(&back);
 }
 
-static const struct {
-	const char *in;
-	size_t len;
-	const char *out;
-} escape_cases[] = {
+static const struct fixture_case escape_cases[] = {
 	{ S("INBOX"), "INBOX" },
 	{ S(""), "%" },
 	{ S("."), "%2E" },

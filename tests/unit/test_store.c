@@ -4,7 +4,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <regex.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -23,6 +22,7 @@
 
 #include "../../cache/log.h"
 #include "../../cache/store.h"
+#include "fixture.h"
 
 #define FOLDER_PATH "mail/alice/work/INBOX"
 #define TRASH_DIR "trash/alice/work/INBOX"
@@ -35,20 +35,11 @@ struct fixture {
 	struct index_folder f;
 };
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
-
 static int setup(void **state)
 {
 	struct fixture *fx = calloc(1, sizeof *fx);
 
-	strcpy(fx->dir, "/tmp/test_store.XXXXXX");
-	assert_non_null(mkdtemp(fx->dir));
+	assert_true(fixture_mkdtemp(fx->dir, sizeof fx->dir, "test_store"));
 	snprintf(fx->root, sizeof fx->root, "%s/store", fx->dir);
 	assert_int_equal(store_open(fx->root, &fx->s), 0);
 	assert_int_equal(store_index_open(fx->s, false, &fx->ix), 0);
@@ -64,7 +55,7 @@ static int teardown(void **state)
 	index_folder_release(&fx->f);
 	index_close(&fx->ix);
 	store_close(&fx->s);
-	nftw(fx->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	fixture_rmtree(fx->dir);
 	free(fx);
 	return 0;
 }
@@ -1178,26 +1169,25 @@ static void test_set_flags_crash(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_open, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_open_foreign_owner, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_batch_commit, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_batch_large_message, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_batch_discard, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_batch_conflicts, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_batch_commit_fails, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_trash_restore_purge, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_recover, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_recover_readonly, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_set_flags, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_set_flags_crash, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_layout_migration, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_layout_migration_finish, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_layout_migration_conflict, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_split_shared, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_lock, setup, teardown),
+		FIXTURE_TEST(test_open),
+		FIXTURE_TEST(test_open_foreign_owner),
+		FIXTURE_TEST(test_batch_commit),
+		FIXTURE_TEST(test_batch_large_message),
+		FIXTURE_TEST(test_batch_discard),
+		FIXTURE_TEST(test_batch_conflicts),
+		FIXTURE_TEST(test_batch_commit_fails),
+		FIXTURE_TEST(test_trash_restore_purge),
+		FIXTURE_TEST(test_recover),
+		FIXTURE_TEST(test_recover_readonly),
+		FIXTURE_TEST(test_set_flags),
+		FIXTURE_TEST(test_set_flags_crash),
+		FIXTURE_TEST(test_layout_migration),
+		FIXTURE_TEST(test_layout_migration_finish),
+		FIXTURE_TEST(test_layout_migration_conflict),
+		FIXTURE_TEST(test_split_shared),
+		FIXTURE_TEST(test_lock),
 		cmocka_unit_test(test_maildir_flags),
 	};
 
-	log_init("test_store", false, getenv("TEST_VERBOSE") ? LOG_LVL_DEBUG : LOG_LVL_ERROR);
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	return FIXTURE_RUN("test_store", tests);
 }

@@ -107,21 +107,28 @@ static const struct bad bad_utf7[] = {
 	{ "&AOQ-\0", 6, "raw NUL after a run" },
 };
 
-static void test_decode_rejects(void **state)
+/* conv (named what) refuses each of the n inputs of v with -EINVAL and
+ * leaves its output buffer as it was. */
+static void assert_rejects(int (*conv)(const char *, size_t, struct buf *), const char *what,
+			   const struct bad *v, size_t n)
 {
-	(void)state;
-	for (size_t i = 0; i < sizeof(bad_utf7) / sizeof(bad_utf7[0]); i++) {
+	for (size_t i = 0; i < n; i++) {
 		struct buf b = BUF_INIT(4096);
-		size_t n = bad_utf7[i].len ? bad_utf7[i].len : strlen(bad_utf7[i].in);
+		size_t len = v[i].len ? v[i].len : strlen(v[i].in);
 
 		assert_int_equal(buf_appends(&b, "keep"), 0);
-		if (utf7_decode(bad_utf7[i].in, n, &b) != -EINVAL)
-			fail_msg("decode accepted %s: %s", bad_utf7[i].in, bad_utf7[i].why);
-		/* out left as it was */
+		if (conv(v[i].in, len, &b) != -EINVAL)
+			fail_msg("%s accepted case %zu: %s", what, i, v[i].why);
 		assert_int_equal(b.len, 4);
 		assert_string_equal(b.data, "keep");
 		buf_release(&b);
 	}
+}
+
+static void test_decode_rejects(void **state)
+{
+	(void)state;
+	assert_rejects(utf7_decode, "decode", bad_utf7, sizeof(bad_utf7) / sizeof(bad_utf7[0]));
 }
 
 static const struct bad bad_utf8[] = {
@@ -145,17 +152,7 @@ static const struct bad bad_utf8[] = {
 static void test_encode_rejects(void **state)
 {
 	(void)state;
-	for (size_t i = 0; i < sizeof(bad_utf8) / sizeof(bad_utf8[0]); i++) {
-		struct buf b = BUF_INIT(4096);
-		size_t n = bad_utf8[i].len ? bad_utf8[i].len : strlen(bad_utf8[i].in);
-
-		assert_int_equal(buf_appends(&b, "keep"), 0);
-		if (utf7_encode(bad_utf8[i].in, n, &b) != -EINVAL)
-			fail_msg("encode accepted case %zu: %s", i, bad_utf8[i].why);
-		assert_int_equal(b.len, 4);
-		assert_string_equal(b.data, "keep");
-		buf_release(&b);
-	}
+	assert_rejects(utf7_encode, "encode", bad_utf8, sizeof(bad_utf8) / sizeof(bad_utf8[0]));
 }
 
 /* Both directions append to what is already there. */
