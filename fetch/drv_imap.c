@@ -432,7 +432,7 @@ static enum fetch_status imap_drv_fetch(void *conn, char *const *ids, size_t n, 
 struct evidence {
 	struct rematch_remote *v;
 	char **msgids;          /* owned Message-IDs */
-	size_t n, cap;
+	size_t n, cap_v, cap_ids;
 };
 
 static int collect_evidence(void *ctx, const struct imap_fetched *m)
@@ -440,18 +440,9 @@ static int collect_evidence(void *ctx, const struct imap_fetched *m)
 	struct evidence *e = ctx;
 	struct msgmeta mm = { 0 };
 
-	if (e->n == e->cap) {
-		size_t nc = e->cap ? e->cap * 2 : 256;
-		struct rematch_remote *nv = realloc(e->v, nc * sizeof(*nv));
-		char **ni = realloc(e->msgids, nc * sizeof(*ni));
-		if (nv)
-			e->v = nv;
-		if (ni)
-			e->msgids = ni;
-		if (!nv || !ni)
-			return 1;
-		e->cap = nc;
-	}
+	if (buf_array_grow(&e->v, &e->cap_v, e->n, sizeof(*e->v), 256) < 0 ||
+	    buf_array_grow(&e->msgids, &e->cap_ids, e->n, sizeof(*e->msgids), 256) < 0)
+		return 1;
 	if (m->header_value)
 		msgmeta_parse(m->header_value, strlen(m->header_value), &mm);
 	e->msgids[e->n] = mm.message_id;

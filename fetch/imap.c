@@ -52,7 +52,7 @@ struct imap {
 	enum fetch_status pre_st;
 	struct imap_status_row *statuses;  /* owned: STATUS answers seen (LIST-STATUS), by raw name */
 	char **status_raws;         /* owned, parallel to statuses */
-	size_t n_statuses, cap_statuses;
+	size_t n_statuses, cap_statuses, cap_raws;
 	char refusal[256];          /* why a sink refused the response, "" if none */
 	unsigned tag_counter;
 	bool broken;                /* the stream is in an unknown state: no LOGOUT */
@@ -514,14 +514,8 @@ static int list_collect(struct imap *s, const struct imap_resp *r, void *ctx)
 	m.name = buf_detach(&name);
 	if (!m.raw || !m.name)
 		goto nomem;
-	if (l->n == l->cap) {
-		size_t nc = l->cap ? l->cap * 2 : 16;
-		struct imap_mailbox *nv = realloc(l->v, nc * sizeof(*nv));
-		if (!nv)
-			goto nomem;
-		l->v = nv;
-		l->cap = nc;
-	}
+	if (buf_array_grow(&l->v, &l->cap, l->n, sizeof(*l->v), 16) < 0)
+		goto nomem;
 	l->v[l->n++] = m;
 	return 0;
 bad:
@@ -612,20 +606,12 @@ static int status_collect(struct imap *s, const struct imap_resp *r, void *ctx)
 		set_error(s, "STATUS: %s sent more STATUS answers than folders", s->host);
 		return -1;
 	}
-	if (s->n_statuses == s->cap_statuses) {
-		size_t nc = s->cap_statuses ? s->cap_statuses * 2 : 32;
-		struct imap_status_row *nv = realloc(s->statuses, nc * sizeof(*nv));
-		char **nr = nv ? realloc(s->status_raws, nc * sizeof(*nr)) : NULL;
-
-		if (nv)
-			s->statuses = nv;
-		if (nr)
-			s->status_raws = nr;
-		if (!nv || !nr) {
-			set_error(s, "STATUS: out of memory");
-			return -1;
-		}
-		s->cap_statuses = nc;
+	if (buf_array_grow(&s->statuses, &s->cap_statuses, s->n_statuses, sizeof(*s->statuses),
+			   32) < 0 ||
+	    buf_array_grow(&s->status_raws, &s->cap_raws, s->n_statuses, sizeof(*s->status_raws),
+			   32) < 0) {
+		set_error(s, "STATUS: out of memory");
+		return -1;
 	}
 	if (!(s->status_raws[s->n_statuses] = strdup(t[0].s))) {
 		set_error(s, "STATUS: out of memory");
@@ -1080,15 +1066,9 @@ static int flag_change(void *ctx, const struct imap_fetched *m)
 
 	if (!m->flags)
 		return 0;
-	if (ch->n_flags == c->cap_flags) {
-		size_t nc = c->cap_flags ? c->cap_flags * 2 : 64;
-		struct imap_flag_change *nv = realloc(ch->flags, nc * sizeof(*nv));
-		if (!nv) {
-			c->oom = true;
-			return 1;
-		}
-		ch->flags = nv;
-		c->cap_flags = nc;
+	if (buf_array_grow(&ch->flags, &c->cap_flags, ch->n_flags, sizeof(*ch->flags), 64) < 0) {
+		c->oom = true;
+		return 1;
 	}
 	char *f = strdup(m->flags);
 	if (!f) {

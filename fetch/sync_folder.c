@@ -195,7 +195,7 @@ static enum fetch_status apply_flags(struct ingest_run *run, const struct index_
 struct local_rows {
 	struct rematch_local *v;
 	char **msgids;            /* owned */
-	size_t n, cap;
+	size_t n, cap_v, cap_ids;
 	bool oom;
 };
 
@@ -203,19 +203,10 @@ static int collect_local(void *ctx, const struct index_msg *m)
 {
 	struct local_rows *l = ctx;
 
-	if (l->n == l->cap) {
-		size_t nc = l->cap ? l->cap * 2 : 256;
-		struct rematch_local *nv = realloc(l->v, nc * sizeof(*nv));
-		char **ni = realloc(l->msgids, nc * sizeof(*ni));
-		if (nv)
-			l->v = nv;
-		if (ni)
-			l->msgids = ni;
-		if (!nv || !ni) {
-			l->oom = true;
-			return 1;
-		}
-		l->cap = nc;
+	if (buf_array_grow(&l->v, &l->cap_v, l->n, sizeof(*l->v), 256) < 0 ||
+	    buf_array_grow(&l->msgids, &l->cap_ids, l->n, sizeof(*l->msgids), 256) < 0) {
+		l->oom = true;
+		return 1;
 	}
 	l->msgids[l->n] = m->message_id ? strdup(m->message_id) : NULL;
 	l->v[l->n] = (struct rematch_local){ m->id, l->msgids[l->n], m->size, m->internal_date };

@@ -4,6 +4,8 @@
 #include <errno.h>
 #include <stdlib.h>
 
+#include "../cache/buf.h"
+
 void uidset_release(struct uidset *s)
 {
 	free(s->v);
@@ -22,15 +24,8 @@ int uidset_add(struct uidset *s, uint32_t lo, uint32_t hi)
 		s->v[s->n - 1].hi = hi;
 		return 0;
 	}
-	if (s->n == s->cap) {
-		size_t nc = s->cap ? s->cap * 2 : 16;
-		struct uid_range *nv = realloc(s->v, nc * sizeof(*nv));
-
-		if (!nv)
-			return -ENOMEM;
-		s->v = nv;
-		s->cap = nc;
-	}
+	if (buf_array_grow(&s->v, &s->cap, s->n, sizeof(*s->v), 16) < 0)
+		return -ENOMEM;
 	s->v[s->n++] = (struct uid_range){ lo, hi };
 	return 0;
 }
