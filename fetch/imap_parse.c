@@ -295,14 +295,42 @@ static bool is_name_char(int c)
 
 /* ---- tokens of data responses ---- */
 
+/* Inside brackets ("BODY[HEADER.FIELDS (TO)]", "[PERMANENTFLAGS (\Seen)]"):
+ * quoted strings with escapes, and nested brackets. */
+struct brackets {
+	int depth;              /* open brackets, the outermost included */
+	bool inq, esc;
+};
+
+/* Follows c; true when c is the ']' that closes the outermost bracket. */
+static bool brackets_step(struct brackets *b, int c)
+{
+	if (b->inq) {
+		if (b->esc)
+			b->esc = false;
+		else if (c == '\\')
+			b->esc = true;
+		else if (c == '"')
+			b->inq = false;
+	} else if (c == '"') {
+		b->inq = true;
+	} else if (c == '[') {
+		b->depth++;
+	} else if (c == ']') {
+		return --b->depth == 0;
+	}
+	return false;
+}
+
 /* An atom, possibly with a bracketed section ("BODY[HEADER.FIELDS (TO)]<0>")
  * that may hold spaces, parens and quoted strings. first is a byte already
  * consumed, or -1. */
 static int parse_atom(struct imap_reader *rd, int first)
 {
 	size_t off = rd->arena.len, len, i;
-	int depth = 0, c, e;
-	bool inq = false, esc = false, digits = true;
+	struct brackets b = { 0 };
+	int c, e;
+	bool digits = true;
 	uint64_t num = 0;
 
 	if (first >= 0 && (e = put(rd, first)))
@@ -310,28 +338,15 @@ static int parse_atom(struct imap_reader *rd, int first)
 	for (;;) {
 		if ((e = peek(rd, &c)))
 			return e;
-		if (depth == 0) {
+		if (b.depth == 0) {
 			if (!is_atom_char(c))
 				break;
 			if (c == '[')
-				depth++;
+				b.depth = 1;
 		} else {
 			if (c == '\r' || c == '\n' || c == 0)
 				return IMAP_ERR_PROTO;
-			if (inq) {
-				if (esc)
-					esc = false;
-				else if (c == '\\')
-					esc = true;
-				else if (c == '"')
-					inq = false;
-			} else if (c == '"') {
-				inq = true;
-			} else if (c == '[') {
-				depth++;
-			} else if (c == ']') {
-				depth--;
-			}
+			brackets_step(&b, c);
 		}
 		if ((e = take(rd)) || (e = put(rd, c)))
 			return e;
@@ -624,8 +639,8 @@ static int parse_text(struct imap_reader *rd, size_t *off_r)
 static int parse_resp_text(struct imap_reader *rd, size_t *code_r, size_t *text_r)
 {
 	size_t off;
-	int c, e, depth = 0;
-	bool inq = false, esc = false;
+	struct brackets b = { .depth = 1 };
+	int c, e;
 
 	*code_r = NO_LIST;
 	if ((e = peek(rd, &c)))
@@ -652,22 +667,8 @@ static int parse_resp_text(struct imap_reader *rd, size_t *code_r, size_t *text_
 			return IMAP_ERR_PROTO;
 		if ((e = take(rd)))
 			return e;
-		if (inq) {
-			if (esc)
-				esc = false;
-			else if (c == '\\')
-				esc = true;
-			else if (c == '"')
-				inq = false;
-		} else if (c == '"') {
-			inq = true;
-		} else if (c == '[') {
-			depth++;
-		} else if (c == ']') {
-			if (depth == 0)
-				break;
-			depth--;
-		}
+		if (brackets_step(&b, c))
+			break;
 		if ((e = put(rd, c)))
 			return e;
 	}

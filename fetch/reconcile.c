@@ -37,41 +37,6 @@ bool reconcile_may_delete(size_t n_known, size_t n_gone, size_t n_remote,
 	return true;
 }
 
-int reconcile_uids(const uint32_t *known, size_t nk, const uint32_t *remote, size_t nr,
-		   uint32_t **new_r, size_t *n_new_r, uint32_t **gone_r, size_t *n_gone_r)
-{
-	uint32_t *nw = nr ? malloc(nr * sizeof(*nw)) : NULL;
-	uint32_t *gn = nk ? malloc(nk * sizeof(*gn)) : NULL;
-	size_t i = 0, j = 0, a = 0, b = 0;
-
-	if ((nr && !nw) || (nk && !gn)) {
-		free(nw);
-		free(gn);
-		return -ENOMEM;
-	}
-	while (i < nk || j < nr) {
-		if (j == nr || (i < nk && known[i] < remote[j]))
-			gn[b++] = known[i++];
-		else if (i == nk || remote[j] < known[i])
-			nw[a++] = remote[j++];
-		else
-			i++, j++;
-	}
-	if (a == 0) {
-		free(nw);
-		nw = NULL;
-	}
-	if (b == 0) {
-		free(gn);
-		gn = NULL;
-	}
-	*new_r = nw;
-	*n_new_r = a;
-	*gone_r = gn;
-	*n_gone_r = b;
-	return 0;
-}
-
 static int cmp_str(const void *a, const void *b)
 {
 	return strcmp(*(char *const *)a, *(char *const *)b);

@@ -29,14 +29,10 @@ struct reconcile_policy {
 bool reconcile_may_delete(size_t n_known, size_t n_gone, size_t n_remote,
 			  const struct reconcile_policy *p, char *why, size_t whylen);
 
-/* Set differences of two ascending UID arrays: new = remote - known,
- * gone = known - remote (malloc'd, caller frees; NULL when empty). */
-int reconcile_uids(const uint32_t *known, size_t n_known, const uint32_t *remote,
-		   size_t n_remote, uint32_t **new_r, size_t *n_new_r,
-		   uint32_t **gone_r, size_t *n_gone_r);
-
-/* The same for strings (POP3 UIDLs): inputs need not be sorted; outputs
- * borrow the input pointers (arrays malloc'd, caller frees the arrays). */
+/* Set differences of two id lists (IMAP UIDs in decimal, POP3 UIDLs):
+ * new = remote - known, gone = known - remote. Inputs need not be sorted;
+ * outputs are sorted by strcmp and borrow the input pointers (arrays
+ * malloc'd, NULL when empty; the caller frees the arrays). */
 int reconcile_ids(char *const *known, size_t n_known, char *const *remote, size_t n_remote,
 		  char ***new_r, size_t *n_new_r, char ***gone_r, size_t *n_gone_r);
 

@@ -9,34 +9,38 @@
 
 #include "../../fetch/reconcile.h"
 
-static void test_uid_differences(void **state)
+/* The set differences the engine works with: ids are strings (IMAP UIDs
+ * in decimal, POP3 UIDLs), in any order; the results come sorted. */
+static void test_id_differences(void **state)
 {
 	(void)state;
 	static const struct {
-		uint32_t known[8]; size_t nk;
-		uint32_t remote[8]; size_t nr;
-		uint32_t want_new[8]; size_t n_new;
-		uint32_t want_gone[8]; size_t n_gone;
+		const char *known[8]; size_t nk;
+		const char *remote[8]; size_t nr;
+		const char *want_new[8]; size_t n_new;
+		const char *want_gone[8]; size_t n_gone;
 	} cases[] = {
 		{ {0}, 0, {0}, 0, {0}, 0, {0}, 0 },
-		{ {0}, 0, {1, 2, 3}, 3, {1, 2, 3}, 3, {0}, 0 },
-		{ {1, 2, 3}, 3, {1, 2, 3}, 3, {0}, 0, {0}, 0 },
-		{ {1, 2, 3}, 3, {2, 3, 4}, 3, {4}, 1, {1}, 1 },
-		{ {1, 5, 9}, 3, {2, 5, 10}, 3, {2, 10}, 2, {1, 9}, 2 },
-		{ {1, 2, 3}, 3, {0}, 0, {0}, 0, {1, 2, 3}, 3 },
+		{ {0}, 0, {"1", "2", "3"}, 3, {"1", "2", "3"}, 3, {0}, 0 },
+		{ {"1", "2", "3"}, 3, {"1", "2", "3"}, 3, {0}, 0, {0}, 0 },
+		{ {"1", "2", "3"}, 3, {"2", "3", "4"}, 3, {"4"}, 1, {"1"}, 1 },
+		{ {"1", "5", "9"}, 3, {"2", "5", "10"}, 3, {"10", "2"}, 2, {"1", "9"}, 2 },
+		{ {"1", "2", "3"}, 3, {0}, 0, {0}, 0, {"1", "2", "3"}, 3 },
+		{ {"9", "1"}, 2, {"1", "9", "7"}, 3, {"7"}, 1, {0}, 0 },
 	};
 	for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
-		uint32_t *nw, *gn;
+		char **nw, **gn;
 		size_t nn, ng;
 
-		assert_int_equal(reconcile_uids(cases[c].known, cases[c].nk, cases[c].remote,
-						cases[c].nr, &nw, &nn, &gn, &ng), 0);
+		assert_int_equal(reconcile_ids((char *const *)cases[c].known, cases[c].nk,
+					       (char *const *)cases[c].remote, cases[c].nr,
+					       &nw, &nn, &gn, &ng), 0);
 		assert_int_equal(nn, cases[c].n_new);
 		assert_int_equal(ng, cases[c].n_gone);
 		for (size_t i = 0; i < nn; i++)
-			assert_int_equal(nw[i], cases[c].want_new[i]);
+			assert_string_equal(nw[i], cases[c].want_new[i]);
 		for (size_t i = 0; i < ng; i++)
-			assert_int_equal(gn[i], cases[c].want_gone[i]);
+			assert_string_equal(gn[i], cases[c].want_gone[i]);
 		free(nw);
 		free(gn);
 	}
@@ -175,7 +179,7 @@ static void test_rematch_no_evidence(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_uid_differences),
+		cmocka_unit_test(test_id_differences),
 		cmocka_unit_test(test_string_differences),
 		cmocka_unit_test(test_guard),
 		cmocka_unit_test(test_rematch_convincing),
