@@ -105,11 +105,14 @@ static void note_unlisted(struct ingest_run *run, const struct drv_folder *dfs, 
 
 		for (size_t j = 0; !listed && j < n_dfs; j++)
 			listed = strcmp(fs[i].name, dfs[j].name) == 0 && dfs[j].selectable;
-		if (listed || (fs[i].last_error && strstr(fs[i].last_error, "no longer")))
+		if (listed)
 			continue;
 		char msg[512];
 		snprintf(msg, sizeof(msg), "the server no longer lists this folder; its %" PRId64
 			 " messages are kept here", fs[i].n_active);
+		/* recorded already, exactly so: nothing new to say */
+		if (fs[i].last_error && strcmp(fs[i].last_error, msg) == 0)
+			continue;
 		log_warn("%s %s: %s", run->label, fs[i].name, msg);
 		index_folder_set_result(run->ix, fs[i].id, time(NULL), msg, fs[i].held);
 	}
