@@ -46,6 +46,7 @@ struct imap {
 	size_t max_folders;         /* a LIST with more folders than this fails */
 	uint32_t exists_examined;   /* EXISTS when the EXAMINE completed */
 	bool qresync;               /* the server said ENABLED QRESYNC */
+	bool caps_pending;          /* CAPABILITY and ENABLE go with the next command */
 	/* a UID SEARCH sent with the EXAMINE, in the same round trip */
 	struct uidset pre_set;      /* owned: its answer */
 	uint32_t pre_from;          /* UIDs from this on; 0 when there is none */
@@ -81,11 +82,16 @@ const char *imap_error(const struct imap *s)
 	return s->error;
 }
 
-bool imap_has_cap(const struct imap *s, const char *cap)
+struct imap_cmd;
+static enum fetch_status run_batch(struct imap *s, struct imap_cmd *c, size_t n);
+
+bool imap_has_cap(struct imap *s, const char *cap)
 {
 	char want[64];
 	size_t i;
 
+	if (s->caps_pending)
+		run_batch(s, NULL, 0);      /* asks for them alone: one round trip */
 	if (!s->caps || strlen(cap) + 3 > sizeof(want))
 		return false;
 	want[0] = ' ';
@@ -224,7 +230,57 @@ static void tagged(struct imap *s, struct imap_cmd *c, const struct imap_resp *r
  * pipelined commands in order), after note_untagged. Each c[i].st says how
  * that command ended; the return value is the worst of them. After a
  * broken stream every command not yet answered is FETCH_ACCOUNT_BAD. */
+static enum fetch_status run_pipe(struct imap *s, struct imap_cmd *c, size_t n);
+static int caps_collect(struct imap *s, const struct imap_resp *r, void *ctx);
+static int enabled_collect(struct imap *s, const struct imap_resp *r, void *ctx);
+
+/* curl consumed the capabilities it read before and after login; they are
+ * asked again, since they change after authentication, together with
+ * ENABLE QRESYNC, in the same round trip as the session's first command: a
+ * server without QRESYNC (or ENABLE) ignores it or answers BAD, and QRESYNC
+ * is on only when it says ENABLED. */
 static enum fetch_status run_batch(struct imap *s, struct imap_cmd *c, size_t n)
+{
+	struct buf caps = BUF_INIT(64 * 1024);
+	struct imap_cmd *all;
+	enum fetch_status st;
+
+	if (!s->caps_pending)
+		return run_pipe(s, c, n);
+	s->caps_pending = false;
+	if (!(all = calloc(n + 2, sizeof(*all)))) {
+		set_error(s, "out of memory");
+		return FETCH_LOCAL_BAD;
+	}
+	buf_appendc(&caps, ' ');
+	all[0] = (struct imap_cmd){ .what = "CAPABILITY", .text = "CAPABILITY",
+				    .fn = caps_collect, .ctx = &caps };
+	all[1] = (struct imap_cmd){ .what = "ENABLE QRESYNC", .text = "ENABLE QRESYNC",
+				    .fn = enabled_collect };
+	if (n)
+		memcpy(all + 2, c, n * sizeof(*c));
+	st = run_pipe(s, all, n + 2);
+	free(s->caps);
+	s->caps = buf_detach(&caps);
+	if (n)
+		memcpy(c, all + 2, n * sizeof(*c));
+	if (all[0].st != FETCH_OK) {
+		/* without capabilities the session is not to be trusted */
+		s->broken = true;
+		st = FETCH_ACCOUNT_BAD;
+		for (size_t i = 0; i < n; i++)
+			c[i].st = FETCH_ACCOUNT_BAD;
+	} else {
+		st = FETCH_OK;
+		for (size_t i = 0; i < n; i++)
+			if (c[i].st > st)
+				st = c[i].st;
+	}
+	free(all);
+	return st;
+}
+
+static enum fetch_status run_pipe(struct imap *s, struct imap_cmd *c, size_t n)
 {
 	size_t sent = 0, done = 0;
 	enum fetch_status worst = FETCH_OK;
@@ -413,24 +469,7 @@ enum fetch_status imap_open(const struct account_settings *a, const char *secret
 	if (s->max_message_size)
 		imap_reader_set_max_literal(s->rd, s->max_message_size);
 
-	/* curl consumed the capabilities it read before and after login;
-	 * ask again, since they change after authentication. ENABLE goes in
-	 * the same round trip: a server without QRESYNC (or ENABLE) ignores
-	 * it or answers BAD, and QRESYNC is on only when it says ENABLED. */
-	struct buf caps = BUF_INIT(64 * 1024);
-	buf_appendc(&caps, ' ');
-	struct imap_cmd login[] = {
-		{ .what = "CAPABILITY", .text = "CAPABILITY", .fn = caps_collect, .ctx = &caps },
-		{ .what = "ENABLE QRESYNC", .text = "ENABLE QRESYNC", .fn = enabled_collect },
-	};
-	run_batch(s, login, 2);
-	st = login[0].st != FETCH_OK ? login[0].st : s->broken ? FETCH_ACCOUNT_BAD : FETCH_OK;
-	s->caps = buf_detach(&caps);
-	if (st != FETCH_OK) {
-		buf_printf(err, "%s", s->error);
-		imap_close(&s);
-		return FETCH_ACCOUNT_BAD;
-	}
+	s->caps_pending = true;     /* with the first command (run_batch) */
 	*r = s;
 	return FETCH_OK;
 }
@@ -441,10 +480,12 @@ void imap_close(struct imap **sp)
 
 	if (!s)
 		return;
-	if (s->conn && s->rd && !s->broken) {
-		/* Courtesy only: the session changed nothing on the server. */
-		cmd_set(s, "LOGOUT");
-		run(s, "LOGOUT", NULL, NULL, NULL);
+	if (s->conn && s->rd && !s->broken && !s->caps_pending) {
+		/* Courtesy only: the session changed nothing on the server, so
+		 * its answer is not waited for (a round trip saved). */
+		static const char logout[] = "Z LOGOUT\r\n";
+
+		conn_write(s->conn, logout, sizeof(logout) - 1);
 	}
 	imap_reader_destroy(&s->rd);
 	conn_close(&s->conn);
@@ -542,14 +583,19 @@ enum fetch_status imap_list(struct imap *s, struct imap_mailbox **r, size_t *n_r
 	struct list_ctx l = { 0 };
 	enum fetch_status st;
 
-	/* With LIST-STATUS the listing also says which folders changed, in
-	 * the same round trip (HIGHESTMODSEQ needs CONDSTORE). */
-	if (imap_has_cap(s, "LIST-STATUS") && imap_has_cap(s, "CONDSTORE"))
-		cmd_set(s, "LIST \"\" \"*\" RETURN (STATUS (UIDVALIDITY UIDNEXT MESSAGES "
-			"HIGHESTMODSEQ))");
-	else
-		cmd_set(s, "LIST \"\" \"*\"");
+	/* With LIST-STATUS (and CONDSTORE, for HIGHESTMODSEQ) the listing also
+	 * says which folders changed. It is asked for before the capabilities
+	 * are known, in the round trip that learns them; a server without it
+	 * answers BAD, and then the plain LIST follows. */
+	cmd_set(s, "LIST \"\" \"*\" RETURN (STATUS (UIDVALIDITY UIDNEXT MESSAGES "
+		"HIGHESTMODSEQ))");
 	st = run(s, "LIST", list_collect, &l, NULL);
+	if (st == FETCH_FOLDER_BAD) {
+		imap_mailboxes_free(l.v, l.n);
+		l = (struct list_ctx){ 0 };
+		cmd_set(s, "LIST \"\" \"*\"");
+		st = run(s, "LIST", list_collect, &l, NULL);
+	}
 	if (st != FETCH_OK) {
 		imap_mailboxes_free(l.v, l.n);
 		*r = NULL;

@@ -35,7 +35,8 @@ enum fetch_status imap_open(const struct account_settings *a, const char *secret
 /* Sends LOGOUT when the session is healthy, then closes. Safe on NULL. */
 void imap_close(struct imap **s);
 const char *imap_error(const struct imap *s);
-bool imap_has_cap(const struct imap *s, const char *cap);
+/* Asks the server first when the session has sent no command yet. */
+bool imap_has_cap(struct imap *s, const char *cap);
 /* Whether the server said ENABLED QRESYNC. */
 bool imap_qresync(const struct imap *s);
 
