@@ -220,6 +220,45 @@ static int sync_via_daemon(struct common *c, pid_t holder, const char *user, con
 	return failed ? EXIT_SYNC_ERRORS : EXIT_OK;
 }
 
+/* The sync of `maildisk sync` in this process, the store lock held: runs
+ * the matching accounts once and prints a line per account (every line on
+ * a terminal, else only those with errors or held deletions). */
+static int sync_here(struct common *c, const char *user, const char *account, bool allow)
+{
+	int rc;
+
+	recover(c);
+
+	struct sync_result *res = calloc(c->cfg->n_accounts, sizeof(*res));
+	bool *ran = calloc(c->cfg->n_accounts, sizeof(*ran));
+	struct sync_opts o = { .allow_mass_delete = allow, .progress = isatty(STDERR_FILENO),
+			       .stop = &stop_flag, .cancel_fd = stop_pipe[0] };
+	if (!res || !ran) {
+		fprintf(stderr, "maildisk: out of memory\n");
+		rc = EXIT_SYNC_ERRORS;
+		goto out;
+	}
+	sched_run_once(c->st, c->cfg, user, account, &o, res, ran);
+	rc = EXIT_OK;
+	for (size_t i = 0; i < c->cfg->n_accounts; i++) {
+		const struct account_settings *a = &c->cfg->accounts[i];
+
+		if (!ran[i])
+			continue;
+		if (res[i].status != FETCH_OK || res[i].n_held)
+			rc = EXIT_SYNC_ERRORS;
+		if (isatty(STDOUT_FILENO) || res[i].status != FETCH_OK || res[i].n_held)
+			printf("%s/%s: %s: %" PRId64 " new, %" PRId64 " moved to trash%s%s%s\n",
+			       a->user, a->name, fetch_status_str(res[i].status), res[i].n_new,
+			       res[i].n_trashed, res[i].n_held ? ", deletions held (see maildisk status)" : "",
+			       res[i].error[0] ? ": " : "", res[i].error);
+	}
+out:
+	free(res);
+	free(ran);
+	return rc;
+}
+
 static int cmd_sync(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -289,35 +328,7 @@ static int cmd_sync(int argc, char **argv)
 		free(user);
 		return EXIT_SYNC_ERRORS;
 	}
-	recover(&c);
-
-	struct sync_result *res = calloc(c.cfg->n_accounts, sizeof(*res));
-	bool *ran = calloc(c.cfg->n_accounts, sizeof(*ran));
-	struct sync_opts o = { .allow_mass_delete = allow, .progress = isatty(STDERR_FILENO),
-			       .stop = &stop_flag, .cancel_fd = stop_pipe[0] };
-	if (!res || !ran) {
-		fprintf(stderr, "maildisk: out of memory\n");
-		rc = EXIT_SYNC_ERRORS;
-		goto out;
-	}
-	sched_run_once(c.st, c.cfg, user, account, &o, res, ran);
-	rc = EXIT_OK;
-	for (size_t i = 0; i < c.cfg->n_accounts; i++) {
-		const struct account_settings *a = &c.cfg->accounts[i];
-
-		if (!ran[i])
-			continue;
-		if (res[i].status != FETCH_OK || res[i].n_held)
-			rc = EXIT_SYNC_ERRORS;
-		if (isatty(STDOUT_FILENO) || res[i].status != FETCH_OK || res[i].n_held)
-			printf("%s/%s: %s: %" PRId64 " new, %" PRId64 " moved to trash%s%s%s\n",
-			       a->user, a->name, fetch_status_str(res[i].status), res[i].n_new,
-			       res[i].n_trashed, res[i].n_held ? ", deletions held (see maildisk status)" : "",
-			       res[i].error[0] ? ": " : "", res[i].error);
-	}
-out:
-	free(res);
-	free(ran);
+	rc = sync_here(&c, user, account, allow);
 	unload(&c);
 	free(user);
 	return rc;
