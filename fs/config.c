@@ -203,6 +203,16 @@ static int add_account(struct parse *p, const char *hdr, const char *user, size_
 	return 0;
 }
 
+/* A section without a name ([store], [sync]): at most once. */
+static int begin_single(struct parse *p, const char *hdr, struct sect_meta *m, enum sect sect)
+{
+	if (m->line)
+		return fail(p, p->line, hdr, "given twice (first at line %d)", m->line);
+	m->line = p->line;
+	p->cur = sect;
+	return 0;
+}
+
 /* inner is what stands between '[' and ']', trimmed. */
 static int begin_section(struct parse *p, const char *inner, size_t n)
 {
@@ -219,22 +229,10 @@ static int begin_section(struct parse *p, const char *inner, size_t n)
 	while (rest && isspace((unsigned char)*arg))
 		arg++, rest--;
 
-	if (tn == 5 && memcmp(inner, "store", 5) == 0 && rest == 0) {
-		if (p->store.line)
-			return fail(p, p->line, shown_hdr, "given twice (first at line %d)",
-				    p->store.line);
-		p->store.line = p->line;
-		p->cur = SECT_STORE;
-		return 0;
-	}
-	if (tn == 4 && memcmp(inner, "sync", 4) == 0 && rest == 0) {
-		if (p->sync.line)
-			return fail(p, p->line, shown_hdr, "given twice (first at line %d)",
-				    p->sync.line);
-		p->sync.line = p->line;
-		p->cur = SECT_SYNC;
-		return 0;
-	}
+	if (tn == 5 && memcmp(inner, "store", 5) == 0 && rest == 0)
+		return begin_single(p, shown_hdr, &p->store, SECT_STORE);
+	if (tn == 4 && memcmp(inner, "sync", 4) == 0 && rest == 0)
+		return begin_single(p, shown_hdr, &p->sync, SECT_SYNC);
 	if (tn == 4 && memcmp(inner, "user", 4) == 0 && rest > 0) {
 		if (!valid_name(arg, rest))
 			return fail(p, p->line, shown_hdr, "bad user name; %s", name_rule);

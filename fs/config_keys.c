@@ -341,31 +341,36 @@ static int set_min_free(struct parse *p, const char *key, const char *v, struct 
 		    "filesystem from 0%% to 50%%, got %s", config_shown(v, q, sizeof(q)));
 }
 
-/* tls: on or off. */
-static int set_tls(struct parse *p, const char *key, const char *v, struct account_settings *a)
+/* One of the words in yes (then *r is true) or in no, in any case; each
+ * list ends in NULL. */
+static bool parse_switch(const char *v, const char *const *yes, const char *const *no, bool *r)
 {
-	char q[72];
-
-	if (strcasecmp(v, "on") == 0)
-		a->tls_off = false;
-	else if (strcasecmp(v, "off") == 0)
-		a->tls_off = true;
-	else
-		return fail(p, p->line, key, "expected on or off, got %s", config_shown(v, q, sizeof(q)));
-	return 0;
+	for (int want = 1; want >= 0; want--)
+		for (const char *const *w = want ? yes : no; *w; w++)
+			if (strcasecmp(v, *w) == 0) {
+				*r = want;
+				return true;
+			}
+	return false;
 }
 
-/* yes, true, on or no, false, off, in any case. */
-static int set_bool(struct parse *p, const char *key, const char *v, bool *b)
+/* tls = on|off (K_TLS, into tls_off) and yes|true|on / no|false|off (K_BOOL). */
+static int set_switch(struct parse *p, const struct keydef *k, const char *v, void *obj)
 {
+	static const char *const on[] = { "on", NULL }, *const off[] = { "off", NULL };
+	static const char *const yes[] = { "yes", "true", "on", NULL };
+	static const char *const no[] = { "no", "false", "off", NULL };
 	char q[72];
 
-	if (!strcasecmp(v, "yes") || !strcasecmp(v, "true") || !strcasecmp(v, "on"))
-		*b = true;
-	else if (!strcasecmp(v, "no") || !strcasecmp(v, "false") || !strcasecmp(v, "off"))
-		*b = false;
-	else
-		return fail(p, p->line, key, "expected yes or no, got %s", config_shown(v, q, sizeof(q)));
+	if (k->kind == K_TLS) {
+		/* tls_off is the member: "off" sets it */
+		if (!parse_switch(v, off, on, &((struct account_settings *)obj)->tls_off))
+			return fail(p, p->line, k->name, "expected on or off, got %s",
+				    config_shown(v, q, sizeof(q)));
+		return 0;
+	}
+	if (!parse_switch(v, yes, no, (bool *)((char *)obj + k->off)))
+		return fail(p, p->line, k->name, "expected yes or no, got %s", config_shown(v, q, sizeof(q)));
 	return 0;
 }
 
@@ -437,9 +442,8 @@ int config_set_value(struct parse *p, const struct keydef *k, void *obj, const c
 	case K_FOLDERS:
 		return set_folders(p, k->name, v, obj);
 	case K_TLS:
-		return set_tls(p, k->name, v, obj);
 	case K_BOOL:
-		return set_bool(p, k->name, v, (bool *)((char *)obj + k->off));
+		return set_switch(p, k, v, obj);
 	case K_FRACTION:
 		return set_fraction(p, k->name, v, obj);
 	case K_SIZE:
