@@ -291,10 +291,8 @@ def kill_during_stall(ctx, inspect):
         srv.arm(Fault("UID FETCH", "stall", at="mid_literal", literal=9, seconds=30))
         p = ctx.popen([H.maildisk_path(), "sync", "-c", cfg], stdout=subprocess.DEVNULL,
                       stderr=subprocess.DEVNULL, env=H.maildisk_env())
-        end = time.monotonic() + 20
-        while not srv.fired and time.monotonic() < end:
-            time.sleep(0.02)
-        time.sleep(0.5)
+        # the 9 messages before the stalled one, and the half-written 10th
+        H.wait_for(lambda: len(st.tmp_files()) >= 10, 20, "9 whole files and a half-written one in tmp/")
         n_tmp = len(st.tmp_files())
         os.kill(p.pid, signal.SIGKILL)
         p.wait()
@@ -331,7 +329,6 @@ KILLS = {"kill_then_sync": None, "kill_then_status": status_cmd, "kill_then_chec
 
 
 def run_scenario(ctx, sc, tls):
-    log("==== scenario %s" % sc.name)
     tmp = os.path.join(ctx.tmp, sc.name)
     os.mkdir(tmp, 0o700)
     # The TLS scenarios also log in with LOGIN instead of AUTHENTICATE PLAIN.
@@ -351,26 +348,9 @@ def run_scenario(ctx, sc, tls):
         faults = sc.fault(srv) if callable(sc.fault) else sc.fault
         faults = [] if faults is None else faults if isinstance(faults, list) else [faults]
         srv.arm(*faults)
-
-        t0 = time.monotonic()
-        rc, out, err, rss = F.run_measured([H.maildisk_path(), "sync", "-c", cfg], timeout=120)
-        took = time.monotonic() - t0
-        log("  faulty sync: exit %d in %.1fs, peak RSS %d KiB" % (rc, took, rss))
-        for l in err.rstrip().splitlines()[-12:]:
-            log("    " + l)
-        check(not H.SANITIZER_RE.search(err), "sanitizer report", err[-3000:])
-        check(rc >= 0, "maildisk died of signal %d" % -rc)
-        want = sc.expect_rc if isinstance(sc.expect_rc, tuple) else (sc.expect_rc,)
-        check(rc in want, "%s: exit %d, expected %s" % (sc.name, rc, want))
-        if sc.fires:
-            check(all(f.fired for f in faults), "%s: the fault never fired" % sc.name, faults)
         # A missing or unclear message fails the scenario, but only after
         # the checks on the store and the convergence have run too.
-        problems = []
-        if not F.re.search(ACCOUNT_RE, err):
-            problems.append("the log does not name the account")
-        if sc.log_re and not F.re.search(sc.log_re, err, F.re.S):
-            problems.append("the log does not say /%s/" % sc.log_re)
+        rc, err, rss, took, problems = F.faulty_sync(cfg, sc, faults, ACCOUNT_RE, log_lines=12)
         if sc.max_seconds:
             check(took <= sc.max_seconds, "%s: the sync took %.1fs (timeout %d s)" % (sc.name, took, TIMEOUT))
         trashed = st.messages(state=F.TRASHED)
@@ -417,31 +397,12 @@ def run_scenario(ctx, sc, tls):
 
 def main(ctx):
     group = sys.argv[1] if len(sys.argv) > 1 else "cuts"
-    only = set(filter(None, os.environ.get("MAILDISK_FAULTS", "").split(",")))
     tls = tls_material(ctx) if group == "tls" else None
-    ran = injected = 0
-    failed = []
+    runs = []
     if group == "kill":
-        for name, inspect in KILLS.items():
-            if only and name not in only:
-                continue
-            log("==== scenario %s" % name)
-            ran += 1
-            try:
-                injected += kill_during_stall(ctx, inspect)
-            except F.Failure as e:
-                log("FAILED scenario %s: %s" % (name, e))
-                failed.append("%s: %s" % (name, e))
-    for sc in SCENARIOS.get(group, []):
-        if only and sc.name not in only:
-            continue
-        ran += 1
-        try:
-            injected += run_scenario(ctx, sc, tls)
-        except F.Failure as e:
-            # Every scenario runs; the program fails at the end with all of them.
-            log("FAILED scenario %s: %s" % (sc.name, e))
-            failed.append("%s: %s" % (sc.name, e))
+        runs += [(name, lambda inspect=inspect: kill_during_stall(ctx, inspect)) for name, inspect in KILLS.items()]
+    runs += [(sc.name, lambda sc=sc: run_scenario(ctx, sc, tls)) for sc in SCENARIOS.get(group, [])]
+    ran, injected, failed = F.run_each(runs)
     log("fake IMAP %s: %d scenarios, %d faults injected, %d failed" % (group, ran, injected, len(failed)))
     check(not failed, "%d of %d scenarios failed" % (len(failed), ran), *["\n  " + f for f in failed])
 

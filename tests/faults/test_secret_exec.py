@@ -41,7 +41,8 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import faultlib as F  # noqa: E402
 from faultlib import H, check, log  # noqa: E402
-from test_secrets import write  # noqa: E402  (tests/integration, on faultlib's path)
+
+write = H.write_file
 
 LOCAL_USER = "maildisk-secret"
 EXTRA_GROUP = "maildisk-secgrp"
@@ -400,20 +401,11 @@ SCENARIOS = [("as_user", scenario_as_user), ("unprivileged", scenario_unprivileg
 def main(ctx):
     if os.geteuid() != 0:
         raise H.Skip("needs root: it creates a local user and runs commands as it")
-    only = set(filter(None, os.environ.get("MAILDISK_FAULTS", "").split(",")))
-    failed = []
-    ran = 0
-    for name, fn in SCENARIOS:
-        if only and name not in only:
-            continue
-        ran += 1
-        log("==== scenario %s" % name)
-        try:
-            fn(ctx)
-            log("  scenario %s passed" % name)
-        except F.Failure as e:
-            log("FAILED scenario %s: %s" % (name, e))
-            failed.append("%s: %s" % (name, e))
+    def passes(name, fn):
+        fn(ctx)
+        log("  scenario %s passed" % name)
+    ran, _injected, failed = F.run_each([(name, lambda name=name, fn=fn: passes(name, fn))
+                                         for name, fn in SCENARIOS])
     check(not failed, "%d of %d scenarios failed" % (len(failed), ran), *["\n  " + f for f in failed])
 
 

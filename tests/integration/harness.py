@@ -15,6 +15,9 @@ Standard library only. What it gives the tests:
   Ctx, run()     the frame of one test program: hard deadline, cleanup on
                  any exit, exit code 0 pass / 1 fail / 77 skip.
   write_config() a maildisk config (0600) for given accounts.
+  wait_for()     polls a state until it holds or a deadline passes: tests
+                 wait on what they need, never for a fixed time.
+  Runs           maildisk(), keeping every run's output for later checks.
 
 Why some things are as they are (measured on Debian 12, Dovecot 2.3.19):
   - Dovecot refuses to open mail as uid 0, so Maildirs belong to a system
@@ -102,6 +105,29 @@ def free_port():
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def wait_for(pred, timeout, what, interval=0.05):
+    """Calls pred until it returns something true, and returns that; fails
+    the test after timeout seconds, naming what it waited for."""
+    end = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() > end:
+            raise Failure("timed out after %ss waiting for %s" % (timeout, what))
+        time.sleep(interval)
+
+
+def write_file(path, text, mode=0o600):
+    """Writes text to path, created with mode (and set to it, whatever the
+    umask or an older file had). Returns path."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.chmod(path, mode)
+    return path
 
 
 def wait_port(port, timeout=10.0):
@@ -418,6 +444,8 @@ state_dir = {d}/state
 log_path = {d}/dovecot.log
 info_log_path = {d}/dovecot.log
 protocols = imap pop3
+# the imap processes show "[USER IP COMMAND]" in ps: tests see a session idle
+verbose_proctitle = yes
 listen = 127.0.0.1
 ssl = yes
 ssl_cert = <{self.cert}
@@ -584,11 +612,37 @@ service pop3-login {{
             return ""
 
     # -- users and URLs
+    def populate(self, users, layout, n, seed, max_size):
+        """Adds users ({login: password}) and appends mail: for each (login,
+        folder, k) of layout in turn, the next k of n messages that
+        mailgen.generate(n, seed, max_size) makes. Returns (the n messages,
+        the list of UIDs of each layout entry)."""
+        import mailgen
+        for u, pw in users.items():
+            self.add_user(u, pw)
+        msgs = mailgen.generate(n, seed=seed, max_size=max_size)
+        uids, at = [], 0
+        for login, folder, k in layout:
+            uids.append(self.append(login, folder, [m.raw for m in msgs[at:at + k]]))
+            at += k
+        return msgs, uids
+
     def add_user(self, name, password):
         if ":" in name or ":" in password or "\n" in name + password:
             raise ValueError("passwd-file users must not contain ':' or newlines")
         self.users[name] = password
         self._write_users()
+
+    def idle_sessions(self, user):
+        """How many IMAP sessions of user are in IDLE now, from the titles
+        of this instance's imap processes ("[USER IP IDLE]")."""
+        title = re.compile(r"/imap \[%s \S+ IDLE\]" % re.escape(user))
+        n = 0
+        for pid in children_of(self.pid) if self.pid else ():
+            with contextlib.suppress(OSError):
+                with open("/proc/%d/cmdline" % pid, "rb") as f:
+                    n += bool(title.search(f.read().replace(b"\0", b" ").decode(errors="replace")))
+        return n
 
     def url(self, kind="imaps", port=None):
         return "%s://127.0.0.1:%d" % (kind, port or self.ports[kind])
@@ -1026,6 +1080,25 @@ SANITIZER_RE = re.compile(r"ERROR: (Address|Leak|Memory|Thread)Sanitizer|runtime
                           r"SUMMARY: (Address|Undefined|Leak)")
 
 
+def drop_pop3_folders(path):
+    """Removes the folders line of each POP3 account from the config at
+    path: write_config writes one for every account with folders, and the
+    config refuses it in a pop3:// or pop3s:// section."""
+    out, pop = [], False
+    with open(path) as f:
+        for line in f.read().split("\n"):
+            if line.startswith("["):
+                pop = False
+            if line.startswith("url = pop3"):
+                pop = True
+            if pop and line.startswith("folders = "):
+                continue
+            out.append(line)
+    with open(path, "w") as f:
+        f.write("\n".join(out))
+    return path
+
+
 class Result:
     def __init__(self, argv, rc, out, err, elapsed):
         self.argv, self.rc, self.out, self.err, self.elapsed = argv, rc, out, err, elapsed
@@ -1084,6 +1157,19 @@ def maildisk(cmd, config, *args, timeout=120, expect=None):
         ok = (r.rc in expect) if isinstance(expect, tuple) else r.rc == expect
         check(ok, "maildisk %s exited %d, expected %s" % (cmd, r.rc, expect))
     return r
+
+
+class Runs:
+    """maildisk() that keeps the output of every run in .outputs, for the
+    checks a test makes over all of them (no password in any)."""
+
+    def __init__(self):
+        self.outputs = []
+
+    def __call__(self, *a, **kw):
+        r = maildisk(*a, **kw)
+        self.outputs.append(r.text)
+        return r
 
 
 # ---------------------------------------------------------------- store inspection
@@ -1205,8 +1291,9 @@ def assert_folder_matches(store, dc, user, account, folder, server_user=None, sa
 
 def pop3_bodies(dc, login, kind="pop3s"):
     """{uidl: bytes exactly as RETR sends them, dot-stuffing undone} of a
-    Dovecot user's mailbox, over POP3S (or pop3 with STLS). The session
-    ends with RSET, so Dovecot marks nothing \\Seen at QUIT."""
+    Dovecot user's mailbox, over POP3S (or pop3 with STLS); fails when UIDL
+    lists another count than STAT says. The session ends with RSET, so
+    Dovecot marks nothing \\Seen at QUIT."""
     poplib._MAXLINE = max(poplib._MAXLINE, 1 << 20)    # mailgen's 20 KB header lines
     ctx = ssl.create_default_context(cafile=dc.ca_pem)
     if kind == "pop3s":
@@ -1217,10 +1304,12 @@ def pop3_bodies(dc, login, kind="pop3s"):
     try:
         p.user(login)
         p.pass_(dc.users[login])
+        count = p.stat()[0]
         out = {}
         for line in p.uidl()[1]:
             num, uidl = line.split()
             out[uidl.decode()] = b"".join(x + b"\r\n" for x in p.retr(int(num))[1])
+        check(len(out) == count, "%s: UIDL lists %d, STAT says %d" % (login, len(out), count))
         p.rset()
         return out
     finally:

@@ -38,9 +38,9 @@ def main(ctx):
     marks = L.sync_marks(store)
     m = L.Mount(ctx, cfg, mp).start()
     L.wait_synced(store, [("alice", "work")], marks)
-    # The IDLE connection logs in beside the first sync; give it a moment
-    # to be idling (this waits for a connection, it triggers nothing).
-    time.sleep(1.0)
+    # The IDLE connection logs in beside the first sync: wait until it idles
+    # (this waits for a connection, it triggers nothing).
+    L.wait_for(lambda: dc.idle_sessions("alice"), 15, "maildisk's IDLE session")
 
     mark = L.sync_marks(store)
     t0 = time.time()
@@ -49,7 +49,7 @@ def main(ctx):
     L.wait_for(lambda: any(r["remote_id"] == str(new_uid) for r in store.messages("alice", "work", "INBOX")),
                10, "the new message in the index")
 
-    time.sleep(1.0)
+    L.wait_for(lambda: dc.idle_sessions("alice"), 15, "maildisk's IDLE session after the sync")
     mark = L.sync_marks(store)
     t0 = time.time()
     dc.expunge("alice", "INBOX", uids[:1])

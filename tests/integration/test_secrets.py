@@ -27,7 +27,6 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as h  # noqa: E402
-import mailgen  # noqa: E402
 
 PW = {"sam": "Pw-sam-e0f4b7a2", "sam-pop": "Pw-sampop-19c3d8ee", "tina": "Pw-tina-6a5b0c91"}
 WRONG = "Pw-wrong-tina-2e8d"
@@ -37,12 +36,7 @@ OTHER = ["Pw-open-file-0d1c", "Pw-group-file-3f3f", "Pw-foreign-file-8c8c", "Pw-
          "Pw-group-conf-9e9e"]
 
 
-def write(path, text, mode=0o600):
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.chmod(path, mode)
-    return path
+write = h.write_file
 
 
 def nobody():
@@ -81,23 +75,16 @@ class Conf:
 
 def main(ctx):
     dc = ctx.dovecot()
-    for u, pw in PW.items():
-        dc.add_user(u, pw)
-    msgs = [m.raw for m in mailgen.generate(24, seed=777, max_size=40000)]
-    dc.append("sam", "INBOX", msgs[:8])
-    dc.append("sam-pop", "INBOX", msgs[8:14])
-    dc.append("tina", "INBOX", msgs[14:18])
+    msgs, _ = dc.populate(PW, [("sam", "INBOX", 8), ("sam-pop", "INBOX", 6), ("tina", "INBOX", 4)],
+                          24, seed=777, max_size=40000)
+    msgs = [m.raw for m in msgs]
     store = ctx.store_dir()
     st = h.Store(store)
     secrets_dir = os.path.join(ctx.tmp, "secrets")
     os.mkdir(secrets_dir, 0o700)
-    outputs = []
+    run = h.Runs()
+    outputs = run.outputs
     messages = []        # (case, the line the user saw), for the report
-
-    def run(*a, **kw):
-        r = h.maildisk(*a, **kw)
-        outputs.append(r.text)
-        return r
 
     def pwfile(name, secret, mode=0o600):
         return write(os.path.join(secrets_dir, name), secret + "\n", mode)
