@@ -223,7 +223,7 @@ class _Server(socketserver.ThreadingTCPServer):
     block_on_close = False
 
 
-class _FakeBase:
+class _FakeBase(H.Closing):
     """A threaded server on a free 127.0.0.1 port; plaintext, or TLS when
     given a (cert, key) pair (implicit TLS, as imaps:// and pop3s://)."""
 
@@ -250,13 +250,6 @@ class _FakeBase:
         self.port = self.srv.server_address[1]
         self.thread = threading.Thread(target=self.srv.serve_forever, daemon=True)
         self.thread.start()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-        return False
 
     def close(self):
         self.srv.shutdown()
@@ -943,6 +936,21 @@ def run_each(runs):
             log("FAILED scenario %s: %s" % (name, e))
             failed.append("%s: %s" % (name, e))
     return ran, injected, failed
+
+
+def report_scenarios(what, ran, injected, failed):
+    """Logs the count of run_each's scenarios and fails with every failure."""
+    log("%s: %d scenarios, %d faults injected, %d failed" % (what, ran, injected, len(failed)))
+    check(not failed, "%d of %d scenarios failed" % (len(failed), ran), *["\n  " + f for f in failed])
+
+
+def converged(sc, srv, st, n_trashed, problems, violation):
+    """The end of a fake-server scenario, after the converging sync: the
+    server saw no command that changes mail (violation says which), and
+    the faulty run's log said what it had to (problems from faulty_sync)."""
+    check(not srv.violations, "%s: %s" % (sc.name, violation), srv.violations[:5])
+    log("  converged: %d rows, %d trashed" % (len(visible_rows(st)), n_trashed))
+    check(not problems, "%s: %s" % (sc.name, "; ".join(problems)))
 
 
 def faulty_sync(cfg, sc, faults, account_re, log_lines=10):

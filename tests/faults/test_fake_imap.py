@@ -131,34 +131,39 @@ def listing_without(uids_fn):
     return make
 
 
+def hangup(name, cmd, at, **kw):
+    """The server hangs up at at in its answer to cmd; the log names cmd."""
+    return Scenario(name, Fault(cmd, "hangup", at=at, **kw), log_re=r"%s.*closed the connection" % cmd)
+
+
+def answered(name, cmd, status, keep_untagged):
+    """cmd is answered NO or BAD (after its untagged data when keep_untagged)."""
+    return Scenario(name, Fault(cmd, "status", status=status, keep_untagged=keep_untagged),
+                    log_re=r"%s: the server answered %s" % (cmd, status))
+
+
+def stall(name, cmd, at, **kw):
+    """The server stops sending at at in its answer to cmd, for longer than the timeout."""
+    return Scenario(name, Fault(cmd, "stall", at=at, seconds=12, **kw),
+                    log_re=r"%s.*no data from the server for %d s" % (cmd, TIMEOUT), max_seconds=TIMEOUT + 5)
+
+
 SCENARIOS = {
     "cuts": [
-        Scenario("hangup_mid_literal", Fault("UID FETCH", "hangup", at="mid_literal", literal=5),
-                 log_re=r"UID FETCH.*closed the connection"),
-        Scenario("hangup_mid_first_literal", Fault("UID FETCH", "hangup", at="mid_literal", literal=0),
-                 log_re=r"UID FETCH.*closed the connection"),
-        Scenario("hangup_mid_search_line", Fault("UID SEARCH", "hangup", at="mid_line"),
-                 log_re=r"UID SEARCH.*closed the connection"),
-        Scenario("hangup_before_search_ok", Fault("UID SEARCH", "hangup", at="before_tagged"),
-                 log_re=r"UID SEARCH.*closed the connection"),
-        Scenario("hangup_before_fetch_ok", Fault("UID FETCH", "hangup", at="before_tagged"),
-                 log_re=r"UID FETCH.*closed the connection"),
-        Scenario("hangup_mid_examine", Fault("EXAMINE", "hangup", at="mid_line"),
-                 log_re=r"EXAMINE.*closed the connection"),
-        Scenario("hangup_mid_list", Fault("LIST", "hangup", at="mid_line"),
-                 log_re=r"LIST.*closed the connection"),
+        hangup("hangup_mid_literal", "UID FETCH", "mid_literal", literal=5),
+        hangup("hangup_mid_first_literal", "UID FETCH", "mid_literal", literal=0),
+        hangup("hangup_mid_search_line", "UID SEARCH", "mid_line"),
+        hangup("hangup_before_search_ok", "UID SEARCH", "before_tagged"),
+        hangup("hangup_before_fetch_ok", "UID FETCH", "before_tagged"),
+        hangup("hangup_mid_examine", "EXAMINE", "mid_line"),
+        hangup("hangup_mid_list", "LIST", "mid_line"),
         Scenario("hangup_at_greeting", Fault("GREETING", "hangup", at="start"),
                  log_re=r"alice/fake: "),
-        Scenario("no_to_fetch", Fault("UID FETCH", "status", status="NO", keep_untagged=False),
-                 log_re=r"UID FETCH: the server answered NO"),
-        Scenario("no_to_fetch_after_bodies", Fault("UID FETCH", "status", status="NO", keep_untagged=True),
-                 log_re=r"UID FETCH: the server answered NO"),
-        Scenario("bad_to_fetch", Fault("UID FETCH", "status", status="BAD", keep_untagged=False),
-                 log_re=r"UID FETCH: the server answered BAD"),
-        Scenario("no_to_search_after_listing", Fault("UID SEARCH", "status", status="NO", keep_untagged=True),
-                 log_re=r"UID SEARCH: the server answered NO"),
-        Scenario("no_to_examine", Fault("EXAMINE", "status", status="NO", keep_untagged=False),
-                 log_re=r"EXAMINE: the server answered NO"),
+        answered("no_to_fetch", "UID FETCH", "NO", False),
+        answered("no_to_fetch_after_bodies", "UID FETCH", "NO", True),
+        answered("bad_to_fetch", "UID FETCH", "BAD", False),
+        answered("no_to_search_after_listing", "UID SEARCH", "NO", True),
+        answered("no_to_examine", "EXAMINE", "NO", False),
         Scenario("garbage_for_examine", Fault("EXAMINE", "garbage", at="start", then="close"),
                  log_re=ACCOUNT_RE + r".*EXAMINE"),
         Scenario("garbage_in_search", Fault("UID SEARCH", "garbage", at="mid_line", then="rest",
@@ -177,12 +182,9 @@ SCENARIOS = {
                  log_re=ACCOUNT_RE + r".*LIST", check_after=small_rss(48 * 1024)),
     ],
     "stalls": [
-        Scenario("stall_mid_literal", Fault("UID FETCH", "stall", at="mid_literal", literal=3, seconds=12),
-                 log_re=r"UID FETCH.*no data from the server for %d s" % TIMEOUT, max_seconds=TIMEOUT + 5),
-        Scenario("stall_before_search_ok", Fault("UID SEARCH", "stall", at="before_tagged", seconds=12),
-                 log_re=r"UID SEARCH.*no data from the server for %d s" % TIMEOUT, max_seconds=TIMEOUT + 5),
-        Scenario("stall_examine", Fault("EXAMINE", "stall", at="start", seconds=12),
-                 log_re=r"EXAMINE.*no data from the server for %d s" % TIMEOUT, max_seconds=TIMEOUT + 5),
+        stall("stall_mid_literal", "UID FETCH", "mid_literal", literal=3),
+        stall("stall_before_search_ok", "UID SEARCH", "before_tagged"),
+        stall("stall_examine", "EXAMINE", "start"),
         Scenario("stall_greeting", Fault("GREETING", "stall", at="start", seconds=12),
                  log_re=ACCOUNT_RE, max_seconds=2 * TIMEOUT + 5),
         # Refused at its announcement: the stall that follows is never waited for.
@@ -386,10 +388,7 @@ def run_scenario(ctx, sc, tls):
             old_uid = {rid: int(v[0]) for rid, v in before.items()}
             got_old = sorted(old_uid[t["id"]] for t in trashed)
             check(got_old == sorted(sc.expunged), "%s: trashed after convergence" % sc.name, got_old, got)
-        check(not srv.violations, "%s: the fake server saw commands that change mail" % sc.name,
-              srv.violations[:5])
-        log("  converged: %d rows, %d trashed" % (len(F.visible_rows(st)), len(trashed)))
-        check(not problems, "%s: %s" % (sc.name, "; ".join(problems)))
+        F.converged(sc, srv, st, len(trashed), problems, "the fake server saw commands that change mail")
         return len(faults)
     finally:
         srv.close()
@@ -403,8 +402,7 @@ def main(ctx):
         runs += [(name, lambda inspect=inspect: kill_during_stall(ctx, inspect)) for name, inspect in KILLS.items()]
     runs += [(sc.name, lambda sc=sc: run_scenario(ctx, sc, tls)) for sc in SCENARIOS.get(group, [])]
     ran, injected, failed = F.run_each(runs)
-    log("fake IMAP %s: %d scenarios, %d faults injected, %d failed" % (group, ran, injected, len(failed)))
-    check(not failed, "%d of %d scenarios failed" % (len(failed), ran), *["\n  " + f for f in failed])
+    F.report_scenarios("fake IMAP %s" % group, ran, injected, failed)
 
 
 if __name__ == "__main__":

@@ -113,9 +113,7 @@ def run_scenario(ctx, sc):
         F.check_store(st, lambda r: srv.history[r["remote_id"]], sc.name + " (converged)")
         got = sorted(t["remote_id"] for t in st.messages(state=F.TRASHED))
         check(got == sorted(gone), "%s: trashed after convergence" % sc.name, got, sorted(gone))
-        check(not srv.violations, "%s: the server saw DELE" % sc.name, srv.violations[:5])
-        log("  converged: %d rows, %d trashed" % (len(F.visible_rows(st)), len(got)))
-        check(not problems, "%s: %s" % (sc.name, "; ".join(problems)))
+        F.converged(sc, srv, st, len(got), problems, "the server saw DELE")
         return len(faults)
     finally:
         srv.close()
@@ -123,8 +121,7 @@ def run_scenario(ctx, sc):
 
 def main(ctx):
     ran, injected, failed = F.run_each([(sc.name, lambda sc=sc: run_scenario(ctx, sc)) for sc in SCENARIOS])
-    log("fake POP3: %d scenarios, %d faults injected, %d failed" % (ran, injected, len(failed)))
-    check(not failed, "%d of %d scenarios failed" % (len(failed), ran), *["\n  " + f for f in failed])
+    F.report_scenarios("fake POP3", ran, injected, failed)
 
 
 if __name__ == "__main__":

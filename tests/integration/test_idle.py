@@ -10,7 +10,6 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "mount"))
 import harness as h  # noqa: E402
-import mailgen  # noqa: E402
 import mountlib as L  # noqa: E402
 
 
@@ -27,9 +26,7 @@ def wait_sync_after(store, mark, t0, what):
 def main(ctx):
     L.require_fuse()
     dc = ctx.dovecot()
-    dc.add_user("alice", "pw-idle")
-    msgs = mailgen.generate(12, seed=5, max_size=10000)
-    uids = dc.append("alice", "INBOX", [m.raw for m in msgs[:8]])
+    msgs, (uids,) = dc.populate({"alice": "pw-idle"}, [("alice", "INBOX", 8)], 12, seed=5, max_size=10000)
     acct = h.Account("alice", "work", dc.url("imaps"), "alice", "pw-idle", ("INBOX",), dc.ca_pem,
                      extra={"interval": "3600"})
     cfg = ctx.config([acct])

@@ -103,7 +103,7 @@ def pop3_log_lines(dc):
 
 # ---------------------------------------------------------------- scripted server
 
-class FakePop3:
+class FakePop3(h.Listener):
     """A plaintext POP3 server on a free 127.0.0.1 port (USER/PASS, UIDL, no
     STLS), serving self.mailbox: a list of (uidl, bytes). Faults:
       retr_err   message number answered -ERR
@@ -123,20 +123,7 @@ class FakePop3:
         self.cut_retr = None
         self.sessions = []
         self.lock = threading.Lock()
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(8)
-        self.port = self.sock.getsockname()[1]
-        self.conns = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def close(self):
-        with contextlib.suppress(OSError):
-            self.sock.close()
-        for c in self.conns:
-            with contextlib.suppress(OSError):
-                c.close()
+        super().__init__()
 
     def reset_faults(self):
         self.retr_err = self.cut_retr = None
@@ -144,17 +131,11 @@ class FakePop3:
         self.stat_extra = 0
         self.drop_after_uidl = False
 
-    def _accept(self):
-        while True:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            self.conns.append(c)
-            log_ = []
-            with self.lock:
-                self.sessions.append(log_)
-            threading.Thread(target=self._serve, args=(c, log_), daemon=True).start()
+    def on_conn(self, c):
+        log_ = []
+        with self.lock:
+            self.sessions.append(log_)
+        threading.Thread(target=self._serve, args=(c, log_), daemon=True).start()
 
     @staticmethod
     def _stuffed(body):
