@@ -13,7 +13,7 @@
    exit 1, a message naming the account and the command; the good account
    in the same config is synced in the same run; status shows the errors.
 4. Each malformed config case (unknown key, bad url, two secrets, missing
-   login, bad number, tls = off on imaps://, and more from fs/config.c's
+   login, bad number, tls = off on imaps://, and more from fs/config*.c's
    error set) gives one line "FILE:LINE: KEY: message" and exit 2, and
    creates no store.
 5. Every test password and token is searched for in everything maildisk
