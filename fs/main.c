@@ -81,6 +81,25 @@ static int usage_error(const char *fmt, const char *arg)
 	return EXIT_USAGE;
 }
 
+/* An option every command takes, from getopt_long: -c FILE, -v, -h; any
+ * other is unknown to cmd. Returns -1 to go on, or the exit code to end
+ * with. */
+static int common_opt(int opt, const char *cmd, const char **config_r)
+{
+	switch (opt) {
+	case 'c':
+		*config_r = optarg;
+		return -1;
+	case 'v':
+		log_set_level(LOG_LVL_DEBUG);
+		return -1;
+	case 'h':
+		fputs(usage_text, stdout);
+		return EXIT_OK;
+	}
+	return usage_error("%s: unknown option", cmd);
+}
+
 /* Common options of every command: -c FILE and -v. */
 struct common {
 	char config_path[PATH_MAX];
@@ -276,13 +295,10 @@ static int cmd_sync(int argc, char **argv)
 	pid_t holder = 0;
 
 	while ((opt = getopt_long(argc, argv, "c:vh", opts, NULL)) != -1) {
-		switch (opt) {
-		case 'c': config = optarg; break;
-		case 'M': allow = true; break;
-		case 'v': log_set_level(LOG_LVL_DEBUG); break;
-		case 'h': fputs(usage_text, stdout); return EXIT_OK;
-		default: return usage_error("sync: unknown option%s", "");
-		}
+		if (opt == 'M')
+			allow = true;
+		else if ((rc = common_opt(opt, "sync", &config)) >= 0)
+			return rc;
 	}
 	if (optind < argc) {
 		user = strdup(argv[optind]);
@@ -344,24 +360,16 @@ static int simple_opts(int argc, char **argv, const char *cmd, const char **conf
 		{ "config", required_argument, NULL, 'c' }, { "store", no_argument, NULL, 'S' },
 		{ "json", no_argument, NULL, 'J' }, { "help", no_argument, NULL, 'h' }, { 0 },
 	};
-	int opt;
+	int opt, rc;
 
 	*config_r = NULL;
 	while ((opt = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
-		if (opt == 'c') {
-			*config_r = optarg;
-		} else if (opt == 'S' && store_r) {
+		if (opt == 'S' && store_r)
 			*store_r = true;
-		} else if (opt == 'J' && json_r) {
+		else if (opt == 'J' && json_r)
 			*json_r = true;
-		} else if (opt == 'h') {
-			fputs(usage_text, stdout);
-			return EXIT_OK;
-		} else {
-			fprintf(stderr, "maildisk: %s: unknown option\nrun 'maildisk --help' for usage\n",
-				cmd);
-			return EXIT_USAGE;
-		}
+		else if ((rc = common_opt(opt, cmd, config_r)) >= 0)
+			return rc;
 	}
 	return -1;
 }
@@ -790,14 +798,12 @@ static int cmd_mount(int argc, char **argv)
 	pid_t holder = 0;
 
 	while ((opt = getopt_long(argc, argv, "c:fo:vh", opts, NULL)) != -1) {
-		switch (opt) {
-		case 'c': config = optarg; break;
-		case 'f': foreground = true; break;
-		case 'o': fuse_opts = optarg; break;
-		case 'v': log_set_level(LOG_LVL_DEBUG); break;
-		case 'h': fputs(usage_text, stdout); return EXIT_OK;
-		default: return usage_error("mount: unknown option%s", "");
-		}
+		if (opt == 'f')
+			foreground = true;
+		else if (opt == 'o')
+			fuse_opts = optarg;
+		else if ((rc = common_opt(opt, "mount", &config)) >= 0)
+			return rc;
 	}
 	if (optind + 1 != argc)
 		return usage_error("mount: give exactly one MOUNTPOINT%s", "");
