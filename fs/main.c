@@ -84,6 +84,25 @@ static int usage_error(const char *fmt, const char *arg)
 	return EXIT_USAGE;
 }
 
+/* An option every command takes, from getopt_long: -c FILE, -v, -h; any
+ * other is unknown to cmd. Returns -1 to go on, or the exit code to end
+ * with. */
+static int common_opt(int opt, const char *cmd, const char **config_r)
+{
+	switch (opt) {
+	case 'c':
+		*config_r = optarg;
+		return -1;
+	case 'v':
+		log_set_level(LOG_LVL_DEBUG);
+		return -1;
+	case 'h':
+		fputs(usage_text, stdout);
+		return EXIT_OK;
+	}
+	return usage_error("%s: unknown option", cmd);
+}
+
 /* Common options of every command: -c FILE and -v. */
 struct common {
 	char config_path[PATH_MAX];
@@ -223,6 +242,45 @@ static int sync_via_daemon(struct common *c, pid_t holder, const char *user, con
 	return failed ? EXIT_SYNC_ERRORS : EXIT_OK;
 }
 
+/* The sync of `maildisk sync` in this process, the store lock held: runs
+ * the matching accounts once and prints a line per account (every line on
+ * a terminal, else only those with errors or held deletions). */
+static int sync_here(struct common *c, const char *user, const char *account, bool allow)
+{
+	int rc;
+
+	recover(c);
+
+	struct sync_result *res = calloc(c->cfg->n_accounts, sizeof(*res));
+	bool *ran = calloc(c->cfg->n_accounts, sizeof(*ran));
+	struct sync_opts o = { .allow_mass_delete = allow, .progress = isatty(STDERR_FILENO),
+			       .stop = &stop_flag, .cancel_fd = stop_pipe[0] };
+	if (!res || !ran) {
+		fprintf(stderr, "maildisk: out of memory\n");
+		rc = EXIT_SYNC_ERRORS;
+		goto out;
+	}
+	sched_run_once(c->st, c->cfg, user, account, &o, res, ran);
+	rc = EXIT_OK;
+	for (size_t i = 0; i < c->cfg->n_accounts; i++) {
+		const struct account_settings *a = &c->cfg->accounts[i];
+
+		if (!ran[i])
+			continue;
+		if (res[i].status != FETCH_OK || res[i].n_held)
+			rc = EXIT_SYNC_ERRORS;
+		if (isatty(STDOUT_FILENO) || res[i].status != FETCH_OK || res[i].n_held)
+			printf("%s/%s: %s: %" PRId64 " new, %" PRId64 " moved to trash%s%s%s\n",
+			       a->user, a->name, fetch_status_str(res[i].status), res[i].n_new,
+			       res[i].n_trashed, res[i].n_held ? ", deletions held (see maildisk status)" : "",
+			       res[i].error[0] ? ": " : "", res[i].error);
+	}
+out:
+	free(res);
+	free(ran);
+	return rc;
+}
+
 static int cmd_sync(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -240,13 +298,10 @@ static int cmd_sync(int argc, char **argv)
 	pid_t holder = 0;
 
 	while ((opt = getopt_long(argc, argv, "c:vh", opts, NULL)) != -1) {
-		switch (opt) {
-		case 'c': config = optarg; break;
-		case 'M': allow = true; break;
-		case 'v': log_set_level(LOG_LVL_DEBUG); break;
-		case 'h': fputs(usage_text, stdout); return EXIT_OK;
-		default: return usage_error("sync: unknown option%s", "");
-		}
+		if (opt == 'M')
+			allow = true;
+		else if ((rc = common_opt(opt, "sync", &config)) >= 0)
+			return rc;
 	}
 	if (optind < argc) {
 		user = strdup(argv[optind]);
@@ -292,35 +347,7 @@ static int cmd_sync(int argc, char **argv)
 		free(user);
 		return EXIT_SYNC_ERRORS;
 	}
-	recover(&c);
-
-	struct sync_result *res = calloc(c.cfg->n_accounts, sizeof(*res));
-	bool *ran = calloc(c.cfg->n_accounts, sizeof(*ran));
-	struct sync_opts o = { .allow_mass_delete = allow, .progress = isatty(STDERR_FILENO),
-			       .stop = &stop_flag, .cancel_fd = stop_pipe[0] };
-	if (!res || !ran) {
-		fprintf(stderr, "maildisk: out of memory\n");
-		rc = EXIT_SYNC_ERRORS;
-		goto out;
-	}
-	sched_run_once(c.st, c.cfg, user, account, &o, res, ran);
-	rc = EXIT_OK;
-	for (size_t i = 0; i < c.cfg->n_accounts; i++) {
-		const struct account_settings *a = &c.cfg->accounts[i];
-
-		if (!ran[i])
-			continue;
-		if (res[i].status != FETCH_OK || res[i].n_held)
-			rc = EXIT_SYNC_ERRORS;
-		if (isatty(STDOUT_FILENO) || res[i].status != FETCH_OK || res[i].n_held)
-			printf("%s/%s: %s: %" PRId64 " new, %" PRId64 " moved to trash%s%s%s\n",
-			       a->user, a->name, fetch_status_str(res[i].status), res[i].n_new,
-			       res[i].n_trashed, res[i].n_held ? ", deletions held (see maildisk status)" : "",
-			       res[i].error[0] ? ": " : "", res[i].error);
-	}
-out:
-	free(res);
-	free(ran);
+	rc = sync_here(&c, user, account, allow);
 	unload(&c);
 	free(user);
 	return rc;
@@ -336,24 +363,16 @@ static int simple_opts(int argc, char **argv, const char *cmd, const char **conf
 		{ "config", required_argument, NULL, 'c' }, { "store", no_argument, NULL, 'S' },
 		{ "json", no_argument, NULL, 'J' }, { "help", no_argument, NULL, 'h' }, { 0 },
 	};
-	int opt;
+	int opt, rc;
 
 	*config_r = NULL;
 	while ((opt = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
-		if (opt == 'c') {
-			*config_r = optarg;
-		} else if (opt == 'S' && store_r) {
+		if (opt == 'S' && store_r)
 			*store_r = true;
-		} else if (opt == 'J' && json_r) {
+		else if (opt == 'J' && json_r)
 			*json_r = true;
-		} else if (opt == 'h') {
-			fputs(usage_text, stdout);
-			return EXIT_OK;
-		} else {
-			fprintf(stderr, "maildisk: %s: unknown option\nrun 'maildisk --help' for usage\n",
-				cmd);
-			return EXIT_USAGE;
-		}
+		else if ((rc = common_opt(opt, cmd, config_r)) >= 0)
+			return rc;
 	}
 	return -1;
 }
@@ -782,14 +801,12 @@ static int cmd_mount(int argc, char **argv)
 	pid_t holder = 0;
 
 	while ((opt = getopt_long(argc, argv, "c:fo:vh", opts, NULL)) != -1) {
-		switch (opt) {
-		case 'c': config = optarg; break;
-		case 'f': foreground = true; break;
-		case 'o': fuse_opts = optarg; break;
-		case 'v': log_set_level(LOG_LVL_DEBUG); break;
-		case 'h': fputs(usage_text, stdout); return EXIT_OK;
-		default: return usage_error("mount: unknown option%s", "");
-		}
+		if (opt == 'f')
+			foreground = true;
+		else if (opt == 'o')
+			fuse_opts = optarg;
+		else if ((rc = common_opt(opt, "mount", &config)) >= 0)
+			return rc;
 	}
 	if (optind + 1 != argc)
 		return usage_error("mount: give exactly one MOUNTPOINT%s", "");

@@ -21,6 +21,10 @@ Dovecot, the cutting proxy, the test frame, store inspection). What it adds:
                   back with MAILDISK_SEED) and trial counts from the
                   environment (MAILDISK_TRIALS).
   run_measured    runs maildisk and reports its peak RSS (VmHWM).
+  faulty_sync     one `maildisk sync` with faults armed, and the checks
+                  every fake-server scenario makes of it.
+  run_each        runs named scenarios one after another (all of them, or
+                  those in MAILDISK_FAULTS), collecting the failures.
   write_config    harness.write_config without the folders line that the
                   config refuses in POP3 accounts.
   deliver         many messages into a Dovecot Maildir at once (no APPEND).
@@ -219,7 +223,7 @@ class _Server(socketserver.ThreadingTCPServer):
     block_on_close = False
 
 
-class _FakeBase:
+class _FakeBase(H.Closing):
     """A threaded server on a free 127.0.0.1 port; plaintext, or TLS when
     given a (cert, key) pair (implicit TLS, as imaps:// and pop3s://)."""
 
@@ -246,13 +250,6 @@ class _FakeBase:
         self.port = self.srv.server_address[1]
         self.thread = threading.Thread(target=self.srv.serve_forever, daemon=True)
         self.thread.start()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-        return False
 
     def close(self):
         self.srv.shutdown()
@@ -936,6 +933,78 @@ class FakePop3(_FakeBase):
             self.send(conn, r, fault)
 
 
+# ---------------------------------------------------------------- scenarios
+
+def only_scenarios():
+    """The scenario names in MAILDISK_FAULTS=name,name; empty: all."""
+    return set(filter(None, os.environ.get("MAILDISK_FAULTS", "").split(",")))
+
+
+def run_each(runs):
+    """Runs each (name, function) of runs whose name MAILDISK_FAULTS picks
+    (all when it is unset). A function runs one scenario and returns the
+    number of faults it injected (None counts as 0); a Failure is logged and
+    the next scenario runs all the same. Returns (ran, injected, failed),
+    failed as "name: why" lines."""
+    only = only_scenarios()
+    ran = injected = 0
+    failed = []
+    for name, fn in runs:
+        if only and name not in only:
+            continue
+        ran += 1
+        log("==== scenario %s" % name)
+        try:
+            injected += fn() or 0
+        except Failure as e:
+            log("FAILED scenario %s: %s" % (name, e))
+            failed.append("%s: %s" % (name, e))
+    return ran, injected, failed
+
+
+def report_scenarios(what, ran, injected, failed):
+    """Logs the count of run_each's scenarios and fails with every failure."""
+    log("%s: %d scenarios, %d faults injected, %d failed" % (what, ran, injected, len(failed)))
+    check(not failed, "%d of %d scenarios failed" % (len(failed), ran), *["\n  " + f for f in failed])
+
+
+def converged(sc, srv, st, n_trashed, problems, violation):
+    """The end of a fake-server scenario, after the converging sync: the
+    server saw no command that changes mail (violation says which), and
+    the faulty run's log said what it had to (problems from faulty_sync)."""
+    check(not srv.violations, "%s: %s" % (sc.name, violation), srv.violations[:5])
+    log("  converged: %d rows, %d trashed" % (len(visible_rows(st)), n_trashed))
+    check(not problems, "%s: %s" % (sc.name, "; ".join(problems)))
+
+
+def faulty_sync(cfg, sc, faults, account_re, log_lines=10):
+    """Arms faults on no server (the caller did) and runs `maildisk sync -c
+    cfg` once, measured. Checks what every scenario demands of that run: no
+    sanitizer report, no death by signal, an exit code in sc.expect_rc (an
+    int or a tuple), and, unless sc.fires is False, every fault fired.
+    Returns (rc, err, rss, took, problems): problems lists what the log
+    fails to say (the account's name, sc.log_re), for the caller to fail on
+    after its checks of the store."""
+    t0 = time.monotonic()
+    rc, _out, err, rss = run_measured([H.maildisk_path(), "sync", "-c", cfg], timeout=120)
+    took = time.monotonic() - t0
+    log("  faulty sync: exit %d in %.1fs, peak RSS %d KiB" % (rc, took, rss))
+    for line in err.rstrip().splitlines()[-log_lines:]:
+        log("    " + line)
+    check(not H.SANITIZER_RE.search(err), "sanitizer report", err[-3000:])
+    check(rc >= 0, "maildisk died of signal %d" % -rc)
+    want = sc.expect_rc if isinstance(sc.expect_rc, tuple) else (sc.expect_rc,)
+    check(rc in want, "%s: exit %d, expected %s" % (sc.name, rc, want))
+    if getattr(sc, "fires", True):
+        check(all(f.fired for f in faults), "%s: the fault never fired" % sc.name, faults)
+    problems = []
+    if not re.search(account_re, err):
+        problems.append("the log does not name the account")
+    if sc.log_re and not re.search(sc.log_re, err, re.S):
+        problems.append("the log does not say /%s/" % sc.log_re)
+    return rc, err, rss, took, problems
+
+
 # ---------------------------------------------------------------- configs and checks
 
 def account(user, name, url, password, folders=("INBOX",), timeout=5, tls_off=True, **extra):
@@ -951,19 +1020,7 @@ def write_config(path, store, accounts, **kw):
     """harness.write_config, without a folders line in POP3 sections (the
     config refuses one there; the harness writes it for every account)."""
     H.write_config(path, store, accounts, **kw)
-    out, pop = [], False
-    with open(path) as f:
-        for line in f.read().split("\n"):
-            if line.startswith("[account "):
-                pop = False
-            if line.startswith("url = pop3"):
-                pop = True
-            if pop and line.startswith("folders = "):
-                continue
-            out.append(line)
-    with open(path, "w") as f:
-        f.write("\n".join(out))
-    return path
+    return H.drop_pop3_folders(path)
 
 
 def visible_rows(st, user=None, acct=None, folder=None):

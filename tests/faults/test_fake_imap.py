@@ -131,34 +131,39 @@ def listing_without(uids_fn):
     return make
 
 
+def hangup(name, cmd, at, **kw):
+    """The server hangs up at at in its answer to cmd; the log names cmd."""
+    return Scenario(name, Fault(cmd, "hangup", at=at, **kw), log_re=r"%s.*closed the connection" % cmd)
+
+
+def answered(name, cmd, status, keep_untagged):
+    """cmd is answered NO or BAD (after its untagged data when keep_untagged)."""
+    return Scenario(name, Fault(cmd, "status", status=status, keep_untagged=keep_untagged),
+                    log_re=r"%s: the server answered %s" % (cmd, status))
+
+
+def stall(name, cmd, at, **kw):
+    """The server stops sending at at in its answer to cmd, for longer than the timeout."""
+    return Scenario(name, Fault(cmd, "stall", at=at, seconds=12, **kw),
+                    log_re=r"%s.*no data from the server for %d s" % (cmd, TIMEOUT), max_seconds=TIMEOUT + 5)
+
+
 SCENARIOS = {
     "cuts": [
-        Scenario("hangup_mid_literal", Fault("UID FETCH", "hangup", at="mid_literal", literal=5),
-                 log_re=r"UID FETCH.*closed the connection"),
-        Scenario("hangup_mid_first_literal", Fault("UID FETCH", "hangup", at="mid_literal", literal=0),
-                 log_re=r"UID FETCH.*closed the connection"),
-        Scenario("hangup_mid_search_line", Fault("UID SEARCH", "hangup", at="mid_line"),
-                 log_re=r"UID SEARCH.*closed the connection"),
-        Scenario("hangup_before_search_ok", Fault("UID SEARCH", "hangup", at="before_tagged"),
-                 log_re=r"UID SEARCH.*closed the connection"),
-        Scenario("hangup_before_fetch_ok", Fault("UID FETCH", "hangup", at="before_tagged"),
-                 log_re=r"UID FETCH.*closed the connection"),
-        Scenario("hangup_mid_examine", Fault("EXAMINE", "hangup", at="mid_line"),
-                 log_re=r"EXAMINE.*closed the connection"),
-        Scenario("hangup_mid_list", Fault("LIST", "hangup", at="mid_line"),
-                 log_re=r"LIST.*closed the connection"),
+        hangup("hangup_mid_literal", "UID FETCH", "mid_literal", literal=5),
+        hangup("hangup_mid_first_literal", "UID FETCH", "mid_literal", literal=0),
+        hangup("hangup_mid_search_line", "UID SEARCH", "mid_line"),
+        hangup("hangup_before_search_ok", "UID SEARCH", "before_tagged"),
+        hangup("hangup_before_fetch_ok", "UID FETCH", "before_tagged"),
+        hangup("hangup_mid_examine", "EXAMINE", "mid_line"),
+        hangup("hangup_mid_list", "LIST", "mid_line"),
         Scenario("hangup_at_greeting", Fault("GREETING", "hangup", at="start"),
                  log_re=r"alice/fake: "),
-        Scenario("no_to_fetch", Fault("UID FETCH", "status", status="NO", keep_untagged=False),
-                 log_re=r"UID FETCH: the server answered NO"),
-        Scenario("no_to_fetch_after_bodies", Fault("UID FETCH", "status", status="NO", keep_untagged=True),
-                 log_re=r"UID FETCH: the server answered NO"),
-        Scenario("bad_to_fetch", Fault("UID FETCH", "status", status="BAD", keep_untagged=False),
-                 log_re=r"UID FETCH: the server answered BAD"),
-        Scenario("no_to_search_after_listing", Fault("UID SEARCH", "status", status="NO", keep_untagged=True),
-                 log_re=r"UID SEARCH: the server answered NO"),
-        Scenario("no_to_examine", Fault("EXAMINE", "status", status="NO", keep_untagged=False),
-                 log_re=r"EXAMINE: the server answered NO"),
+        answered("no_to_fetch", "UID FETCH", "NO", False),
+        answered("no_to_fetch_after_bodies", "UID FETCH", "NO", True),
+        answered("bad_to_fetch", "UID FETCH", "BAD", False),
+        answered("no_to_search_after_listing", "UID SEARCH", "NO", True),
+        answered("no_to_examine", "EXAMINE", "NO", False),
         Scenario("garbage_for_examine", Fault("EXAMINE", "garbage", at="start", then="close"),
                  log_re=ACCOUNT_RE + r".*EXAMINE"),
         Scenario("garbage_in_search", Fault("UID SEARCH", "garbage", at="mid_line", then="rest",
@@ -177,12 +182,9 @@ SCENARIOS = {
                  log_re=ACCOUNT_RE + r".*LIST", check_after=small_rss(48 * 1024)),
     ],
     "stalls": [
-        Scenario("stall_mid_literal", Fault("UID FETCH", "stall", at="mid_literal", literal=3, seconds=12),
-                 log_re=r"UID FETCH.*no data from the server for %d s" % TIMEOUT, max_seconds=TIMEOUT + 5),
-        Scenario("stall_before_search_ok", Fault("UID SEARCH", "stall", at="before_tagged", seconds=12),
-                 log_re=r"UID SEARCH.*no data from the server for %d s" % TIMEOUT, max_seconds=TIMEOUT + 5),
-        Scenario("stall_examine", Fault("EXAMINE", "stall", at="start", seconds=12),
-                 log_re=r"EXAMINE.*no data from the server for %d s" % TIMEOUT, max_seconds=TIMEOUT + 5),
+        stall("stall_mid_literal", "UID FETCH", "mid_literal", literal=3),
+        stall("stall_before_search_ok", "UID SEARCH", "before_tagged"),
+        stall("stall_examine", "EXAMINE", "start"),
         Scenario("stall_greeting", Fault("GREETING", "stall", at="start", seconds=12),
                  log_re=ACCOUNT_RE, max_seconds=2 * TIMEOUT + 5),
         # Refused at its announcement: the stall that follows is never waited for.
@@ -291,10 +293,8 @@ def kill_during_stall(ctx, inspect):
         srv.arm(Fault("UID FETCH", "stall", at="mid_literal", literal=9, seconds=30))
         p = ctx.popen([H.maildisk_path(), "sync", "-c", cfg], stdout=subprocess.DEVNULL,
                       stderr=subprocess.DEVNULL, env=H.maildisk_env())
-        end = time.monotonic() + 20
-        while not srv.fired and time.monotonic() < end:
-            time.sleep(0.02)
-        time.sleep(0.5)
+        # the 9 messages before the stalled one, and the half-written 10th
+        H.wait_for(lambda: len(st.tmp_files()) >= 10, 20, "9 whole files and a half-written one in tmp/")
         n_tmp = len(st.tmp_files())
         os.kill(p.pid, signal.SIGKILL)
         p.wait()
@@ -331,7 +331,6 @@ KILLS = {"kill_then_sync": None, "kill_then_status": status_cmd, "kill_then_chec
 
 
 def run_scenario(ctx, sc, tls):
-    log("==== scenario %s" % sc.name)
     tmp = os.path.join(ctx.tmp, sc.name)
     os.mkdir(tmp, 0o700)
     # The TLS scenarios also log in with LOGIN instead of AUTHENTICATE PLAIN.
@@ -351,26 +350,9 @@ def run_scenario(ctx, sc, tls):
         faults = sc.fault(srv) if callable(sc.fault) else sc.fault
         faults = [] if faults is None else faults if isinstance(faults, list) else [faults]
         srv.arm(*faults)
-
-        t0 = time.monotonic()
-        rc, out, err, rss = F.run_measured([H.maildisk_path(), "sync", "-c", cfg], timeout=120)
-        took = time.monotonic() - t0
-        log("  faulty sync: exit %d in %.1fs, peak RSS %d KiB" % (rc, took, rss))
-        for l in err.rstrip().splitlines()[-12:]:
-            log("    " + l)
-        check(not H.SANITIZER_RE.search(err), "sanitizer report", err[-3000:])
-        check(rc >= 0, "maildisk died of signal %d" % -rc)
-        want = sc.expect_rc if isinstance(sc.expect_rc, tuple) else (sc.expect_rc,)
-        check(rc in want, "%s: exit %d, expected %s" % (sc.name, rc, want))
-        if sc.fires:
-            check(all(f.fired for f in faults), "%s: the fault never fired" % sc.name, faults)
         # A missing or unclear message fails the scenario, but only after
         # the checks on the store and the convergence have run too.
-        problems = []
-        if not F.re.search(ACCOUNT_RE, err):
-            problems.append("the log does not name the account")
-        if sc.log_re and not F.re.search(sc.log_re, err, F.re.S):
-            problems.append("the log does not say /%s/" % sc.log_re)
+        rc, err, rss, took, problems = F.faulty_sync(cfg, sc, faults, ACCOUNT_RE, log_lines=12)
         if sc.max_seconds:
             check(took <= sc.max_seconds, "%s: the sync took %.1fs (timeout %d s)" % (sc.name, took, TIMEOUT))
         trashed = st.messages(state=F.TRASHED)
@@ -406,10 +388,7 @@ def run_scenario(ctx, sc, tls):
             old_uid = {rid: int(v[0]) for rid, v in before.items()}
             got_old = sorted(old_uid[t["id"]] for t in trashed)
             check(got_old == sorted(sc.expunged), "%s: trashed after convergence" % sc.name, got_old, got)
-        check(not srv.violations, "%s: the fake server saw commands that change mail" % sc.name,
-              srv.violations[:5])
-        log("  converged: %d rows, %d trashed" % (len(F.visible_rows(st)), len(trashed)))
-        check(not problems, "%s: %s" % (sc.name, "; ".join(problems)))
+        F.converged(sc, srv, st, len(trashed), problems, "the fake server saw commands that change mail")
         return len(faults)
     finally:
         srv.close()
@@ -417,33 +396,13 @@ def run_scenario(ctx, sc, tls):
 
 def main(ctx):
     group = sys.argv[1] if len(sys.argv) > 1 else "cuts"
-    only = set(filter(None, os.environ.get("MAILDISK_FAULTS", "").split(",")))
     tls = tls_material(ctx) if group == "tls" else None
-    ran = injected = 0
-    failed = []
+    runs = []
     if group == "kill":
-        for name, inspect in KILLS.items():
-            if only and name not in only:
-                continue
-            log("==== scenario %s" % name)
-            ran += 1
-            try:
-                injected += kill_during_stall(ctx, inspect)
-            except F.Failure as e:
-                log("FAILED scenario %s: %s" % (name, e))
-                failed.append("%s: %s" % (name, e))
-    for sc in SCENARIOS.get(group, []):
-        if only and sc.name not in only:
-            continue
-        ran += 1
-        try:
-            injected += run_scenario(ctx, sc, tls)
-        except F.Failure as e:
-            # Every scenario runs; the program fails at the end with all of them.
-            log("FAILED scenario %s: %s" % (sc.name, e))
-            failed.append("%s: %s" % (sc.name, e))
-    log("fake IMAP %s: %d scenarios, %d faults injected, %d failed" % (group, ran, injected, len(failed)))
-    check(not failed, "%d of %d scenarios failed" % (len(failed), ran), *["\n  " + f for f in failed])
+        runs += [(name, lambda inspect=inspect: kill_during_stall(ctx, inspect)) for name, inspect in KILLS.items()]
+    runs += [(sc.name, lambda sc=sc: run_scenario(ctx, sc, tls)) for sc in SCENARIOS.get(group, [])]
+    ran, injected, failed = F.run_each(runs)
+    F.report_scenarios("fake IMAP %s" % group, ran, injected, failed)
 
 
 if __name__ == "__main__":

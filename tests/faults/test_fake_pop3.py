@@ -18,7 +18,6 @@ MAILDISK_FAULTS=name,name runs only those scenarios."""
 
 import os
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import faultlib as F  # noqa: E402
@@ -76,7 +75,6 @@ SCENARIOS = [
 
 
 def run_scenario(ctx, sc):
-    log("==== scenario %s" % sc.name)
     tmp = os.path.join(ctx.tmp, sc.name)
     os.mkdir(tmp, 0o700)
     srv = F.FakePop3(USER, PW)
@@ -94,23 +92,7 @@ def run_scenario(ctx, sc):
         faults = sc.fault(srv) if callable(sc.fault) else sc.fault
         faults = faults if isinstance(faults, list) else [faults]
         srv.arm(*faults)
-
-        t0 = time.monotonic()
-        rc, out, err, rss = F.run_measured([H.maildisk_path(), "sync", "-c", cfg], timeout=120)
-        took = time.monotonic() - t0
-        log("  faulty sync: exit %d in %.1fs" % (rc, took))
-        for l in err.rstrip().splitlines()[-10:]:
-            log("    " + l)
-        check(not H.SANITIZER_RE.search(err), "sanitizer report", err[-3000:])
-        check(rc >= 0, "maildisk died of signal %d" % -rc)
-        want = sc.expect_rc if isinstance(sc.expect_rc, tuple) else (sc.expect_rc,)
-        check(rc in want, "%s: exit %d, expected %s" % (sc.name, rc, want))
-        check(all(f.fired for f in faults), "%s: the fault never fired" % sc.name, faults)
-        problems = []
-        if not F.re.search(ACCOUNT_RE, err):
-            problems.append("the log does not name the account")
-        if sc.log_re and not F.re.search(sc.log_re, err, F.re.S):
-            problems.append("the log does not say /%s/" % sc.log_re)
+        rc, err, _rss, took, problems = F.faulty_sync(cfg, sc, faults, ACCOUNT_RE)
         if sc.max_seconds and took > sc.max_seconds:
             problems.append("the sync took %.1fs with timeout = %d" % (took, TIMEOUT))
         trashed = st.messages(state=F.TRASHED)
@@ -131,29 +113,15 @@ def run_scenario(ctx, sc):
         F.check_store(st, lambda r: srv.history[r["remote_id"]], sc.name + " (converged)")
         got = sorted(t["remote_id"] for t in st.messages(state=F.TRASHED))
         check(got == sorted(gone), "%s: trashed after convergence" % sc.name, got, sorted(gone))
-        check(not srv.violations, "%s: the server saw DELE" % sc.name, srv.violations[:5])
-        log("  converged: %d rows, %d trashed" % (len(F.visible_rows(st)), len(got)))
-        check(not problems, "%s: %s" % (sc.name, "; ".join(problems)))
+        F.converged(sc, srv, st, len(got), problems, "the server saw DELE")
         return len(faults)
     finally:
         srv.close()
 
 
 def main(ctx):
-    only = set(filter(None, os.environ.get("MAILDISK_FAULTS", "").split(",")))
-    ran = injected = 0
-    failed = []
-    for sc in SCENARIOS:
-        if only and sc.name not in only:
-            continue
-        ran += 1
-        try:
-            injected += run_scenario(ctx, sc)
-        except F.Failure as e:
-            log("FAILED scenario %s: %s" % (sc.name, e))
-            failed.append("%s: %s" % (sc.name, e))
-    log("fake POP3: %d scenarios, %d faults injected, %d failed" % (ran, injected, len(failed)))
-    check(not failed, "%d of %d scenarios failed" % (len(failed), ran), *["\n  " + f for f in failed])
+    ran, injected, failed = F.run_each([(sc.name, lambda sc=sc: run_scenario(ctx, sc)) for sc in SCENARIOS])
+    F.report_scenarios("fake POP3", ran, injected, failed)
 
 
 if __name__ == "__main__":

@@ -32,7 +32,6 @@ import fcntl
 import grp
 import os
 import pwd
-import socket
 import subprocess
 import sys
 import threading
@@ -41,7 +40,8 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import faultlib as F  # noqa: E402
 from faultlib import H, check, log  # noqa: E402
-from test_secrets import write  # noqa: E402  (tests/integration, on faultlib's path)
+
+write = H.write_file
 
 LOCAL_USER = "maildisk-secret"
 EXTRA_GROUP = "maildisk-secgrp"
@@ -113,26 +113,41 @@ def report_script(directory):
                  "echo \"$2\"\n", 0o755)
 
 
-def scenario_as_user(ctx):
-    pw, extra_gid = ensure_local_user()
-    tmp = os.path.join(ctx.tmp, "as_user")
+def as_user_setup(ctx, name, pw, own_name, seed):
+    """The directory of a scenario that runs commands as LOCAL_USER (pw):
+    ctx.tmp/name (0755, under a 0711 ctx.tmp, so the user's command reaches
+    report.sh there), a subdirectory own_name that the user owns (0700), and
+    a fake IMAP server with one message. Returns (dir, own dir, report.sh,
+    server)."""
+    tmp = os.path.join(ctx.tmp, name)
     os.mkdir(tmp, 0o755)
-    os.chmod(ctx.tmp, 0o711)     # the user's command must reach its script
-    out = os.path.join(tmp, "out")
-    os.mkdir(out, 0o700)
-    os.chown(out, pw.pw_uid, pw.pw_gid)
-    script = report_script(tmp)
+    os.chmod(ctx.tmp, 0o711)
+    own = os.path.join(tmp, own_name)
+    os.mkdir(own, 0o700)
+    os.chown(own, pw.pw_uid, pw.pw_gid)
     srv = F.FakeImap("alice", PW)
-    srv.folder("INBOX").add([F.mailgen.generate(1, seed=5)[0].raw])
-    store = os.path.join(tmp, "store")
-    cfg = write(os.path.join(tmp, "maildisk.conf"), "\n".join([
+    srv.folder("INBOX").add([F.mailgen.generate(1, seed=seed)[0].raw])
+    return tmp, own, report_script(tmp), srv
+
+
+def sam_pw_config(path, store, srv, script, out, more=()):
+    """A config of [user sam] (LOCAL_USER) with the account sam/pw, whose
+    password_command is report.sh writing out/pw.txt, and the lines more."""
+    return write(path, "\n".join([
         "[store]", "path = %s" % store, "",
         "[user sam]", "uid = %s" % LOCAL_USER, "",
         "[account sam/pw]", "url = %s" % srv.url(), "tls = off", "login = alice", "timeout = 5",
-        "password_command = %s %s/pw.txt %s" % (script, out, PW), "",
+        "password_command = %s %s/pw.txt %s" % (script, out, PW), ""] + list(more)), 0o600)
+
+
+def scenario_as_user(ctx):
+    pw, extra_gid = ensure_local_user()
+    tmp, out, script, srv = as_user_setup(ctx, "as_user", pw, "out", 5)
+    store = os.path.join(tmp, "store")
+    cfg = sam_pw_config(os.path.join(tmp, "maildisk.conf"), store, srv, script, out, [
         # the fake server offers no XOAUTH2: the login fails, after the command ran
         "[account sam/token]", "url = %s" % srv.url(), "tls = off", "login = alice", "timeout = 5",
-        "oauth2_token_command = %s %s/token.txt tok-3b1f" % (script, out), ""]), 0o600)
+        "oauth2_token_command = %s %s/token.txt tok-3b1f" % (script, out), ""])
     try:
         rc, _, err = run_maildisk([H.maildisk_path(), "sync", "-c", cfg],
                                   maildisk_env_with({LEAK: "from-the-daemon"}), cwd=tmp)
@@ -167,21 +182,9 @@ def scenario_unprivileged(ctx):
     cannot become anyone else) and keeps maildisk's environment, which is
     the user's own (a password manager may need its agent's variables)."""
     pw, _ = ensure_local_user()
-    tmp = os.path.join(ctx.tmp, "unprivileged")
-    os.mkdir(tmp, 0o755)
-    os.chmod(ctx.tmp, 0o711)
-    script = report_script(tmp)
-    own = os.path.join(tmp, "own")
-    os.mkdir(own, 0o700)
-    os.chown(own, pw.pw_uid, pw.pw_gid)
-    srv = F.FakeImap("alice", PW)
-    srv.folder("INBOX").add([F.mailgen.generate(1, seed=6)[0].raw])
+    tmp, own, script, srv = as_user_setup(ctx, "unprivileged", pw, "own", 6)
     store = os.path.join(own, "store")
-    cfg = write(os.path.join(own, "maildisk.conf"), "\n".join([
-        "[store]", "path = %s" % store, "",
-        "[user sam]", "uid = %s" % LOCAL_USER, "",
-        "[account sam/pw]", "url = %s" % srv.url(), "tls = off", "login = alice", "timeout = 5",
-        "password_command = %s %s/pw.txt %s" % (script, own, PW), ""]), 0o600)
+    cfg = sam_pw_config(os.path.join(own, "maildisk.conf"), store, srv, script, own)
     os.chown(cfg, pw.pw_uid, pw.pw_gid)
     argv = ["runuser", "-u", LOCAL_USER, "--", "env", "%s=kept" % LEAK, H.maildisk_path(), "sync",
             "-c", cfg]
@@ -197,39 +200,16 @@ def scenario_unprivileged(ctx):
     check(len(H.Store(store).messages("sam", "pw")) == 1, "sam/pw did not sync")
 
 
-class SilentServer:
+class SilentServer(H.Listener):
     """Accepts connections and never answers; on_accept runs once per
     connection in the accepting thread."""
 
     def __init__(self, on_accept):
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(8)
-        self.port = self.sock.getsockname()[1]
-        self.conns = []
         self.on_accept = on_accept
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
+        super().__init__()
 
-    def _run(self):
-        while True:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            self.conns.append(c)
-            self.on_accept()
-
-    def close(self):
-        with_shutdown = self.sock
-        try:
-            with_shutdown.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        with_shutdown.close()
-        for c in self.conns:
-            c.close()
-        self.thread.join(5)
+    def on_conn(self, conn):
+        self.on_accept()
 
 
 def daemon_fds(pid):
@@ -400,21 +380,11 @@ SCENARIOS = [("as_user", scenario_as_user), ("unprivileged", scenario_unprivileg
 def main(ctx):
     if os.geteuid() != 0:
         raise H.Skip("needs root: it creates a local user and runs commands as it")
-    only = set(filter(None, os.environ.get("MAILDISK_FAULTS", "").split(",")))
-    failed = []
-    ran = 0
-    for name, fn in SCENARIOS:
-        if only and name not in only:
-            continue
-        ran += 1
-        log("==== scenario %s" % name)
-        try:
-            fn(ctx)
-            log("  scenario %s passed" % name)
-        except F.Failure as e:
-            log("FAILED scenario %s: %s" % (name, e))
-            failed.append("%s: %s" % (name, e))
-    check(not failed, "%d of %d scenarios failed" % (len(failed), ran), *["\n  " + f for f in failed])
+    def passes(name, fn):
+        fn(ctx)
+        log("  scenario %s passed" % name)
+    F.report_scenarios("secret_exec", *F.run_each([(name, lambda name=name, fn=fn: passes(name, fn))
+                                                   for name, fn in SCENARIOS]))
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ place, and each of them works:
     user units, the mount helper (executable), bash completion, the example
     config and README.md under share/doc/maildisk;
   - the man pages render without a warning; maildisk(1) names every command
-    of `maildisk --help`, maildisk.conf(5) every key fs/config.c accepts;
+    of `maildisk --help`, maildisk.conf(5) every key fs/config_keys.c accepts;
   - `systemd-analyze verify` accepts both units (with ExecStart pointed at
     the built binary, and the man pages of Documentation= found in DESTDIR);
   - the example config loads (`maildisk status`) once its uid, store and
@@ -78,9 +78,9 @@ def check_man(dest, files):
         check(re.search(r"\bmaildisk %s\b" % c, pages["maildisk.1"]), "maildisk(1) covers %s" % c)
     for opt in set(re.findall(r"(--[a-z][a-z-]+)", usage)):
         check(opt in pages["maildisk.1"], "maildisk(1) covers %s" % opt)
-    with open(os.path.join(REPO, "fs", "config.c")) as f:
+    with open(os.path.join(REPO, "fs", "config_keys.c")) as f:
         keys = set(re.findall(r'\.name = "([a-z0-9_]+)"', f.read()))
-    check(len(keys) >= 15, "keys found in fs/config.c", keys)
+    check(len(keys) >= 15, "keys found in fs/config_keys.c", keys)
     for k in sorted(keys):
         check(re.search(r"^\s+%s = " % re.escape(k), pages["maildisk.conf.5"], re.M),
               "maildisk.conf(5) documents %s" % k)

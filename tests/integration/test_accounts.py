@@ -26,7 +26,6 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as h  # noqa: E402
-import mailgen  # noqa: E402
 
 SERVER = {   # server-side mail user: password
     "alice-work": "pw-alice-work-5e1d",
@@ -182,26 +181,17 @@ def status_blocks(text):
 
 def main(ctx):
     dc = ctx.dovecot()
-    for u, pw in SERVER.items():
-        dc.add_user(u, pw)
-    msgs = [m.raw for m in mailgen.generate(80, seed=4004, max_size=60000)]
-    dc.append("alice-work", "INBOX", msgs[0:14])
-    dc.append("alice-work", "Archive", msgs[14:20])
-    dc.append("alice-pop", "INBOX", msgs[20:30])
-    dc.append("bob-work", "INBOX", msgs[30:40])
-    dc.append("bob-work", "Receipts", msgs[40:44])
-    dc.append("bob-pop", "INBOX", msgs[44:52])
-    fresh = iter(msgs[52:])
+    msgs, _ = dc.populate(SERVER, [("alice-work", "INBOX", 14), ("alice-work", "Archive", 6),
+                                   ("alice-pop", "INBOX", 10), ("bob-work", "INBOX", 10),
+                                   ("bob-work", "Receipts", 4), ("bob-pop", "INBOX", 8)],
+                          80, seed=4004, max_size=60000)
+    fresh = iter([m.raw for m in msgs[52:]])
     accts = accounts(dc)
     cfg = config(ctx, accts, "main")
     add_workers(cfg)
     st = h.Store(ctx.store_dir())
-    outputs = []
-
-    def run(*a, **kw):
-        r = h.maildisk(*a, **kw)
-        outputs.append(r.text)
-        return r
+    run = h.Runs()
+    outputs = run.outputs
 
     # 1. One sync, four accounts at once.
     slow, timeline = slow_config(ctx, accts)

@@ -20,7 +20,6 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as h  # noqa: E402
-import mailgen  # noqa: E402
 
 PW = {"chris": "Pw-chris-1a2b3c", "chris-st": "Pw-chrisst-4d5e6f", "chris-pop": "Pw-chrispop-7a8b9c"}
 WRONG = "Pw-wrong-chris-0f0f0f"
@@ -43,23 +42,15 @@ def table(out):
 
 def main(ctx):
     dc = ctx.dovecot()
-    for u, pw in PW.items():
-        dc.add_user(u, pw)
-    msgs = [m.raw for m in mailgen.generate(20, seed=1212, max_size=30000)]
-    dc.append("chris", "INBOX", msgs[:5])
-    dc.append("chris", "Archive", msgs[5:7])
-    dc.append("chris", "Projects.2026", msgs[7:8])     # Maildir++ separator: a subfolder
-    dc.append("chris-st", "INBOX", msgs[8:11])
-    dc.append("chris-pop", "INBOX", msgs[11:18])
+    # Projects.2026: Maildir++ separator, a subfolder
+    dc.populate(PW, [("chris", "INBOX", 5), ("chris", "Archive", 2), ("chris", "Projects.2026", 1),
+                     ("chris-st", "INBOX", 3), ("chris-pop", "INBOX", 7)],
+                20, seed=1212, max_size=30000)
     server_before = {u: (dc.uids(u, "INBOX"), dc.flags(u, "INBOX")) for u in PW}
     n_chris = len(dc.folders("chris"))
     n_st = len(dc.folders("chris-st"))
-    outputs = []
-
-    def run(*a, **kw):
-        r = h.maildisk(*a, **kw)
-        outputs.append(r.text)
-        return r
+    run = h.Runs()
+    outputs = run.outputs
 
     good = [
         h.Account("chris", "imaps", dc.url("imaps"), "chris", PW["chris"], ["*"], dc.ca_pem),

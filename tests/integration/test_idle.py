@@ -10,7 +10,6 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "mount"))
 import harness as h  # noqa: E402
-import mailgen  # noqa: E402
 import mountlib as L  # noqa: E402
 
 
@@ -27,9 +26,7 @@ def wait_sync_after(store, mark, t0, what):
 def main(ctx):
     L.require_fuse()
     dc = ctx.dovecot()
-    dc.add_user("alice", "pw-idle")
-    msgs = mailgen.generate(12, seed=5, max_size=10000)
-    uids = dc.append("alice", "INBOX", [m.raw for m in msgs[:8]])
+    msgs, (uids,) = dc.populate({"alice": "pw-idle"}, [("alice", "INBOX", 8)], 12, seed=5, max_size=10000)
     acct = h.Account("alice", "work", dc.url("imaps"), "alice", "pw-idle", ("INBOX",), dc.ca_pem,
                      extra={"interval": "3600"})
     cfg = ctx.config([acct])
@@ -38,9 +35,9 @@ def main(ctx):
     marks = L.sync_marks(store)
     m = L.Mount(ctx, cfg, mp).start()
     L.wait_synced(store, [("alice", "work")], marks)
-    # The IDLE connection logs in beside the first sync; give it a moment
-    # to be idling (this waits for a connection, it triggers nothing).
-    time.sleep(1.0)
+    # The IDLE connection logs in beside the first sync: wait until it idles
+    # (this waits for a connection, it triggers nothing).
+    L.wait_for(lambda: dc.idle_sessions("alice"), 15, "maildisk's IDLE session")
 
     mark = L.sync_marks(store)
     t0 = time.time()
@@ -49,7 +46,7 @@ def main(ctx):
     L.wait_for(lambda: any(r["remote_id"] == str(new_uid) for r in store.messages("alice", "work", "INBOX")),
                10, "the new message in the index")
 
-    time.sleep(1.0)
+    L.wait_for(lambda: dc.idle_sessions("alice"), 15, "maildisk's IDLE session after the sync")
     mark = L.sync_marks(store)
     t0 = time.time()
     dc.expunge("alice", "INBOX", uids[:1])

@@ -27,7 +27,6 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as h  # noqa: E402
-import mailgen  # noqa: E402
 
 TOKENS = {"tok-olga-6d2f9a41c3": "olga", "tok-olgapop-0b7e55d1a8": "olga-pop",
           "tok-pete-93c1e07b2f": "pete"}
@@ -108,20 +107,14 @@ def no_oauth2_server(ctx):
 def one_server(ctx, dc, ts, offered, tag):
     # passwd-file entries too: the harness's own checks (IMAP fetches,
     # POP3 RETR) log in with these passwords, maildisk only with tokens.
-    dc.add_user("olga", "pw-olga-harness-only")
-    dc.add_user("olga-pop", "pw-olgapop-harness-only")
-    dc.add_user("pete", "pw-pete-harness-only")
-    msgs = [m.raw for m in mailgen.generate(30, seed=404, max_size=80000)]
-    dc.append("olga", "INBOX", msgs[:12])
-    dc.append("olga", "Archive", msgs[12:16])
-    dc.append("olga-pop", "INBOX", msgs[16:26])
+    msgs, _ = dc.populate({"olga": "pw-olga-harness-only", "olga-pop": "pw-olgapop-harness-only",
+                           "pete": "pw-pete-harness-only"},
+                          [("olga", "INBOX", 12), ("olga", "Archive", 4), ("olga-pop", "INBOX", 10)],
+                          30, seed=404, max_size=80000)
+    msgs = [m.raw for m in msgs]
     st = h.Store(ctx.store_dir(tag))
-    outputs = []
-
-    def run(*a, **kw):
-        r = h.maildisk(*a, **kw)
-        outputs.append(r.text)
-        return r
+    run = h.Runs()
+    outputs = run.outputs
 
     accounts = [
         token_account("olga", "imap", dc.url("imaps"), "olga", TOKEN_OF["olga"], dc.ca_pem,

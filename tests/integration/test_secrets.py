@@ -13,7 +13,7 @@
    exit 1, a message naming the account and the command; the good account
    in the same config is synced in the same run; status shows the errors.
 4. Each malformed config case (unknown key, bad url, two secrets, missing
-   login, bad number, tls = off on imaps://, and more from fs/config.c's
+   login, bad number, tls = off on imaps://, and more from fs/config*.c's
    error set) gives one line "FILE:LINE: KEY: message" and exit 2, and
    creates no store.
 5. Every test password and token is searched for in everything maildisk
@@ -27,7 +27,6 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as h  # noqa: E402
-import mailgen  # noqa: E402
 
 PW = {"sam": "Pw-sam-e0f4b7a2", "sam-pop": "Pw-sampop-19c3d8ee", "tina": "Pw-tina-6a5b0c91"}
 WRONG = "Pw-wrong-tina-2e8d"
@@ -37,12 +36,7 @@ OTHER = ["Pw-open-file-0d1c", "Pw-group-file-3f3f", "Pw-foreign-file-8c8c", "Pw-
          "Pw-group-conf-9e9e"]
 
 
-def write(path, text, mode=0o600):
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.chmod(path, mode)
-    return path
+write = h.write_file
 
 
 def nobody():
@@ -81,23 +75,16 @@ class Conf:
 
 def main(ctx):
     dc = ctx.dovecot()
-    for u, pw in PW.items():
-        dc.add_user(u, pw)
-    msgs = [m.raw for m in mailgen.generate(24, seed=777, max_size=40000)]
-    dc.append("sam", "INBOX", msgs[:8])
-    dc.append("sam-pop", "INBOX", msgs[8:14])
-    dc.append("tina", "INBOX", msgs[14:18])
+    msgs, _ = dc.populate(PW, [("sam", "INBOX", 8), ("sam-pop", "INBOX", 6), ("tina", "INBOX", 4)],
+                          24, seed=777, max_size=40000)
+    msgs = [m.raw for m in msgs]
     store = ctx.store_dir()
     st = h.Store(store)
     secrets_dir = os.path.join(ctx.tmp, "secrets")
     os.mkdir(secrets_dir, 0o700)
-    outputs = []
+    run = h.Runs()
+    outputs = run.outputs
     messages = []        # (case, the line the user saw), for the report
-
-    def run(*a, **kw):
-        r = h.maildisk(*a, **kw)
-        outputs.append(r.text)
-        return r
 
     def pwfile(name, secret, mode=0o600):
         return write(os.path.join(secrets_dir, name), secret + "\n", mode)
@@ -195,20 +182,30 @@ def main(ctx):
         return Conf(bad_store).account("work", "imaps://127.0.0.1:993", "sam", **keys)
 
     cases = []    # (name, Conf, line, key, words the message must hold)
-    c = bconf(password_file=sam_pw, colour="blue")
-    cases.append(("unknown key", c, c.line_of("colour"), "colour", "unknown key in [account sam/work]"))
-    c = bconf()
-    c.lines[c.line_of("url") - 1] = "url = imaps//127.0.0.1"
-    cases.append(("bad url (scheme)", c, c.line_of("url"), "url", "unknown scheme"))
-    c = bconf()
-    c.lines[c.line_of("url") - 1] = "url = imaps://127.0.0.1:99999"
-    cases.append(("bad url (port)", c, c.line_of("url"), "url", "bad port"))
-    c = bconf()
-    c.lines[c.line_of("url") - 1] = "url = imaps://127.0.0.1/INBOX"
-    cases.append(("bad url (path)", c, c.line_of("url"), "url", "nothing may follow HOST[:PORT]"))
-    c = bconf()
-    c.lines[c.line_of("url") - 1] = "url = imaps://sam:%s@127.0.0.1" % URL_PW
-    cases.append(("bad url (user:password@)", c, c.line_of("url"), "url", "holds a user or password"))
+
+    def at_key(name, key, words, **keys):
+        """A case whose message is about key, at key's own line."""
+        c = bconf(**keys)
+        cases.append((name, c, c.line_of(key), key, words))
+
+    def replaced(name, at, line, key, words):
+        """A case whose line that starts with at is replaced by line."""
+        c = bconf()
+        c.lines[c.line_of(at) - 1] = line
+        cases.append((name, c, c.line_of(at), key, words))
+
+    def appended(name, line, key, words):
+        """A case whose last line is line."""
+        c = bconf()
+        c.lines.append(line)
+        cases.append((name, c, len(c.lines), key, words))
+
+    at_key("unknown key", "colour", "unknown key in [account sam/work]", password_file=sam_pw, colour="blue")
+    replaced("bad url (scheme)", "url", "url = imaps//127.0.0.1", "url", "unknown scheme")
+    replaced("bad url (port)", "url", "url = imaps://127.0.0.1:99999", "url", "bad port")
+    replaced("bad url (path)", "url", "url = imaps://127.0.0.1/INBOX", "url", "nothing may follow HOST[:PORT]")
+    replaced("bad url (user:password@)", "url", "url = imaps://sam:%s@127.0.0.1" % URL_PW, "url",
+             "holds a user or password")
     c = bconf(password_file=sam_pw, password_command="/bin/cat %s" % sam_pw)
     cases.append(("two secrets", c, c.line_of("password_command"), "password_command",
                   "password_file is already given at line %d" % c.line_of("password_file")))
@@ -218,49 +215,32 @@ def main(ctx):
     c = bconf()
     del c.lines[c.line_of("password_file") - 1]
     cases.append(("no secret", c, c.line_of("[account"), "[account sam/work]", "no secret"))
-    c = bconf(password_file=sam_pw, timeout="5s")
-    cases.append(("bad number (timeout)", c, c.line_of("timeout"), "timeout", "whole number of seconds"))
-    c = bconf(password_file=sam_pw, interval="1")
-    cases.append(("number out of range (interval)", c, c.line_of("interval"), "interval", "from 10 to 604800"))
+    at_key("bad number (timeout)", "timeout", "whole number of seconds", password_file=sam_pw, timeout="5s")
+    at_key("number out of range (interval)", "interval", "from 10 to 604800",
+           password_file=sam_pw, interval="1")
     c = bconf()
     c.lines[1:1] = ["trash_days = lots"]
     cases.append(("bad number (trash_days)", c, 2, "trash_days", "whole number of days"))
     c = bconf()
     c.lines += ["[sync]", "workers = 0"]
     cases.append(("bad number (workers)", c, c.line_of("workers"), "workers", "from 1 to 64"))
-    c = bconf(password_file=sam_pw, tls="off")
-    cases.append(("tls = off on imaps", c, c.line_of("tls"), "tls", "off is not possible with imaps://"))
+    at_key("tls = off on imaps", "tls", "off is not possible with imaps://", password_file=sam_pw, tls="off")
     c = Conf(bad_store).account("pop", "pop3s://127.0.0.1", "sam", password_file=sam_pw, folders="INBOX")
     cases.append(("folders on pop3s", c, c.line_of("folders"), "folders", "POP3 has one mailbox"))
-    c = bconf(password_file=sam_pw, mirror_deletions="sometimes")
-    cases.append(("bad yes/no", c, c.line_of("mirror_deletions"), "mirror_deletions", "expected yes or no"))
-    c = bconf(password_file=sam_pw, mass_delete_limit="150%")
-    cases.append(("bad fraction", c, c.line_of("mass_delete_limit"), "mass_delete_limit", "percentage"))
-    c = bconf(password_command="/bin/cat '%s" % sam_pw)
-    cases.append(("unterminated quote", c, c.line_of("password_command"), "password_command", "unterminated quote"))
-    c = bconf(password=SEMI_PW)
-    cases.append(("inline password with ' ;'", c, c.line_of("password"), "password", "put it in a password_file"))
-    c = bconf(password_file="secrets/sam.pass")
-    cases.append(("relative password_file", c, c.line_of("password_file"), "password_file", "not an absolute path"))
-    c = bconf(password_file="/nonexistent/sam.pass")
-    cases.append(("missing password_file", c, c.line_of("password_file"), "password_file", "No such file"))
-    c = bconf(password_file=sam_pw, ca_file="/nonexistent/ca.pem")
-    cases.append(("missing ca_file", c, c.line_of("ca_file"), "ca_file", "No such file"))
-    c = bconf()
-    c.lines.append("login = twice")
-    cases.append(("key given twice", c, len(c.lines), "login", "given twice"))
-    c = bconf()
-    c.lines[c.line_of("[account") - 1] = "[account carol/work]"
-    cases.append(("undeclared user", c, c.line_of("[account"), "[account carol/work]", "user carol is not declared"))
-    c = bconf()
-    c.lines.append("[colour]")
-    cases.append(("unknown section", c, len(c.lines), "[colour]", "unknown section"))
-    c = bconf()
-    c.lines[c.line_of("uid") - 1] = "uid = no-such-local-user-x"
-    cases.append(("unknown local user", c, c.line_of("uid"), "uid", "no local account named"))
-    c = bconf()
-    c.lines.append("this line is not a setting")
-    cases.append(("line without =", c, len(c.lines), None, "expected KEY = VALUE"))
+    at_key("bad yes/no", "mirror_deletions", "expected yes or no",
+           password_file=sam_pw, mirror_deletions="sometimes")
+    at_key("bad fraction", "mass_delete_limit", "percentage", password_file=sam_pw, mass_delete_limit="150%")
+    at_key("unterminated quote", "password_command", "unterminated quote",
+           password_command="/bin/cat '%s" % sam_pw)
+    at_key("inline password with ' ;'", "password", "put it in a password_file", password=SEMI_PW)
+    at_key("relative password_file", "password_file", "not an absolute path", password_file="secrets/sam.pass")
+    at_key("missing password_file", "password_file", "No such file", password_file="/nonexistent/sam.pass")
+    at_key("missing ca_file", "ca_file", "No such file", password_file=sam_pw, ca_file="/nonexistent/ca.pem")
+    appended("key given twice", "login = twice", "login", "given twice")
+    replaced("undeclared user", "[account", "[account carol/work]", "[account carol/work]", "user carol is not declared")
+    appended("unknown section", "[colour]", "[colour]", "unknown section")
+    replaced("unknown local user", "uid", "uid = no-such-local-user-x", "uid", "no local account named")
+    appended("line without =", "this line is not a setting", None, "expected KEY = VALUE")
 
     required = {"unknown key", "bad url (scheme)", "two secrets", "missing login", "bad number (timeout)",
                 "tls = off on imaps"}

@@ -15,7 +15,6 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as h  # noqa: E402
-import mailgen  # noqa: E402
 
 GOOD_PW = "Good-Pw-7c1e"
 BAD_PW = "Wrong-Pw-93af"
@@ -23,18 +22,12 @@ BAD_PW = "Wrong-Pw-93af"
 
 def main(ctx):
     dc = ctx.dovecot()
-    dc.add_user("alice-st", GOOD_PW)     # only ever used by maildisk over STARTTLS
-    dc.add_user("alice", GOOD_PW)
-    msgs = mailgen.generate(40, seed=51, max_size=50000)
-    dc.append("alice-st", "INBOX", [m.raw for m in msgs[:20]])
-    dc.append("alice", "INBOX", [m.raw for m in msgs[20:30]])
+    # alice-st: only ever used by maildisk over STARTTLS
+    msgs, _ = dc.populate({"alice-st": GOOD_PW, "alice": GOOD_PW},
+                          [("alice-st", "INBOX", 20), ("alice", "INBOX", 10)], 40, seed=51, max_size=50000)
     st = h.Store(ctx.store_dir())
-    outputs = []
-
-    def run(*a, **kw):
-        r = h.maildisk(*a, **kw)
-        outputs.append(r.text)
-        return r
+    run = h.Runs()
+    outputs = run.outputs
 
     # STARTTLS on the imap port.
     starttls = h.Account("alice", "st", dc.url("imap"), "alice-st", GOOD_PW, ["INBOX"], dc.ca_pem)

@@ -44,16 +44,7 @@ def require_fuse():
         raise Skip("/dev/fuse is absent")
 
 
-def wait_for(pred, timeout, what, interval=0.05):
-    """Calls pred until it returns something true; fails after timeout s."""
-    end = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() > end:
-            raise Failure("timed out after %ss waiting for %s" % (timeout, what))
-        time.sleep(interval)
+wait_for = H.wait_for
 
 
 def in_mount_table(mountpoint):

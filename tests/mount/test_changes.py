@@ -18,7 +18,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mountlib as L  # noqa: E402
 from mountlib import H, check, log  # noqa: E402
 
-import mailgen  # noqa: E402
 
 
 def visible(store, folder):
@@ -29,10 +28,8 @@ def visible(store, folder):
 def main(ctx):
     L.require_fuse()
     dc = ctx.dovecot()
-    dc.add_user("alice", "pw-alice")
-    msgs = mailgen.generate(16, seed=77, max_size=200000)
-    uids = dc.append("alice", "INBOX", [m.raw for m in msgs[:10]])
-    dc.append("alice", "Archive", [m.raw for m in msgs[10:13]])
+    msgs, (uids, _) = dc.populate({"alice": "pw-alice"}, [("alice", "INBOX", 10), ("alice", "Archive", 3)],
+                                  16, seed=77, max_size=200000)
 
     marker = os.path.join(ctx.tmp, "on_change.out")
     on_change = "/bin/sh -c 'echo \"$MAILDISK_USER $MAILDISK_MOUNT $HOME\" >> %s'" % marker

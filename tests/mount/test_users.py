@@ -14,7 +14,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mountlib as L  # noqa: E402
 from mountlib import H, check, log  # noqa: E402
 
-import mailgen  # noqa: E402
 
 
 def denied(p, what):
@@ -35,12 +34,9 @@ def main(ctx):
     ub = L.local_user(ctx, "mdtb", home_b)
 
     dc = ctx.dovecot()
-    dc.add_user("alice", "pw-alice")
-    dc.add_user("bob", "pw-bob")
-    msgs = mailgen.generate(20, seed=404, max_size=80000)
-    dc.append("alice", "INBOX", [m.raw for m in msgs[:9]])
-    dc.append("alice", "Lists", [m.raw for m in msgs[9:13]])
-    dc.append("bob", "INBOX", [m.raw for m in msgs[13:20]])
+    dc.populate({"alice": "pw-alice", "bob": "pw-bob"},
+                [("alice", "INBOX", 9), ("alice", "Lists", 4), ("bob", "INBOX", 7)],
+                20, seed=404, max_size=80000)
 
     nm_conf = os.path.join(home_a, ".notmuch-config")
     with open(nm_conf, "w") as f:
