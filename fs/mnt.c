@@ -486,31 +486,34 @@ static int status_refresh(struct mnt *m, const struct user_settings *u, struct s
 {
 	struct status_snap *sn = status_snap_of(m, u);
 	struct buf b = BUF_INIT(MNT_STATUS_MAX);
-	char *old = NULL;
+	char *old = NULL, *text;
+	size_t len;
 	int64_t mt;
 	int rc = status_text(m, u->name, &b, &mt);
 
-	if (rc) {
-		buf_release(&b);
-		return rc;
+	len = b.len;
+	text = rc ? NULL : buf_detach(&b);
+	buf_release(&b);
+	if (rc || !text) {
+		free(text);
+		return rc ? rc : -ENOMEM;
 	}
 	pthread_mutex_lock(&sn->lock);
-	if (!sn->text || sn->len != b.len || sn->mtime != mt || memcmp(sn->text, b.data, b.len) != 0) {
+	if (!sn->text || sn->len != len || sn->mtime != mt || memcmp(sn->text, text, len) != 0) {
 		old = sn->text;
-		sn->len = b.len;
-		sn->text = buf_detach(&b);
-		if (!sn->text)
-			sn->text = strdup("");
+		sn->text = text;
+		sn->len = len;
 		sn->mtime = mt;
 		sn->gen++;
+		text = NULL;
 	}
 	st->st_size = (off_t)sn->len;
 	set_times(st, sn->mtime);
 	st->st_mtim.tv_nsec = (long)(sn->gen % 1000000000u);
 	pthread_mutex_unlock(&sn->lock);
 	free(old);
-	buf_release(&b);
-	return sn->text ? 0 : -ENOMEM;
+	free(text);
+	return 0;
 }
 
 static void status_read(fuse_req_t req, struct mnt *m, const struct user_settings *u, size_t size,
