@@ -64,11 +64,19 @@
  * when a new one needs the room. Bounds the memory listings hold (1,000,000
  * messages: about 100 MB). */
 #define MNT_LISTINGS 16
+/* Slots of the LOOKUP -> READ path hints (msg_hint). */
+#define MNT_HINTS 64
 /* FUSE worker threads (fuse_session_loop_mt). */
 #define MNT_WORKERS 6
 
 struct mnt_dir;
 struct status_snap;
+
+struct msg_hint {
+	uint64_t ino;
+	int64_t folder_id;
+	char *path;        /* owned: store-relative, NULL when empty */
+};
 
 struct mnt {
 	struct store *st;                 /* borrowed */
@@ -85,6 +93,8 @@ struct mnt {
 	pthread_mutex_t dir_lock;
 	struct mnt_dir *listings[MNT_LISTINGS];   /* owned references, protected by dir_lock */
 	struct status_snap *snaps;        /* owned: one per cfg->users, each with its own lock */
+	pthread_mutex_t hint_lock;
+	struct msg_hint hints[MNT_HINTS]; /* protected by hint_lock */
 	struct mnt_exec *exec;            /* owned */
 	struct sched *sched;              /* owned; touched by the main and control threads only */
 	struct sync_observer obs;
@@ -706,6 +716,43 @@ static void entry_of_node(const struct mnt *m, const struct mnt_node *n, struct 
 	e->attr_timeout = n->kind == MNT_NODE_STATUS ? 0 : MNT_DIR_TIMEOUT;
 }
 
+/* Where a LOOKUP just found a message's file, for the READ that mostly
+ * follows: it opens the file without reading the row again. Only a hint:
+ * a file that a sync moved since is not there any more (ENOENT) and the
+ * row is read after all; the store never gives a file name to another
+ * message. */
+static void hint_put(struct mnt *m, uint64_t ino, int64_t folder_id, const char *path)
+{
+	struct msg_hint *h = &m->hints[(ino >> 2) % MNT_HINTS];
+	char *copy = strdup(path), *old;
+
+	if (!copy)
+		return;
+	pthread_mutex_lock(&m->hint_lock);
+	old = h->path;
+	h->ino = ino;
+	h->folder_id = folder_id;
+	h->path = copy;
+	pthread_mutex_unlock(&m->hint_lock);
+	free(old);
+}
+
+/* The hint for ino, taken out (the caller frees it), or NULL. */
+static char *hint_take(struct mnt *m, uint64_t ino, int64_t *folder_r)
+{
+	struct msg_hint *h = &m->hints[(ino >> 2) % MNT_HINTS];
+	char *path = NULL;
+
+	pthread_mutex_lock(&m->hint_lock);
+	if (h->path && h->ino == ino) {
+		path = h->path;
+		*folder_r = h->folder_id;
+		h->path = NULL;
+	}
+	pthread_mutex_unlock(&m->hint_lock);
+	return path;
+}
+
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct mnt *m = fuse_req_userdata(req);
@@ -771,6 +818,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	e.ino = e.attr.st_ino;
 	e.attr_timeout = MNT_MSG_TIMEOUT;
 	e.entry_timeout = MNT_MSG_TIMEOUT;
+	hint_put(m, e.ino, msg.folder_id, msg.store_file);
 	index_msg_release(&msg);
 	fuse_reply_entry(req, &e);
 }
@@ -1214,12 +1262,20 @@ static int msg_fd(struct mnt *m, fuse_ino_t ino, int64_t *folder_r)
 	struct index_msg msg = { 0 };
 	struct folder_info f;
 	int rc = 0, fd = -ENOENT;
+	char *hint;
 
 	pthread_once(&mnt_fd_once, fd_key_init);
 	c = mnt_fd_key_ok ? pthread_getspecific(mnt_fd_key) : NULL;
 	*folder_r = 0;
 	if (c && c->ino == ino)
 		return c->fd;
+	hint = hint_take(m, ino, folder_r);
+	if (hint) {
+		fd = store_open_file(m->st, hint);
+		if (fd < 0 && fd != -ENOENT)
+			log_error("mount: open %s: %s", hint, strerror(-fd));
+		free(hint);
+	}
 	/* A sync may move the file to trash/ between our reading the row and
 	 * opening the file; the row then names the new place. */
 	for (int attempt = 0; attempt < 3 && fd == -ENOENT; attempt++) {
@@ -1918,6 +1974,9 @@ static void mnt_free(struct mnt *m)
 {
 	dirs_release(m);
 	pthread_mutex_destroy(&m->dir_lock);
+	for (size_t i = 0; i < MNT_HINTS; i++)
+		free(m->hints[i].path);
+	pthread_mutex_destroy(&m->hint_lock);
 	for (size_t i = 0; m->snaps && i < m->cfg->n_users; i++) {
 		free(m->snaps[i].text);
 		pthread_mutex_destroy(&m->snaps[i].lock);
@@ -1959,6 +2018,7 @@ int mnt_run(struct store *st, const struct settings *cfg, const struct mnt_opts 
 	atomic_init(&m.loop_done, false);
 	pthread_rwlock_init(&m.lock, NULL);
 	pthread_mutex_init(&m.dir_lock, NULL);
+	pthread_mutex_init(&m.hint_lock, NULL);
 	atomic_init(&m.gen, 0);
 	m.obs = (struct sync_observer){
 		.added = obs_added,
