@@ -25,13 +25,16 @@
  *     time when there is none yet).
  *   - /<user>/.status: generated text, per account its latest sync run and
  *     per folder "messages", "in trash", "last sync", "last error" and "held
- *     deletions"; read directly (no page cache), never cached attributes.
+ *     deletions"; its attributes are never cached, and a read(2) sees the
+ *     text as the stat before it found it (fs/mnt.c, struct status_snap).
  *   - extended attributes of a message, listed only when not empty:
  *     user.mail.from, user.mail.to, user.mail.subject (decoded UTF-8),
  *     user.mail.date (RFC 3339 in UTC, "2026-11-27T13:32:05Z", from the same
  *     time as the mtime), user.mail.message_id (without <>), user.mail.flags
  *     (IMAP flags, space separated), user.mail.account, user.mail.folder (the
  *     folder name as the user knows it, "Work/Ärchiv"). Directories have none.
+ *     Any name outside user.mail.* (security.selinux, system.posix_acl_*,
+ *     ...) on anything: ENOTSUP; POSIX ACLs are not supported.
  *   - every write (open for writing, create, mkdir, unlink, rmdir, rename,
  *     link, symlink, mknod, setattr, setxattr, removexattr, fallocate):
  *     EROFS. The mount is also "ro" to the kernel.

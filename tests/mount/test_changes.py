@@ -7,10 +7,12 @@ appear; directory mtimes advance; the user's on_change command runs with
 its environment."""
 
 import errno
+import ctypes
 import os
 import re
 import signal
 import stat
+import struct
 import sys
 import time
 
@@ -23,6 +25,25 @@ from mountlib import H, check, log  # noqa: E402
 def visible(store, folder):
     return {r["view_name"]: r for r in store.messages("alice", "work", folder)
             if r["state"] in (H.ACTIVE, H.RESTORED)}
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+SYS_getdents64 = {"x86_64": 217, "aarch64": 61}.get(os.uname().machine)
+
+
+def getdents(fd, size=400):
+    """One getdents64(2) with a small buffer: [(d_off, name)], [] at the end."""
+    buf = ctypes.create_string_buffer(size)
+    n = _libc.syscall(SYS_getdents64, fd, buf, size)
+    if n < 0:
+        raise OSError(ctypes.get_errno(), "getdents64")
+    out, pos = [], 0
+    while pos < n:
+        d_off, reclen = struct.unpack_from("<qH", buf.raw, pos + 8)
+        name = buf.raw[pos + 19:pos + reclen].split(b"\0", 1)[0].decode()
+        out.append((d_off, name))
+        pos += reclen
+    return out
 
 
 def main(ctx):
@@ -75,6 +96,17 @@ def main(ctx):
     acct_nlink = os.stat(acct).st_nlink
     check(sorted(os.listdir(acct)) == ["Archive", "INBOX"], "account listing", os.listdir(acct))
 
+    # A listing begun before the change: read in small steps up to (and
+    # past) the messages that will go, to go on after the sync.
+    lister = None
+    if SYS_getdents64:
+        lister = os.open(inbox, os.O_RDONLY | os.O_DIRECTORY)
+        listed = []
+        while not gone <= {n for _, n in listed}:
+            step = getdents(lister)
+            check(step, "listing ended before the messages to expunge", listed)
+            listed += step
+
     # ---- upstream: two expunged, one new message, one new folder
     L.wait_clock_past(inbox_row["changed_at"])
     dc.expunge("alice", "INBOX", gone_uids)
@@ -104,6 +136,20 @@ def main(ctx):
     new_name = new.pop()
     check(open(os.path.join(inbox, new_name), "rb").read() ==
           dc.fetch_bodies("alice", "INBOX", "*").popitem()[1], "new message bytes")
+
+    # The listing goes on after the change: every message that stayed is
+    # listed exactly once (offsets name entries, not positions).
+    if lister is not None:
+        while True:
+            step = getdents(lister)
+            if not step:
+                break
+            listed += step
+        os.close(lister)
+        names_listed = [n for _, n in listed if n not in (".", "..")]
+        for n in set(before) - gone:
+            check(names_listed.count(n) == 1, "%r listed %d times across the change" % (
+                n, names_listed.count(n)), names_listed)
 
     # A dentry the kernel held for a day is gone at once: notify_delete.
     for n in gone:
