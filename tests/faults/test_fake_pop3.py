@@ -11,9 +11,13 @@ sent. Then, the fault removed, a clean sync converges: the visible rows are
 exactly the server's UIDLs, byte-exact, and the trash holds exactly the 3
 deleted messages.
 
-The dangerous ones are the hang-ups at a message's or the listing's end:
-libcurl 7.88 ends a POP3 transfer without error when the server closes
-before the terminating ".", so a cut listing would look complete.
+The fake announces PIPELINING, so maildisk keeps a window of RETR
+commands in flight (each followed by "UIDL n"); the faults marked
+`window` must fire while commands behind the faulty one had already
+arrived. The dangerous ones: a hang-up before a message's or the
+listing's terminating "." (a cut answer must not look complete), and a
+server that drops or reorders answers (every message after it would be
+stored under the wrong UIDL unless the UIDL answers are checked).
 MAILDISK_FAULTS=name,name runs only those scenarios."""
 
 import os
@@ -32,9 +36,10 @@ ACCOUNT_RE = r"alice/pop"
 
 
 class Scenario:
-    def __init__(self, name, fault, expect_rc=1, log_re=None, max_seconds=None, hold=False):
+    def __init__(self, name, fault, expect_rc=1, log_re=None, max_seconds=None, hold=False,
+                 window=False):
         self.name, self.fault, self.expect_rc, self.log_re = name, fault, expect_rc, log_re
-        self.max_seconds, self.hold = max_seconds, hold
+        self.max_seconds, self.hold, self.window = max_seconds, hold, window
 
 
 def deleted(srv):
@@ -43,13 +48,25 @@ def deleted(srv):
 
 SCENARIOS = [
     Scenario("hangup_mid_retr", Fault("RETR", "hangup", nth=4, at="mid_literal"),
-             log_re=r"connection to the POP3 server lost during RETR|closed the connection during RETR"),
+             log_re=r"connection to the POP3 server lost during RETR|closed the connection during RETR",
+             window=True),
+    Scenario("hangup_between_answers", Fault("RETR", "hangup", nth=5, at="start"),
+             log_re=r"connection to the POP3 server lost during RETR|closed the connection during RETR",
+             window=True),
+    # Pipelining faults: an answer dropped, or sent after the next one.
+    Scenario("drop_retr_answer", Fault("RETR", "drop", nth=3),
+             log_re=r"answers are out of order|sent nothing for %d s during RETR" % TIMEOUT,
+             window=True, max_seconds=TIMEOUT + 5),
+    Scenario("swap_retr_answers", Fault("RETR", "swap", nth=2),
+             log_re=r"answers are out of order", window=True),
+    Scenario("drop_uidl_n_answer", Fault("UIDL", "drop", nth=4),
+             log_re=r"answers are out of order", max_seconds=TIMEOUT + 5),
     Scenario("hangup_before_retr_dot", Fault("RETR", "hangup", nth=2, at="before_tagged"),
              log_re=r"closed the connection during RETR"),
     Scenario("hangup_mid_retr_first_line", Fault("RETR", "hangup", nth=1, at="mid_line"),
              log_re=r"RETR"),
     Scenario("err_to_retr", Fault("RETR", "status", nth=3, text="message locked"),
-             log_re=r"refused RETR \d+ \(-ERR message locked\)"),
+             log_re=r"refused RETR \d+ \(-ERR message locked\)", window=True),
     Scenario("err_to_uidl", Fault("UIDL", "status", text="UIDL unavailable"),
              log_re=r"refused UIDL \(-ERR UIDL unavailable\)"),
     Scenario("hangup_mid_uidl", Fault("UIDL", "hangup", at="middle"),
@@ -111,6 +128,8 @@ def run_scenario(ctx, sc):
             problems.append("the log does not name the account")
         if sc.log_re and not F.re.search(sc.log_re, err, F.re.S):
             problems.append("the log does not say /%s/" % sc.log_re)
+        if sc.window and not all(getattr(f, "ahead", 0) > 0 for f in faults):
+            problems.append("the fault did not fire inside a window of pipelined commands")
         if sc.max_seconds and took > sc.max_seconds:
             problems.append("the sync took %.1fs with timeout = %d" % (took, TIMEOUT))
         trashed = st.messages(state=F.TRASHED)
@@ -132,6 +151,7 @@ def run_scenario(ctx, sc):
         got = sorted(t["remote_id"] for t in st.messages(state=F.TRASHED))
         check(got == sorted(gone), "%s: trashed after convergence" % sc.name, got, sorted(gone))
         check(not srv.violations, "%s: the server saw DELE" % sc.name, srv.violations[:5])
+        check(srv.ahead > 0, "%s: maildisk never pipelined" % sc.name)
         log("  converged: %d rows, %d trashed" % (len(F.visible_rows(st)), len(got)))
         check(not problems, "%s: %s" % (sc.name, "; ".join(problems)))
         return len(faults)
