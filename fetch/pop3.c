@@ -297,9 +297,12 @@ int pop3_list_parse(const char *p, size_t len, struct pop3_listing *l, char *why
 		if (empty)
 			continue;
 		for (const char *d = e.uidl; *d && rc == 0; d++) {
-			if (*d < '0' || *d > '9' || size > (UINT64_MAX - 9) / 10)
+			uint64_t digit = (uint64_t)(*d - '0');
+
+			if (*d < '0' || *d > '9' || size > (UINT64_MAX - digit) / 10)
 				rc = -EINVAL;
-			size = size * 10 + (uint64_t)(*d - '0');
+			else
+				size = size * 10 + digit;
 		}
 		free(e.uidl);
 		if (rc < 0 || size == POP3_SIZE_UNKNOWN) {
