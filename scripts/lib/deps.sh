@@ -10,7 +10,7 @@ MAILDISK_DEPS=(
 	libfuse3-dev fuse3 libcurl4-openssl-dev libssl-dev libsqlite3-dev sqlite3
 	libinih-dev libgmime-3.0-dev libcmocka-dev
 	dovecot-imapd dovecot-pop3d openssl python3
-	attr acl notmuch isync rsync procps psmisc strace
+	attr acl notmuch isync mpop rsync procps psmisc strace
 	scdoc man-db bash-completion systemd
 	recollcmd maildir-utils poppler-utils
 )

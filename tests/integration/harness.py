@@ -788,13 +788,18 @@ class Proxy:
     cut_after: after this many bytes server->client on a connection, both
     sides of that connection are closed (a server hanging up mid-message).
     rate: bytes per second server->client (a slow link), or None.
+    latency: seconds each byte takes one way, in both directions (a
+    distant server: the round trip is twice this), or None. With latency,
+    rate is a link's: each direction sends one chunk after the other at
+    that rate, and an idle link saves no credit for a burst.
     s2c: bytes sent server->client, summed over all connections so far.
     """
 
-    def __init__(self, target_port, cut_after=None, rate=None):
+    def __init__(self, target_port, cut_after=None, rate=None, latency=None):
         self.target = target_port
         self.cut_after = cut_after
         self.rate = rate
+        self.latency = latency
         self.s2c = 0
         self.c2s = 0
         self.connections = 0
@@ -853,8 +858,9 @@ class Proxy:
                 self.connections += 1
                 self._socks.update((client, server))
             state = {"s2c": 0, "closed": False}
-            threading.Thread(target=self._pump, args=(client, server, False, state), daemon=True).start()
-            threading.Thread(target=self._pump, args=(server, client, True, state), daemon=True).start()
+            pump = self._pump_link if self.latency is not None else self._pump
+            threading.Thread(target=pump, args=(client, server, False, state), daemon=True).start()
+            threading.Thread(target=pump, args=(server, client, True, state), daemon=True).start()
 
     def _hangup(self, a, b, state):
         with self._lock:
@@ -905,6 +911,55 @@ class Proxy:
         except OSError:
             pass
         self._hangup(src, dst, state)
+
+    def _pump_link(self, src, dst, server_to_client, state):
+        """One direction of a distant link: a chunk read at t leaves the
+        link (serialised at rate, if any) and arrives latency later; a
+        sender thread delivers chunks at their arrival times."""
+        import collections
+        queue = collections.deque()
+        cond = threading.Condition()
+        free_at = [0.0]             # when the link has sent everything queued so far
+
+        def sender():
+            try:
+                while True:
+                    with cond:
+                        while not queue:
+                            cond.wait()
+                        due, data = queue.popleft()
+                    if data is None:
+                        break
+                    delay = due - time.monotonic()
+                    if delay > 0:
+                        time.sleep(delay)
+                    dst.sendall(data)
+                    with self._lock:
+                        if server_to_client:
+                            self.s2c += len(data)
+                        else:
+                            self.c2s += len(data)
+            except OSError:
+                pass
+            self._hangup(src, dst, state)
+        t = threading.Thread(target=sender, daemon=True)
+        t.start()
+        try:
+            while not self._stop.is_set():
+                data = src.recv(65536)
+                if not data:
+                    break
+                now = time.monotonic()
+                start = max(now, free_at[0])
+                free_at[0] = start + (len(data) / self.rate if self.rate else 0)
+                with cond:
+                    queue.append((free_at[0] + self.latency, data))
+                    cond.notify()
+        except OSError:
+            pass
+        with cond:
+            queue.append((max(time.monotonic(), free_at[0]) + self.latency, None))
+            cond.notify()
 
 
 # ---------------------------------------------------------------- OAuth2 token introspection
