@@ -197,6 +197,11 @@ enum fetch_status conn_open(const struct conn_opts *o, struct conn **r,
 	} else {
 		curl_easy_setopt(h, CURLOPT_PASSWORD, o->secret);
 	}
+	/* POP3's AUTH takes the initial response on the command line (RFC
+	 * 5034), saving a round trip; IMAP's needs the SASL-IR capability,
+	 * which libcurl checks by itself. */
+	if (strncmp(o->url, "pop3", 4) == 0)
+		curl_easy_setopt(h, CURLOPT_SASL_IR, 1L);
 	/* Plain URLs must upgrade with STARTTLS or fail: never fall back. */
 	if (plain)
 		curl_easy_setopt(h, CURLOPT_USE_SSL,
