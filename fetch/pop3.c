@@ -851,6 +851,19 @@ static uint64_t window_size(const struct pop3_entry *e)
 	return e->size == POP3_SIZE_UNKNOWN ? POP3_WINDOW_GUESS : e->size;
 }
 
+/* Whether line is the answer to "UIDL n" for e: "+OK n uidl". */
+static bool names(const char *line, const struct pop3_entry *e)
+{
+	struct pop3_entry got = { 0 };
+	bool empty, same;
+
+	if (!is_ok(line) || parse_line(line + 3, strlen(line + 3), 1, &got, &empty, NULL, 0) < 0)
+		return false;
+	same = !empty && got.msgnum == e->msgnum && strcmp(got.uidl, e->uidl) == 0;
+	free(got.uidl);
+	return same;
+}
+
 /* The answer to RETR of e (and, pipelined, to the UIDL after it). */
 static enum fetch_status read_retr(struct pop3 *s, const struct pop3_entry *e, size_t i,
 				   const struct pop3_sink *k, void *ctx)
@@ -870,11 +883,8 @@ static enum fetch_status read_retr(struct pop3 *s, const struct pop3_entry *e, s
 	st = read_body(s, what, k->write, ctx);
 	if (st == FETCH_OK && s->pipelining) {
 		/* "+OK n uidl": the body just read is message n's */
-		char want[POP3_UIDL_MAX + 40];
-
-		snprintf(want, sizeof(want), "+OK %" PRIu32 " %s", e->msgnum, e->uidl);
 		st = read_line(s, what);
-		if (st == FETCH_OK && strcmp(s->line, want) != 0) {
+		if (st == FETCH_OK && !names(s->line, e)) {
 			cut(s);
 			set_error(s, "%s: the POP3 server's answers are out of order: after %s came "
 				  "\"%s\" instead of the answer to UIDL %" PRIu32 "; nothing of it "

@@ -11,7 +11,8 @@ sent. Then, the fault removed, a clean sync converges: the visible rows are
 exactly the server's UIDLs, byte-exact, and the trash holds exactly the 3
 deleted messages.
 
-The fake announces PIPELINING, so maildisk keeps a window of RETR
+The fake announces PIPELINING (except in the *_lockstep scenarios, where
+maildisk must send one command at a time), so maildisk keeps a window of RETR
 commands in flight (each followed by "UIDL n"); the faults marked
 `window` must fire while commands behind the faulty one had already
 arrived. The dangerous ones: a hang-up before a message's or the
@@ -37,9 +38,10 @@ ACCOUNT_RE = r"alice/pop"
 
 class Scenario:
     def __init__(self, name, fault, expect_rc=1, log_re=None, max_seconds=None, hold=False,
-                 window=False):
+                 window=False, pipelining=True):
         self.name, self.fault, self.expect_rc, self.log_re = name, fault, expect_rc, log_re
         self.max_seconds, self.hold, self.window = max_seconds, hold, window
+        self.pipelining = pipelining
 
 
 def deleted(srv):
@@ -67,6 +69,11 @@ SCENARIOS = [
              log_re=r"RETR"),
     Scenario("err_to_retr", Fault("RETR", "status", nth=3, text="message locked"),
              log_re=r"refused RETR \d+ \(-ERR message locked\)", window=True),
+    # Without PIPELINING: one command at a time, same outcomes.
+    Scenario("err_to_retr_lockstep", Fault("RETR", "status", nth=3, text="message locked"),
+             log_re=r"refused RETR \d+ \(-ERR message locked\)", pipelining=False),
+    Scenario("hangup_mid_retr_lockstep", Fault("RETR", "hangup", nth=4, at="mid_literal"),
+             log_re=r"closed the connection during RETR", pipelining=False),
     Scenario("err_to_uidl", Fault("UIDL", "status", text="UIDL unavailable"),
              log_re=r"refused UIDL \(-ERR UIDL unavailable\)"),
     Scenario("hangup_mid_uidl", Fault("UIDL", "hangup", at="middle"),
@@ -96,7 +103,7 @@ def run_scenario(ctx, sc):
     log("==== scenario %s" % sc.name)
     tmp = os.path.join(ctx.tmp, sc.name)
     os.mkdir(tmp, 0o700)
-    srv = F.FakePop3(USER, PW)
+    srv = F.FakePop3(USER, PW, pipelining=sc.pipelining)
     try:
         acct = F.account(USER, ACCT, srv.url(), PW, timeout=TIMEOUT)
         cfg = F.write_config(os.path.join(tmp, "maildisk.conf"), os.path.join(tmp, "store"), [acct])
@@ -151,7 +158,8 @@ def run_scenario(ctx, sc):
         got = sorted(t["remote_id"] for t in st.messages(state=F.TRASHED))
         check(got == sorted(gone), "%s: trashed after convergence" % sc.name, got, sorted(gone))
         check(not srv.violations, "%s: the server saw DELE" % sc.name, srv.violations[:5])
-        check(srv.ahead > 0, "%s: maildisk never pipelined" % sc.name)
+        check((srv.ahead > 0) == sc.pipelining, "%s: maildisk %s" % (
+            sc.name, "never pipelined" if sc.pipelining else "pipelined, unasked"))
         log("  converged: %d rows, %d trashed" % (len(F.visible_rows(st)), len(got)))
         check(not problems, "%s: %s" % (sc.name, "; ".join(problems)))
         return len(faults)
