@@ -22,6 +22,8 @@ stored under the wrong UIDL unless the UIDL answers are checked).
 MAILDISK_FAULTS=name,name runs only those scenarios."""
 
 import os
+import signal
+import subprocess
 import sys
 import time
 
@@ -167,6 +169,51 @@ def run_scenario(ctx, sc):
         srv.close()
 
 
+def sigterm_mid_window(ctx):
+    """SIGTERM while the server stalls inside a window of pipelined RETRs
+    (timeout = 60 s): maildisk ends within 2 s, exit 1, nothing partial
+    stored, nothing trashed; a clean sync then converges."""
+    log("==== scenario sigterm_mid_window")
+    tmp = os.path.join(ctx.tmp, "sigterm")
+    os.mkdir(tmp, 0o700)
+    srv = F.FakePop3(USER, PW)
+    try:
+        cfg = F.write_config(os.path.join(tmp, "maildisk.conf"), os.path.join(tmp, "store"),
+                             [F.account(USER, ACCT, srv.url(), PW, timeout=60)])
+        st = H.Store(os.path.join(tmp, "store"))
+        srv.add([m.raw for m in MSGS[:BASE]])
+        fault = srv.arm(Fault("RETR", "stall", nth=5, at="mid_literal", seconds=40))
+        p = ctx.popen([H.maildisk_path(), "sync", "-c", cfg], stdout=subprocess.DEVNULL,
+                      stderr=subprocess.PIPE, env=H.maildisk_env())
+        end = time.monotonic() + 20
+        while not fault.fired and time.monotonic() < end:
+            time.sleep(0.02)
+        check(fault.fired, "the stall never started")
+        time.sleep(0.5)
+        t0 = time.monotonic()
+        p.send_signal(signal.SIGTERM)
+        try:
+            _out, err = p.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.communicate()
+            raise F.Failure("maildisk sync did not end within 10 s of SIGTERM")
+        took = time.monotonic() - t0
+        err = err.decode(errors="replace")
+        log("  SIGTERM inside a window: exit %d after %.2f s" % (p.returncode, took))
+        check(took <= 2.0, "SIGTERM was obeyed after %.2f s, limit 2 s" % took, err[-800:])
+        check(p.returncode == 1, "exit %d after SIGTERM, expected 1" % p.returncode, err[-800:])
+        check(fault.ahead > 0, "the stall was not inside a window of pipelined commands")
+        check(not st.messages(state=F.TRASHED), "a stopped sync trashed messages")
+        F.check_store(st, lambda r: srv.history[r["remote_id"]], "sigterm")
+        srv.disarm()
+        H.maildisk("sync", cfg, expect=0)
+        F.pop3_converged(st, srv, USER, ACCT)
+        check(not srv.violations, "the server saw DELE", srv.violations[:5])
+    finally:
+        srv.close()
+
+
 def main(ctx):
     only = set(filter(None, os.environ.get("MAILDISK_FAULTS", "").split(",")))
     ran = injected = 0
@@ -180,6 +227,14 @@ def main(ctx):
         except F.Failure as e:
             log("FAILED scenario %s: %s" % (sc.name, e))
             failed.append("%s: %s" % (sc.name, e))
+    if not only or "sigterm_mid_window" in only:
+        ran += 1
+        try:
+            sigterm_mid_window(ctx)
+            injected += 1
+        except F.Failure as e:
+            log("FAILED scenario sigterm_mid_window: %s" % e)
+            failed.append("sigterm_mid_window: %s" % e)
     log("fake POP3: %d scenarios, %d faults injected, %d failed" % (ran, injected, len(failed)))
     check(not failed, "%d of %d scenarios failed" % (len(failed), ran), *["\n  " + f for f in failed])
 
