@@ -544,6 +544,9 @@ static enum fetch_status read_line(struct pop3 *s, const char *what)
 	if (k && s->line[k - 1] == '\r')
 		k--;
 	s->line[k] = '\0';
+	/* A NUL would end the line early for the parsers: it is no text. */
+	for (char *z = memchr(s->line, '\0', k); z; z = memchr(z, '\0', k - (size_t)(z - s->line)))
+		*z = '?';
 	return FETCH_OK;
 }
 
