@@ -13,6 +13,7 @@
  * in it \Seen; a session that ends without QUIT changes nothing. */
 #include "pop3.h"
 #include "conn.h"
+#include "../cache/log.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -706,12 +707,13 @@ void pop3_close(struct pop3 **sp)
 	if (s->conn && s->listing_sent && !s->listed)
 		cut(s);
 	/* RSET forgets what this session retrieved, so QUIT marks nothing
-	 * \Seen. A pipelining server takes them in order; one that does not
-	 * gets QUIT only after RSET's +OK. */
+	 * \Seen. After a RETR, QUIT goes only once RSET's +OK is in (a
+	 * refused RSET cuts instead); with nothing retrieved there is nothing
+	 * to mark, and a pipelining server gets both at once. */
 	if (s->conn && !s->broken) {
 		enum fetch_status st;
 
-		if (s->pipelining) {
+		if (s->pipelining && !s->retrieved) {
 			st = send_cmds(s, "RSET\r\nQUIT\r\n", "RSET");
 			if (st == FETCH_OK)
 				st = read_status(s, "RSET");
@@ -723,6 +725,9 @@ void pop3_close(struct pop3 **sp)
 				st = read_status(s, "RSET");
 			if (st == FETCH_OK && send_cmds(s, "QUIT\r\n", "QUIT") == FETCH_OK)
 				read_status(s, "QUIT");
+			else if (st != FETCH_OK)
+				log_warn("%s; the session was cut without QUIT, so the server marks "
+					 "nothing seen", s->error);
 		}
 	}
 	conn_close(&s->conn);

@@ -214,6 +214,28 @@ def sigterm_mid_window(ctx):
         srv.close()
 
 
+def rset_refused(ctx):
+    """RSET refused after messages were retrieved: QUIT must not follow
+    (it would let the server mark them seen); the messages are stored."""
+    log("==== scenario rset_refused")
+    tmp = os.path.join(ctx.tmp, "rset")
+    os.mkdir(tmp, 0o700)
+    srv = F.FakePop3(USER, PW)
+    try:
+        cfg = F.write_config(os.path.join(tmp, "maildisk.conf"), os.path.join(tmp, "store"),
+                             [F.account(USER, ACCT, srv.url(), PW, timeout=TIMEOUT)])
+        st = H.Store(os.path.join(tmp, "store"))
+        srv.add([m.raw for m in MSGS[:BASE]])
+        fault = srv.arm(Fault("RSET", "status", text="cannot reset"))
+        H.maildisk("sync", cfg, expect=(0, 1))
+        check(fault.fired, "RSET was never sent")
+        cmds = [c.split(" ")[0].upper() for c in srv.commands]
+        check("QUIT" not in cmds[cmds.index("RSET"):], "QUIT after a refused RSET", cmds[-5:])
+        F.pop3_converged(st, srv, USER, ACCT)
+    finally:
+        srv.close()
+
+
 def main(ctx):
     only = set(filter(None, os.environ.get("MAILDISK_FAULTS", "").split(",")))
     ran = injected = 0
@@ -227,14 +249,16 @@ def main(ctx):
         except F.Failure as e:
             log("FAILED scenario %s: %s" % (sc.name, e))
             failed.append("%s: %s" % (sc.name, e))
-    if not only or "sigterm_mid_window" in only:
+    for name, fn in (("sigterm_mid_window", sigterm_mid_window), ("rset_refused", rset_refused)):
+        if only and name not in only:
+            continue
         ran += 1
         try:
-            sigterm_mid_window(ctx)
+            fn(ctx)
             injected += 1
         except F.Failure as e:
-            log("FAILED scenario sigterm_mid_window: %s" % e)
-            failed.append("sigterm_mid_window: %s" % e)
+            log("FAILED scenario %s: %s" % (name, e))
+            failed.append("%s: %s" % (name, e))
     log("fake POP3: %d scenarios, %d faults injected, %d failed" % (ran, injected, len(failed)))
     check(not failed, "%d of %d scenarios failed" % (len(failed), ran), *["\n  " + f for f in failed])
 

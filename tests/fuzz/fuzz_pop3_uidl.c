@@ -16,7 +16,7 @@
  *
  * Build: meson setup -Dfuzz=true (CC=clang), or clang -g -O1
  *        -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
- *        -D_GNU_SOURCE fetch/pop3.c fetch/conn.c cache/child.c cache/buf.c
+ *        -D_GNU_SOURCE fetch/pop3.c fetch/conn.c cache/child.c cache/log.c cache/buf.c
  *        tests/fuzz/fuzz_pop3_uidl.c -lcurl -o fuzz_pop3_uidl
  * Run:   ./fuzz_pop3_uidl -max_total_time=60 tests/fuzz/corpus/pop3_uidl */
 
