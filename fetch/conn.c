@@ -30,6 +30,9 @@ struct conn {
 	struct timespec last;    /* when the last byte came, or the window began */
 	char label[128];
 	char error[CURL_ERROR_SIZE + 160];
+	/* during conn_open only */
+	const struct conn_opts *opts;   /* borrowed */
+	char last_line[256];     /* the server's last line, printable, for messages */
 };
 
 bool conn_fd_fired(int fd)
@@ -75,21 +78,44 @@ static curl_socket_t open_socket(void *ud, curlsocktype purpose, struct curl_soc
 	return socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
 }
 
-/* Maps libcurl's connection-phase failures to what the user should do. */
+/* libcurl hands every line of the login dialogue to the header callback
+ * (its pingpong layer counts response lines as headers). */
+static size_t on_login_line(char *p, size_t size, size_t n, void *ud)
+{
+	struct conn *c = ud;
+	size_t len = size * n, k = 0, l = len;
+
+	while (l && (p[l - 1] == '\n' || p[l - 1] == '\r'))
+		l--;
+	for (size_t i = 0; i < l && k + 1 < sizeof(c->last_line); i++)
+		c->last_line[k++] = (unsigned char)p[i] < 0x20 || p[i] == 0x7f ? '?' : p[i];
+	c->last_line[k] = '\0';
+	if (c->opts && c->opts->login_line)
+		c->opts->login_line(c->opts->login_line_ctx, p, l);
+	return len;
+}
+
+/* Maps libcurl's connection-phase failures to what the user should do.
+ * last: the server's last line. POP3 messages name the protocol, and its
+ * -ERR answer to the login or greeting says more than libcurl does. */
 static enum fetch_retry describe_failure(CURLcode rc, const struct conn_opts *o,
-					 const char *detail, struct buf *err)
+					 const char *detail, const char *last, struct buf *err)
 {
 	const char *d = detail[0] ? detail : curl_easy_strerror(rc);
+	bool pop3 = strncmp(o->url, "pop3", 4) == 0;
+	const char *server = pop3 ? "the POP3 server" : "the server";
 
 	switch (rc) {
 	case CURLE_LOGIN_DENIED:
+		if (pop3 && strncmp(last, "-ERR", 4) == 0)
+			d = last;
 		if (o->xoauth2)
-			buf_printf(err, "%s: the server rejected the OAuth2 token, or offers "
+			buf_printf(err, "%s: %s rejected the OAuth2 token, or offers "
 				   "neither OAUTHBEARER nor XOAUTH2 (%s): check "
-				   "oauth2_token_command and the login", o->label, d);
+				   "oauth2_token_command and the login", o->label, server, d);
 		else
-			buf_printf(err, "%s: login refused by the server (%s): check login and "
-				   "password", o->label, d);
+			buf_printf(err, "%s: login refused by %s (%s): check login and "
+				   "password", o->label, server, d);
 		return RETRY_AFTER_FIX;
 	case CURLE_PEER_FAILED_VERIFICATION:
 	case CURLE_SSL_CACERT_BADFILE:
@@ -100,6 +126,12 @@ static enum fetch_retry describe_failure(CURLcode rc, const struct conn_opts *o,
 			   o->label, d);
 		return RETRY_AFTER_FIX;
 	case CURLE_USE_SSL_FAILED:
+		if (pop3) {
+			buf_printf(err, "%s: the POP3 server does not offer STLS, so the login "
+				   "would go in clear text: use a pop3s:// url (or tls = off on a "
+				   "trusted network)", o->label);
+			return RETRY_AFTER_FIX;
+		}
 		buf_printf(err, "%s: the server does not offer STARTTLS, so the login would go "
 			   "in clear text: use an imaps:// or pop3s:// url (or tls = off on a "
 			   "trusted network)", o->label);
@@ -117,6 +149,13 @@ static enum fetch_retry describe_failure(CURLcode rc, const struct conn_opts *o,
 	case CURLE_ABORTED_BY_CALLBACK:
 		buf_printf(err, "%s: stopped while logging in", o->label);
 		return RETRY_LATER;
+	case CURLE_WEIRD_SERVER_REPLY:
+		if (pop3 && strncmp(last, "-ERR", 4) == 0) {
+			buf_printf(err, "%s: the POP3 server refused the session (%s)", o->label,
+				   last);
+			return RETRY_LATER;
+		}
+		/* fall through */
 	default:
 		buf_printf(err, "%s: connection failed: %s", o->label, d);
 		return RETRY_LATER;
@@ -158,6 +197,11 @@ enum fetch_status conn_open(const struct conn_opts *o, struct conn **r,
 	} else {
 		curl_easy_setopt(h, CURLOPT_PASSWORD, o->secret);
 	}
+	/* POP3's AUTH takes the initial response on the command line (RFC
+	 * 5034), saving a round trip; IMAP's needs the SASL-IR capability,
+	 * which libcurl checks by itself. */
+	if (strncmp(o->url, "pop3", 4) == 0)
+		curl_easy_setopt(h, CURLOPT_SASL_IR, 1L);
 	/* Plain URLs must upgrade with STARTTLS or fail: never fall back. */
 	if (plain)
 		curl_easy_setopt(h, CURLOPT_USE_SSL,
@@ -174,12 +218,18 @@ enum fetch_status conn_open(const struct conn_opts *o, struct conn **r,
 	}
 
 	curl_easy_setopt(h, CURLOPT_OPENSOCKETFUNCTION, open_socket);
+	c->opts = o;
+	curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_login_line);
+	curl_easy_setopt(h, CURLOPT_HEADERDATA, c);
 
 	rc = curl_easy_perform(h);
+	c->opts = NULL;
+	curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, NULL);
+	curl_easy_setopt(h, CURLOPT_HEADERDATA, NULL);
 	if (rc == CURLE_OK)
 		rc = curl_easy_getinfo(h, CURLINFO_ACTIVESOCKET, &sock);
 	if (rc != CURLE_OK || sock == CURL_SOCKET_BAD) {
-		*retry_r = describe_failure(rc, o, c->error, err);
+		*retry_r = describe_failure(rc, o, c->error, c->last_line, err);
 		curl_easy_cleanup(h);
 		/* The password was handed to curl only; nothing of it is in err. */
 		free(c);
@@ -201,6 +251,11 @@ void conn_close(struct conn **cp)
 	curl_easy_cleanup(c->curl);
 	free(c);
 	*cp = NULL;
+}
+
+void conn_cut(struct conn *c)
+{
+	shutdown(c->sock, SHUT_RDWR);
 }
 
 const char *conn_error(const struct conn *c)

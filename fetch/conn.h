@@ -29,6 +29,12 @@ struct conn_opts {
 	int timeout;            /* seconds without progress before an operation fails */
 	const char *label;      /* borrowed: "alice/work", for messages */
 	int cancel_fd;          /* borrowed, -1 for none: see conn_set_cancel; also ends the login */
+	/* Optional: each line the server sends while libcurl logs in (the
+	 * greeting, CAPA or CAPABILITY answers, ...), without its line end,
+	 * for a caller that needs what libcurl does not report (POP3's
+	 * PIPELINING). Hostile bytes: the callee bounds what it keeps. */
+	void (*login_line)(void *ctx, const char *line, size_t n);
+	void *login_line_ctx;   /* borrowed */
 };
 
 /* Progress: a command must bring at least this many bytes within each
@@ -64,6 +70,10 @@ void conn_set_timeout_ms(struct conn *c, int ms);
 void conn_set_cancel(struct conn *c, int fd);
 /* Whether the last failure was the cancel descriptor. */
 bool conn_cancelled(const struct conn *c);
+/* Ends the connection at once: nothing more is sent, not even a
+ * protocol's goodbye (a POP3 session cut this way never reaches the
+ * UPDATE state). Later reads and writes fail; conn_close still frees. */
+void conn_cut(struct conn *c);
 /* Whether fd (-1: never) is readable now: a cancel descriptor has fired. */
 bool conn_fd_fired(int fd);
 

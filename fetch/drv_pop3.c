@@ -5,7 +5,8 @@
  * epoch (UIDVALIDITY) is the constant 1. A listing is complete when the
  * same session's STAT agrees with it, every message number is one STAT
  * counts, and no UIDL repeats (which message would it be?). Messages are
- * retrieved by their number in this session, in the server's order. */
+ * retrieved by their number in this session, in the server's order,
+ * pipelined when the server allows it (pop3_fetch). */
 #include "driver.h"
 
 #include <inttypes.h>
@@ -130,11 +131,51 @@ static enum fetch_status pop3_drv_list_ids(void *conn, const struct index_folder
 	return FETCH_OK;
 }
 
-/* RETR's bytes, straight into the message's tmp/ file. */
-static int on_bytes(void *ctx, const void *p, size_t n)
+struct fetch_ctx {
+	struct ingest *in;                      /* borrowed */
+	const struct pop3_entry *const *v;      /* borrowed */
+};
+
+static int sink_begin(void *ctx, size_t i)
 {
-	return ingest_msg_write(ctx, p, n);
+	struct fetch_ctx *f = ctx;
+
+	(void)i;
+	if (ingest_stopping(f->in->run))
+		return -1;
+	return ingest_msg_begin(f->in);
 }
+
+/* RETR's bytes, straight into the message's tmp/ file. */
+static int sink_write(void *ctx, const void *p, size_t n)
+{
+	struct fetch_ctx *f = ctx;
+
+	return ingest_msg_write(f->in, p, n);
+}
+
+static int sink_end(void *ctx, size_t i)
+{
+	struct fetch_ctx *f = ctx;
+
+	/* POP3 has no INTERNALDATE: the time of download stands in. */
+	return ingest_msg_finish(f->in, f->v[i]->uidl, 0, NULL);
+}
+
+/* A message that did not arrive whole is never kept. */
+static void sink_abort(void *ctx)
+{
+	struct fetch_ctx *f = ctx;
+
+	ingest_msg_abort(f->in);
+}
+
+static const struct pop3_sink sink = {
+	.begin = sink_begin,
+	.write = sink_write,
+	.end = sink_end,
+	.abort = sink_abort,
+};
 
 static int cmp_uidl(const void *a, const void *b)
 {
@@ -156,32 +197,45 @@ static const struct pop3_entry *entry_of(const struct pop3_listing *l, size_t *f
 static enum fetch_status pop3_drv_fetch(void *conn, char *const *ids, size_t n, struct ingest *in)
 {
 	struct drv_pop3_conn *c = conn;
-	enum fetch_status st = FETCH_OK;
-	size_t from = 0;
+	const struct pop3_entry **v = calloc(n ? n : 1, sizeof(*v));
+	struct fetch_ctx f = { in, v };
+	uint64_t max = in->run->a->max_message_size;
+	enum fetch_status st;
+	size_t k = 0, from = 0;
+	const struct pop3_entry *big = NULL;
 
-	for (size_t i = 0; i < n && st == FETCH_OK; i++) {
+	if (!v)
+		return FETCH_LOCAL_BAD;
+	for (size_t i = 0; i < n; i++) {
 		const struct pop3_entry *e = entry_of(&c->l, &from, ids[i]);
 
 		if (!e)
 			continue;
-		if (ingest_stopping(in->run))
-			return FETCH_STOPPED;
-		if (ingest_msg_begin(in) < 0)
-			return FETCH_LOCAL_BAD;
-		st = pop3_retr(c->s, e->msgnum, on_bytes, in);
-		if (st != FETCH_OK) {
-			/* A message that did not arrive whole is never kept. */
-			ingest_msg_abort(in);
-			if (in->too_big) {
-				/* the transfer was cut; ingest said why */
-				snprintf(c->error, sizeof(c->error), "%s", in->run->r->error);
-				return FETCH_ACCOUNT_BAD;
-			}
-			return st;
+		/* LIST said it is too large: refused before it is asked for,
+		 * after the messages before it (as if it had been cut). */
+		if (max && e->size != POP3_SIZE_UNKNOWN && e->size > max) {
+			big = e;
+			break;
 		}
-		/* POP3 has no INTERNALDATE: the time of download stands in. */
-		if (ingest_msg_finish(in, ids[i], 0, NULL) < 0)
-			return FETCH_LOCAL_BAD;
+		v[k++] = e;
+	}
+	st = pop3_fetch(c->s, v, k, &sink, &f);
+	free(v);
+	if (st == FETCH_OK && big) {
+		char msg[512];
+
+		snprintf(msg, sizeof(msg), "%s %s: a message from %s is larger than max_message_size "
+			 "(%" PRIu64 " bytes): LIST announces %" PRIu64 " bytes; it was not stored: raise "
+			 "max_message_size in [sync] if it is real", in->run->label, in->f->name,
+			 in->run->a->host, max, big->size);
+		log_error("%s", msg);
+		ingest_note_error(in->run, msg);
+		in->too_big = true;
+	}
+	if (in->too_big) {
+		/* the transfer was cut or never asked for; ingest said why */
+		snprintf(c->error, sizeof(c->error), "%s", in->run->r->error);
+		return FETCH_ACCOUNT_BAD;
 	}
 	return st;
 }

@@ -1,34 +1,26 @@
-/* pop3: POP3 through libcurl (RFC 1939, RFC 2449, RFC 2595), and the UIDL
- * listing parser.
+/* pop3: a POP3 session over conn.c (RFC 1939, RFC 2449 CAPA and
+ * PIPELINING, RFC 2595 STLS through libcurl's login), and the parsers of
+ * its answers.
  *
- * Why libcurl's POP3 and not a CONNECT_ONLY session like IMAP: its POP3
- * transfer is byte-exact here (dot-stuffing undone, the CRLF before the
- * terminating "." kept as part of the message, as RFC 1939 section 3 says),
- * and POP3 has no bulk fetch to gain from driving the protocol ourselves.
+ * Why not libcurl's own POP3 requests: each is a transfer of its own, so
+ * every RETR waits a full round trip, and libcurl 7.88 takes a hang-up
+ * before the terminating "." for the end of the body. Here the multi-line
+ * reader is strict about that ".", and RETR is pipelined when the server
+ * allows it.
  *
- * libcurl sends a request as a custom command (STAT, UIDL, RSET) on the
- * base URL or as RETR by URL ("pop3://host/5"); the status line of each
- * answer reaches the header callback, a multi-line body the write callback.
- * After the server's -ERR, libcurl closes the connection with QUIT, and
- * QUIT ends the session in the UPDATE state (RFC 1939 section 6), where
- * Dovecot marks every message retrieved in the session \Seen. So once
- * logged in, any failure cuts the connection (shutdown(2) on libcurl's
- * socket, which we know from the open/close socket callbacks) before
- * libcurl can say QUIT: a session that ends without QUIT changes nothing. */
+ * Why a session is cut on any failure: QUIT ends a session in the UPDATE
+ * state (RFC 1939 section 6), where Dovecot marks every message retrieved
+ * in it \Seen; a session that ends without QUIT changes nothing. */
 #include "pop3.h"
 #include "conn.h"
-#include "../cache/child.h"
+#include "../cache/log.h"
 
-#include <curl/curl.h>
 #include <errno.h>
 #include <inttypes.h>
-#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 /* ---- parsing ---- */
 
@@ -114,6 +106,7 @@ static int parse_line(const char *p, size_t len, size_t lineno, struct pop3_entr
 		return -EINVAL;
 	}
 	e->msgnum = (uint32_t)num;
+	e->size = POP3_SIZE_UNKNOWN;
 	e->uidl = strndup(p + start, end - start);
 	return e->uidl ? 0 : -ENOMEM;
 }
@@ -264,124 +257,374 @@ int pop3_stat_parse(const char *line, uint32_t *count_r, uint64_t *size_r)
 	return 0;
 }
 
+
+struct num_size {
+	uint32_t msgnum;
+	uint64_t size;
+};
+
+static int cmp_num_size(const void *a, const void *b)
+{
+	const struct num_size *x = a, *y = b;
+
+	return (x->msgnum > y->msgnum) - (x->msgnum < y->msgnum);
+}
+
+/* "msgnum size" has the shape of "msgnum uidl": the same line parser, then
+ * the second field must be a number. */
+int pop3_list_parse(const char *p, size_t len, struct pop3_listing *l, char *why,
+		    size_t whylen)
+{
+	struct num_size *v = NULL;
+	size_t n = 0, cap = 0, lineno = 0, pos = 0;
+	int rc = 0;
+
+	set_why(why, whylen, "%s", "");
+	while (pos < len) {
+		const char *nl = memchr(p + pos, '\n', len - pos);
+		size_t end = nl ? (size_t)(nl - p) : len;
+		size_t ll = end - pos;
+		struct pop3_entry e;
+		bool empty;
+		uint64_t size = 0;
+
+		lineno++;
+		if (ll && p[pos + ll - 1] == '\r')
+			ll--;
+		rc = parse_line(p + pos, ll, lineno, &e, &empty, why, whylen);
+		pos = nl ? end + 1 : len;
+		if (rc < 0)
+			goto out;
+		if (empty)
+			continue;
+		for (const char *d = e.uidl; *d && rc == 0; d++) {
+			uint64_t digit = (uint64_t)(*d - '0');
+
+			if (*d < '0' || *d > '9' || size > (UINT64_MAX - digit) / 10)
+				rc = -EINVAL;
+			else
+				size = size * 10 + digit;
+		}
+		free(e.uidl);
+		if (rc < 0 || size == POP3_SIZE_UNKNOWN) {
+			set_why(why, whylen, "line %zu: expected \"number size\"", lineno);
+			rc = -EINVAL;
+			goto out;
+		}
+		if (n == cap) {
+			size_t nc = cap ? cap * 2 : 64;
+			struct num_size *nv = realloc(v, nc * sizeof(*nv));
+
+			if (!nv) {
+				rc = -ENOMEM;
+				set_why(why, whylen, "out of memory");
+				goto out;
+			}
+			v = nv;
+			cap = nc;
+		}
+		v[n++] = (struct num_size){ e.msgnum, size };
+	}
+	if (n)
+		qsort(v, n, sizeof(*v), cmp_num_size);
+	for (size_t i = 1; i < n; i++)
+		if (v[i].msgnum == v[i - 1].msgnum) {
+			set_why(why, whylen, "message number %" PRIu32 " listed twice", v[i].msgnum);
+			rc = -EINVAL;
+			goto out;
+		}
+	for (size_t i = 0; i < l->n; i++) {
+		struct num_size key = { l->v[i].msgnum, 0 };
+		const struct num_size *hit = n ? bsearch(&key, v, n, sizeof(*v), cmp_num_size) : NULL;
+
+		if (hit)
+			l->v[i].size = hit->size;
+	}
+out:
+	free(v);
+	return rc;
+}
+
+/* ---- dot-stuffing ---- */
+
+enum {
+	UNDOT_LINE,     /* at the start of a line */
+	UNDOT_MID,      /* within a line */
+	UNDOT_CR,       /* within a line, after a CR */
+	UNDOT_DOT,      /* a "." began the line (not passed on) */
+	UNDOT_DOTCR,    /* ".\r" began the line */
+};
+
+void pop3_undot_init(struct pop3_undot *u)
+{
+	u->state = UNDOT_LINE;
+	u->done = false;
+}
+
+/* Bytes pass through in runs; only a leading dot is held back, so a run
+ * is cut there. */
+ssize_t pop3_undot_feed(struct pop3_undot *u, const char *p, size_t n,
+			int (*write)(void *ctx, const void *p, size_t n), void *ctx)
+{
+	size_t i = 0, run = 0;
+
+	while (i < n && !u->done) {
+		char c = p[i];
+
+		switch (u->state) {
+		case UNDOT_LINE:
+			if (c == '.') {
+				if (i > run && write(ctx, p + run, i - run) != 0)
+					return -1;
+				run = ++i;
+				u->state = UNDOT_DOT;
+			} else {
+				u->state = UNDOT_MID;
+			}
+			break;
+		case UNDOT_DOT:
+			if (c == '\r') {
+				u->state = UNDOT_DOTCR;
+				i++;
+			} else {
+				u->state = UNDOT_MID;
+			}
+			break;
+		case UNDOT_DOTCR:
+			if (c == '\n') {
+				u->done = true;      /* nothing held since the dot */
+				return (ssize_t)(i + 1);
+			}
+			/* ".\r" and more: the CR belongs to the line. Held at the
+			 * end of the last piece, it goes out now. */
+			if (i == 0 && write(ctx, "\r", 1) != 0)
+				return -1;
+			u->state = UNDOT_CR;
+			break;
+		case UNDOT_CR:
+			if (c == '\n') {
+				u->state = UNDOT_LINE;
+				i++;
+			} else {
+				u->state = UNDOT_MID;
+			}
+			break;
+		default: {
+			const char *cr = memchr(p + i, '\r', n - i);
+
+			if (cr) {
+				i = (size_t)(cr - p) + 1;
+				u->state = UNDOT_CR;
+			} else {
+				i = n;
+			}
+		}
+		}
+	}
+	/* In UNDOT_DOTCR the CR just read (the last byte) is held back: it
+	 * may end the body. */
+	size_t end = u->state == UNDOT_DOTCR ? n - 1 : n;
+	if (end > run && write(ctx, p + run, end - run) != 0)
+		return -1;
+	return (ssize_t)n;
+}
+
 /* ---- the session ---- */
 
 struct pop3 {
-	CURL *curl;                /* owned */
-	char base[600];            /* "pop3s://host:port/" */
-	char label[160];           /* "alice/isp" */
+	struct conn *conn;          /* owned */
+	char label[160];            /* "alice/isp" */
 	int timeout;
-	int cancel_fd;             /* borrowed, -1 for none */
-	bool logged_in;            /* the first request succeeded */
-	bool broken;               /* cut or failed: no more requests, no RSET */
-	/* The connection libcurl holds for us, or CURL_SOCKET_BAD; maintained by
-	 * the socket callbacks, so it never names a descriptor curl closed. */
-	curl_socket_t sock;
-	unsigned n_opened;         /* sockets libcurl opened: a change means a new session */
-	unsigned opened_at_login;
-	/* where the body of the current request goes */
-	int (*write)(void *ctx, const void *p, size_t n);
-	void *write_ctx;
-	bool aborted;              /* write asked to stop */
-	char line[256];            /* last status line from the server, made printable */
-	char errbuf[CURL_ERROR_SIZE];
+	bool pipelining;            /* PIPELINING announced (RFC 2449) */
+	bool listing_sent;          /* UIDL and LIST went out behind STAT */
+	bool listed;                /* pop3_uidl ran */
+	bool retrieved;             /* a RETR went out: RSET matters */
+	bool broken;                /* cut or failed: no more commands, no RSET */
+	/* while libcurl logs in: the CAPA answer being read */
+	bool in_list;
+	bool list_pipelining;
+	char *rbuf;                 /* owned: bytes read and not yet used */
+	size_t rpos, rlen;
+	char line[POP3_LINE_MAX];   /* the last status line, without its line end */
 	char error[1024];
 };
 
-/* Ends the connection without QUIT (see the file comment). */
+#define RBUF_SIZE (64u << 10)
+
+static void set_error(struct pop3 *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void set_error(struct pop3 *s, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(s->error, sizeof(s->error), fmt, ap);
+	va_end(ap);
+}
+
+/* The session is over: nothing more is sent, no QUIT. */
 static void cut(struct pop3 *s)
 {
+	if (!s->broken && s->conn)
+		conn_cut(s->conn);
 	s->broken = true;
-	if (s->logged_in && s->sock != CURL_SOCKET_BAD)
-		shutdown(s->sock, SHUT_RDWR);
 }
 
-static curl_socket_t on_open(void *ud, curlsocktype purpose, struct curl_sockaddr *a)
+/* Printable, for a message: the server's line may hold anything. */
+static const char *shown(struct pop3 *s)
 {
-	struct pop3 *s = ud;
-	curl_socket_t fd;
+	for (char *p = s->line; *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = '?';
+	if (strlen(s->line) > 200)
+		strcpy(s->line + 197, "...");
+	return s->line;
+}
 
-	/* CLOEXEC: other workers fork password commands meanwhile. libcurl
-	 * 7.88 also opens a wakeup socketpair per handle without it; that
-	 * exists by now: mark it (conn.c says more). */
-	child_cloexec_all();
-	fd = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
-
-	(void)purpose;
-	if (fd != CURL_SOCKET_BAD) {
-		s->sock = fd;
-		s->n_opened++;
+/* A read or write failed during what: says why, cuts, and tells how bad. */
+static enum fetch_status io_failed(struct pop3 *s, ssize_t got, const char *what)
+{
+	cut(s);
+	if (got == 0) {
+		set_error(s, "%s: the POP3 server closed the connection during %s; its answer is "
+			  "incomplete, so it is not used", s->label, what);
+		return FETCH_ACCOUNT_BAD;
 	}
-	return fd;
+	if (conn_cancelled(s->conn)) {
+		set_error(s, "%s: %s stopped", s->label, what);
+		return FETCH_STOPPED;
+	}
+	if (conn_timed_out(s->conn) && strncmp(conn_error(s->conn), "no data", 7) == 0)
+		set_error(s, "%s: the POP3 server sent nothing for %d s during %s", s->label,
+			  s->timeout, what);
+	else
+		set_error(s, "%s: connection to the POP3 server lost during %s: %s", s->label, what,
+			  conn_error(s->conn));
+	return FETCH_ACCOUNT_BAD;
 }
 
-static int on_close(void *ud, curl_socket_t fd)
+/* More bytes into rbuf (which must be used up): >0, or 0/-1 as conn_read. */
+static ssize_t fill(struct pop3 *s)
 {
-	struct pop3 *s = ud;
+	ssize_t got = conn_read(s->conn, s->rbuf, RBUF_SIZE);
 
-	if (fd == s->sock)
-		s->sock = CURL_SOCKET_BAD;
-	return close(fd);
+	s->rpos = 0;
+	s->rlen = got > 0 ? (size_t)got : 0;
+	return got;
 }
 
-/* A stop ends a request at once, whatever the server does. */
-static int on_progress(void *ud, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t un)
+/* One status line into s->line. FETCH_OK, or the failure (session cut). */
+static enum fetch_status read_line(struct pop3 *s, const char *what)
 {
-	struct pop3 *s = ud;
+	size_t k = 0;
 
-	(void)dt, (void)dn, (void)ut, (void)un;
-	return conn_fd_fired(s->cancel_fd);
-}
+	for (;;) {
+		if (s->rpos == s->rlen) {
+			ssize_t got = fill(s);
 
-static size_t on_line(char *p, size_t size, size_t n, void *ud)
-{
-	struct pop3 *s = ud;
-	size_t len = size * n, k = 0;
+			if (got <= 0)
+				return io_failed(s, got, what);
+		}
+		const char *p = s->rbuf + s->rpos;
+		size_t avail = s->rlen - s->rpos;
+		const char *nl = memchr(p, '\n', avail);
+		size_t take = nl ? (size_t)(nl - p) : avail;
 
-	/* Kept for messages: printable, without the line end. */
-	for (size_t i = 0; i < len && k + 1 < sizeof(s->line); i++) {
-		if (p[i] == '\r' || p[i] == '\n')
+		if (k + take >= sizeof(s->line)) {
+			cut(s);
+			set_error(s, "%s: the POP3 server sent a line longer than %u bytes during %s",
+				  s->label, POP3_LINE_MAX, what);
+			return FETCH_ACCOUNT_BAD;
+		}
+		memcpy(s->line + k, p, take);
+		k += take;
+		s->rpos += take + (nl ? 1 : 0);
+		if (nl)
 			break;
-		s->line[k++] = (unsigned char)p[i] < 0x20 || p[i] == 0x7f ? '?' : p[i];
 	}
+	if (k && s->line[k - 1] == '\r')
+		k--;
 	s->line[k] = '\0';
-	if (s->logged_in && len >= 4 && memcmp(p, "-ERR", 4) == 0)
-		cut(s);      /* before libcurl answers the -ERR with QUIT */
-	return len;
+	/* A NUL would end the line early for the parsers: it is no text. */
+	for (char *z = memchr(s->line, '\0', k); z; z = memchr(z, '\0', k - (size_t)(z - s->line)))
+		*z = '?';
+	return FETCH_OK;
 }
 
-static size_t on_body(char *p, size_t size, size_t n, void *ud)
+static bool is_ok(const char *line)
 {
-	struct pop3 *s = ud;
-	size_t len = size * n;
+	return strncmp(line, "+OK", 3) == 0 && (line[3] == '\0' || line[3] == ' ' || line[3] == '\t');
+}
 
-	if (!s->write || s->write(s->write_ctx, p, len) != 0) {
-		s->aborted = true;
-		cut(s);
-		return len ? 0 : 1;     /* anything but len is an error to libcurl */
+/* The status line of an answer: FETCH_OK for +OK; the server's -ERR is
+ * FETCH_FOLDER_BAD ("refused what"), anything else the connection's. */
+static enum fetch_status read_status(struct pop3 *s, const char *what)
+{
+	enum fetch_status st = read_line(s, what);
+
+	if (st != FETCH_OK)
+		return st;
+	if (is_ok(s->line))
+		return FETCH_OK;
+	cut(s);
+	if (strncmp(s->line, "-ERR", 4) == 0) {
+		set_error(s, "%s: the POP3 server refused %s (%s)", s->label, what, shown(s));
+		return FETCH_FOLDER_BAD;
 	}
-	return len;
+	set_error(s, "%s: the POP3 server's answer to %s is not understood (%s)", s->label, what,
+		  shown(s));
+	return FETCH_ACCOUNT_BAD;
 }
 
-/* One request on the session's handle. cmd NULL with a URL naming a message
- * is RETR; else cmd is sent as it is. */
-static CURLcode request(struct pop3 *s, const char *url, const char *cmd, bool nobody,
-			int (*write)(void *, const void *, size_t), void *ctx)
+/* The body of a multi-line answer, unstuffed, into write; strict about
+ * the terminating line. A write failure is FETCH_STOPPED. */
+static enum fetch_status read_body(struct pop3 *s, const char *what,
+				   int (*write)(void *, const void *, size_t), void *ctx)
 {
-	CURL *h = s->curl;
+	struct pop3_undot u;
 
-	curl_easy_setopt(h, CURLOPT_URL, url);
-	curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, cmd);
-	curl_easy_setopt(h, CURLOPT_NOBODY, nobody ? 1L : 0L);
-	s->write = write;
-	s->write_ctx = ctx;
-	s->aborted = false;
-	s->line[0] = '\0';
-	s->errbuf[0] = '\0';
-	CURLcode rc = curl_easy_perform(h);
-	s->write = NULL;
-	s->write_ctx = NULL;
-	return rc;
+	pop3_undot_init(&u);
+	while (!u.done) {
+		if (s->rpos == s->rlen) {
+			ssize_t got = fill(s);
+
+			if (got <= 0)
+				return io_failed(s, got, what);
+		}
+		ssize_t used = pop3_undot_feed(&u, s->rbuf + s->rpos, s->rlen - s->rpos, write, ctx);
+
+		if (used < 0) {
+			cut(s);
+			set_error(s, "%s: %s stopped", s->label, what);
+			return FETCH_STOPPED;
+		}
+		s->rpos += (size_t)used;
+	}
+	return FETCH_OK;
+}
+
+static enum fetch_status send_cmds(struct pop3 *s, const char *cmds, const char *what)
+{
+	if (conn_write(s->conn, cmds, strlen(cmds)) == 0)
+		return FETCH_OK;
+	return io_failed(s, -1, what);
+}
+
+/* CAPA's answer as libcurl logs in: the last capability list wins (after
+ * STLS libcurl asks again, and only that one is protected by TLS). */
+static void on_login_line(void *ctx, const char *line, size_t n)
+{
+	struct pop3 *s = ctx;
+
+	if (n >= 3 && memcmp(line, "+OK", 3) == 0) {
+		s->in_list = true;
+		s->list_pipelining = false;
+	} else if (n == 1 && line[0] == '.' && s->in_list) {
+		s->in_list = false;
+		s->pipelining = s->list_pipelining;
+	} else if (s->in_list && n == 10 && strncasecmp(line, "PIPELINING", 10) == 0) {
+		s->list_pipelining = true;
+	}
 }
 
 static void url_for(const struct account_settings *a, char *out, size_t outlen)
@@ -394,195 +637,61 @@ static void url_for(const struct account_settings *a, char *out, size_t outlen)
 		snprintf(out, outlen, "%s://%s/", scheme, a->host);
 }
 
-/* The first request's failure (connection, TLS, login), for the user. */
-static enum fetch_retry describe_open(struct pop3 *s, CURLcode rc, bool xoauth2,
-				      struct buf *err)
-{
-	const char *d = s->errbuf[0] ? s->errbuf : curl_easy_strerror(rc);
-
-	switch (rc) {
-	case CURLE_LOGIN_DENIED:
-		if (strncmp(s->line, "-ERR", 4) == 0)
-			d = s->line;      /* the server's own words say more than libcurl's */
-		if (xoauth2)
-			buf_printf(err, "%s: the POP3 server rejected the OAuth2 token, or offers "
-				   "neither OAUTHBEARER nor XOAUTH2 (%s): check "
-				   "oauth2_token_command and the login", s->label, d);
-		else
-			buf_printf(err, "%s: login refused by the POP3 server (%s): check login and "
-				   "password", s->label, d);
-		return RETRY_AFTER_FIX;
-	case CURLE_PEER_FAILED_VERIFICATION:
-	case CURLE_SSL_CACERT_BADFILE:
-	case CURLE_SSL_CERTPROBLEM:
-	case CURLE_SSL_ISSUER_ERROR:
-		buf_printf(err, "%s: the server's TLS certificate is not trusted (%s): check the "
-			   "host name, or set ca_file to the CA that signed it", s->label, d);
-		return RETRY_AFTER_FIX;
-	case CURLE_USE_SSL_FAILED:
-		buf_printf(err, "%s: the POP3 server does not offer STLS, so the login would go in "
-			   "clear text: use a pop3s:// url (or tls = off on a trusted network)",
-			   s->label);
-		return RETRY_AFTER_FIX;
-	case CURLE_COULDNT_RESOLVE_HOST:
-		buf_printf(err, "%s: cannot resolve the server's name (%s)", s->label, d);
-		return RETRY_LATER;
-	case CURLE_COULDNT_CONNECT:
-		buf_printf(err, "%s: cannot connect to the server (%s)", s->label, d);
-		return RETRY_LATER;
-	case CURLE_OPERATION_TIMEDOUT:
-		buf_printf(err, "%s: the server did not answer within %d s (%s)", s->label,
-			   s->timeout, d);
-		return RETRY_LATER;
-	case CURLE_WEIRD_SERVER_REPLY:
-		if (strncmp(s->line, "-ERR", 4) == 0) {
-			buf_printf(err, "%s: the POP3 server refused the session (%s)", s->label,
-				   s->line);
-			return RETRY_LATER;
-		}
-		/* fall through */
-	default:
-		buf_printf(err, "%s: connection failed: %s", s->label, d);
-		return RETRY_LATER;
-	}
-}
-
-/* A later request's failure: -ERR is the server refusing that command;
- * anything else is the connection. what: "UIDL", "RETR 5". */
-static enum fetch_status describe_request(struct pop3 *s, CURLcode rc, const char *what)
-{
-	const char *d = s->errbuf[0] ? s->errbuf : curl_easy_strerror(rc);
-
-	cut(s);
-	if (rc == CURLE_WEIRD_SERVER_REPLY && strncmp(s->line, "-ERR", 4) == 0) {
-		snprintf(s->error, sizeof(s->error), "%s: the POP3 server refused %s (%s)",
-			 s->label, what, s->line);
-		return FETCH_FOLDER_BAD;
-	}
-	if (rc == CURLE_OPERATION_TIMEDOUT)
-		snprintf(s->error, sizeof(s->error), "%s: the POP3 server sent nothing for %d s "
-			 "during %s", s->label, s->timeout, what);
-	else
-		snprintf(s->error, sizeof(s->error), "%s: connection to the POP3 server lost "
-			 "during %s: %s", s->label, what, d);
-	return FETCH_ACCOUNT_BAD;
-}
-
-/* After a request that libcurl reports as done: was it done on the
- * session's own connection, and is that connection still open? Message
- * numbers belong to one session, so a request that made libcurl log in
- * again (the server closed the idle connection) may not be trusted. And
- * libcurl 7.88 ends a POP3 transfer without error when the server hangs up
- * before the terminating "." (it takes the end of the stream for the end of
- * the body), so a connection the server closed means the answer may be cut
- * short. A server idle between commands sends nothing, so poll() with no
- * wait tells; the socket is never read or written here. */
-static bool session_intact(struct pop3 *s, const char *what)
-{
-	struct pollfd p = { .fd = s->sock, .events = POLLRDHUP };
-
-	if (s->n_opened != s->opened_at_login) {
-		snprintf(s->error, sizeof(s->error), "%s: the connection to the POP3 server was "
-			 "lost before %s and had to be opened again; message numbers of the earlier "
-			 "listing are not valid in a new session, so this sync stops here",
-			 s->label, what);
-		cut(s);
-		return false;
-	}
-	if (s->sock == CURL_SOCKET_BAD ||
-	    (poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL)))) {
-		snprintf(s->error, sizeof(s->error), "%s: the POP3 server closed the connection "
-			 "during %s; its answer may be incomplete, so it is not used", s->label, what);
-		cut(s);
-		return false;
-	}
-	return true;
-}
-
 enum fetch_status pop3_open(const struct account_settings *a, const char *secret,
 			    bool xoauth2, int cancel_fd, struct pop3 **r, uint32_t *count_r,
 			    enum fetch_retry *retry_r, struct buf *err)
 {
 	struct pop3 *s = calloc(1, sizeof(*s));
+	char url[600];
 	uint64_t size;
-	CURLcode rc;
+	enum fetch_status st;
 
 	*r = NULL;
 	*count_r = 0;
 	*retry_r = RETRY_LATER;
-	if (!s || !(s->curl = curl_easy_init())) {
+	if (!s || !(s->rbuf = malloc(RBUF_SIZE))) {
 		free(s);
 		buf_printf(err, "%s/%s: out of memory", a->user, a->name);
 		return FETCH_LOCAL_BAD;
 	}
-	s->sock = CURL_SOCKET_BAD;
 	s->timeout = a->timeout > 0 ? a->timeout : 60;
-	s->cancel_fd = cancel_fd;
 	snprintf(s->label, sizeof(s->label), "%s/%s", a->user, a->name);
-	url_for(a, s->base, sizeof(s->base));
+	url_for(a, url, sizeof(url));
 
-	CURL *h = s->curl;
-	/* Never CURLOPT_VERBOSE: its trace shows the login, password included. */
-	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "pop3,pop3s");
-	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, s->errbuf);
-	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, (long)s->timeout);
-	curl_easy_setopt(h, CURLOPT_SERVER_RESPONSE_TIMEOUT, (long)s->timeout);
-	/* A transfer that brings less than CONN_MIN_PROGRESS bytes in timeout
-	 * seconds fails (no total limit: a large message on a slow link may
-	 * take long, but never crawls or stands still). */
-	curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT,
-			 (long)((CONN_MIN_PROGRESS + s->timeout - 1) / s->timeout));
-	curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, (long)s->timeout);
-	curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
-	curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
-	curl_easy_setopt(h, CURLOPT_XFERINFODATA, s);
-	curl_easy_setopt(h, CURLOPT_USERNAME, a->login);
-	if (xoauth2) {
-		curl_easy_setopt(h, CURLOPT_XOAUTH2_BEARER, secret);
-		/* only the token mechanisms: without this libcurl falls back to
-		 * PLAIN with an empty password when the server offers neither */
-		curl_easy_setopt(h, CURLOPT_LOGIN_OPTIONS, "AUTH=OAUTHBEARER;AUTH=XOAUTH2");
-	} else {
-		curl_easy_setopt(h, CURLOPT_PASSWORD, secret);
+	struct conn_opts co = {
+		.url = url,
+		.login = a->login,
+		.secret = secret,
+		.xoauth2 = xoauth2,
+		.tls_off = a->tls_off,
+		.ca_file = a->ca_file,
+		.timeout = s->timeout,
+		.label = s->label,
+		.cancel_fd = cancel_fd,
+		.login_line = on_login_line,
+		.login_line_ctx = s,
+	};
+	st = conn_open(&co, &s->conn, retry_r, err);
+	if (st != FETCH_OK) {
+		free(s->rbuf);
+		free(s);
+		return st;
 	}
-	/* pop3:// must upgrade with STLS or fail: never fall back to plaintext. */
-	if (a->proto == PROTO_POP3)
-		curl_easy_setopt(h, CURLOPT_USE_SSL,
-				 a->tls_off ? (long)CURLUSESSL_NONE : (long)CURLUSESSL_ALL);
-	curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
-	curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
-	if (a->ca_file)
-		curl_easy_setopt(h, CURLOPT_CAINFO, a->ca_file);
-	curl_easy_setopt(h, CURLOPT_OPENSOCKETFUNCTION, on_open);
-	curl_easy_setopt(h, CURLOPT_OPENSOCKETDATA, s);
-	curl_easy_setopt(h, CURLOPT_CLOSESOCKETFUNCTION, on_close);
-	curl_easy_setopt(h, CURLOPT_CLOSESOCKETDATA, s);
-	curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_line);
-	curl_easy_setopt(h, CURLOPT_HEADERDATA, s);
-	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
-	curl_easy_setopt(h, CURLOPT_WRITEDATA, s);
-
-	/* libcurl connects and logs in as part of the first request. */
-	rc = request(s, s->base, "STAT", true, NULL, NULL);
-	if (rc != CURLE_OK) {
-		*retry_r = describe_open(s, rc, xoauth2, err);
-		s->broken = true;
+	/* One round trip for the three when the server pipelines. */
+	s->listing_sent = s->pipelining;
+	st = send_cmds(s, s->pipelining ? "STAT\r\nUIDL\r\nLIST\r\n" : "STAT\r\n", "STAT");
+	if (st == FETCH_OK)
+		st = read_line(s, "STAT");
+	if (st == FETCH_OK && pop3_stat_parse(s->line, count_r, &size) < 0) {
+		set_error(s, "%s: the POP3 server's answer to STAT is not understood (%s)", s->label,
+			  shown(s));
+		st = FETCH_ACCOUNT_BAD;
+	}
+	if (st != FETCH_OK) {
+		buf_printf(err, "%s", s->error);
 		pop3_close(&s);
-		return FETCH_ACCOUNT_BAD;
+		return st == FETCH_STOPPED ? st : FETCH_ACCOUNT_BAD;
 	}
-	if (pop3_stat_parse(s->line, count_r, &size) < 0) {
-		buf_printf(err, "%s: the POP3 server's answer to STAT is not understood (%s)",
-			   s->label, s->line);
-		pop3_close(&s);
-		return FETCH_ACCOUNT_BAD;
-	}
-	curl_socket_t sock = CURL_SOCKET_BAD;
-	if (curl_easy_getinfo(h, CURLINFO_ACTIVESOCKET, &sock) == CURLE_OK &&
-	    sock != CURL_SOCKET_BAD)
-		s->sock = sock;
-	s->logged_in = true;
-	s->opened_at_login = s->n_opened;
 	*r = s;
 	return FETCH_OK;
 }
@@ -593,13 +702,36 @@ void pop3_close(struct pop3 **sp)
 
 	if (!s)
 		return;
-	/* RSET forgets what this session retrieved, so the QUIT libcurl sends
-	 * on cleanup marks nothing \Seen. If it fails, cut instead. */
-	if (s->logged_in && !s->broken &&
-	    (request(s, s->base, "RSET", true, NULL, NULL) != CURLE_OK ||
-	     s->n_opened != s->opened_at_login))
+	/* Answers still owed (a listing never read) would have to be drained
+	 * first: cutting is as good, nothing was retrieved. */
+	if (s->conn && s->listing_sent && !s->listed)
 		cut(s);
-	curl_easy_cleanup(s->curl);
+	/* RSET forgets what this session retrieved, so QUIT marks nothing
+	 * \Seen. After a RETR, QUIT goes only once RSET's +OK is in (a
+	 * refused RSET cuts instead); with nothing retrieved there is nothing
+	 * to mark, and a pipelining server gets both at once. */
+	if (s->conn && !s->broken) {
+		enum fetch_status st;
+
+		if (s->pipelining && !s->retrieved) {
+			st = send_cmds(s, "RSET\r\nQUIT\r\n", "RSET");
+			if (st == FETCH_OK)
+				st = read_status(s, "RSET");
+			if (st == FETCH_OK)
+				read_status(s, "QUIT");
+		} else {
+			st = send_cmds(s, "RSET\r\n", "RSET");
+			if (st == FETCH_OK)
+				st = read_status(s, "RSET");
+			if (st == FETCH_OK && send_cmds(s, "QUIT\r\n", "QUIT") == FETCH_OK)
+				read_status(s, "QUIT");
+			else if (st != FETCH_OK)
+				log_warn("%s; the session was cut without QUIT, so the server marks "
+					 "nothing seen", s->error);
+		}
+	}
+	conn_close(&s->conn);
+	free(s->rbuf);
 	free(s);
 	*sp = NULL;
 }
@@ -609,73 +741,225 @@ const char *pop3_error(const struct pop3 *s)
 	return s->error;
 }
 
+bool pop3_pipelining(const struct pop3 *s)
+{
+	return s->pipelining;
+}
+
+struct collect {
+	struct buf *b;   /* borrowed */
+	int rc;          /* buf_append's failure */
+};
+
 static int collect(void *ctx, const void *p, size_t n)
 {
-	return buf_append(ctx, p, n) < 0 ? -1 : 0;
+	struct collect *c = ctx;
+
+	c->rc = buf_append(c->b, p, n);
+	return c->rc < 0 ? -1 : 0;
+}
+
+/* A listing's answer into b (at most POP3_LISTING_MAX bytes). *refused_r:
+ * the server answered -ERR (the session goes on). */
+static enum fetch_status read_listing(struct pop3 *s, const char *what, struct buf *b,
+				      bool *refused_r)
+{
+	enum fetch_status st;
+
+	*refused_r = false;
+	if (!s->listing_sent && (st = send_cmds(s, what[0] == 'U' ? "UIDL\r\n" : "LIST\r\n",
+						what)) != FETCH_OK)
+		return st;
+	st = read_line(s, what);
+	if (st != FETCH_OK)
+		return st;
+	if (strncmp(s->line, "-ERR", 4) == 0) {
+		*refused_r = true;
+		return FETCH_OK;
+	}
+	if (!is_ok(s->line)) {
+		cut(s);
+		set_error(s, "%s: the POP3 server's answer to %s is not understood (%s)", s->label,
+			  what, shown(s));
+		return FETCH_ACCOUNT_BAD;
+	}
+	struct collect c = { b, 0 };
+
+	st = read_body(s, what, collect, &c);
+	if (st == FETCH_STOPPED && c.rc == -E2BIG) {
+		set_error(s, "%s: the %s listing is larger than %u MiB", s->label, what,
+			  POP3_LISTING_MAX >> 20);
+		return FETCH_FOLDER_BAD;
+	}
+	if (st == FETCH_STOPPED && c.rc < 0) {
+		set_error(s, "%s: out of memory", s->label);
+		return FETCH_LOCAL_BAD;
+	}
+	return st;
 }
 
 enum fetch_status pop3_uidl(struct pop3 *s, struct pop3_listing *r)
 {
 	struct buf b = BUF_INIT(POP3_LISTING_MAX);
 	char why[200];
-	CURLcode rc;
+	enum fetch_status st;
+	bool refused;
 	int prc;
 
 	memset(r, 0, sizeof(*r));
-	if (s->broken) {
-		snprintf(s->error, sizeof(s->error), "%s: the POP3 session is closed", s->label);
+	if (s->broken || s->listed) {
+		set_error(s, "%s: the POP3 session is closed", s->label);
 		return FETCH_ACCOUNT_BAD;
 	}
-	rc = request(s, s->base, "UIDL", false, collect, &b);
-	if (rc != CURLE_OK) {
-		enum fetch_status st;
-
-		if (s->aborted) {
-			snprintf(s->error, sizeof(s->error), "%s: the UIDL listing is larger than "
-				 "%u MiB", s->label, POP3_LISTING_MAX >> 20);
+	st = read_listing(s, "UIDL", &b, &refused);
+	s->listed = true;
+	if (st == FETCH_OK && refused) {
+		cut(s);
+		set_error(s, "%s: the POP3 server refused UIDL (%s)", s->label, shown(s));
+		st = FETCH_FOLDER_BAD;
+	}
+	if (st == FETCH_OK) {
+		prc = pop3_uidl_parse(b.data ? b.data : "", b.len, r, why, sizeof(why));
+		if (prc == -ENOMEM) {
+			set_error(s, "%s: out of memory", s->label);
+			st = FETCH_LOCAL_BAD;
+		} else if (prc < 0) {
+			set_error(s, "%s: the POP3 server's UIDL listing is not understood (%s)",
+				  s->label, why);
 			st = FETCH_FOLDER_BAD;
-		} else {
-			st = describe_request(s, rc, "UIDL");
 		}
-		buf_release(&b);
+	}
+	buf_reset(&b);
+	/* LIST's sizes: for the pipeline window and to refuse a message
+	 * larger than max_message_size before asking for it. A server that
+	 * refuses LIST just leaves them unknown. */
+	if (st == FETCH_OK)
+		st = read_listing(s, "LIST", &b, &refused);
+	if (st == FETCH_OK && !refused) {
+		prc = pop3_list_parse(b.data ? b.data : "", b.len, r, why, sizeof(why));
+		if (prc == -ENOMEM) {
+			set_error(s, "%s: out of memory", s->label);
+			st = FETCH_LOCAL_BAD;
+		} else if (prc < 0) {
+			set_error(s, "%s: the POP3 server's LIST answer is not understood (%s)",
+				  s->label, why);
+			st = FETCH_FOLDER_BAD;
+		}
+	}
+	buf_release(&b);
+	if (st != FETCH_OK) {
+		cut(s);
+		pop3_listing_release(r);
+	}
+	return st;
+}
+
+static uint64_t window_size(const struct pop3_entry *e)
+{
+	return e->size == POP3_SIZE_UNKNOWN ? POP3_WINDOW_GUESS : e->size;
+}
+
+/* Whether line is the answer to "UIDL n" for e: "+OK n uidl". */
+static bool names(const char *line, const struct pop3_entry *e)
+{
+	struct pop3_entry got = { 0 };
+	bool empty, same;
+
+	if (!is_ok(line) || parse_line(line + 3, strlen(line + 3), 1, &got, &empty, NULL, 0) < 0)
+		return false;
+	same = !empty && got.msgnum == e->msgnum && strcmp(got.uidl, e->uidl) == 0;
+	free(got.uidl);
+	return same;
+}
+
+/* The answer to RETR of e (and, pipelined, to the UIDL after it). */
+static enum fetch_status read_retr(struct pop3 *s, const struct pop3_entry *e, size_t i,
+				   const struct pop3_sink *k, void *ctx)
+{
+	char what[40];
+	enum fetch_status st;
+
+	snprintf(what, sizeof(what), "RETR %" PRIu32, e->msgnum);
+	st = read_status(s, what);
+	if (st != FETCH_OK)
+		return st;
+	if (k->begin(ctx, i) != 0) {
+		cut(s);
+		set_error(s, "%s: %s stopped", s->label, what);
+		return FETCH_STOPPED;
+	}
+	st = read_body(s, what, k->write, ctx);
+	if (st == FETCH_OK && s->pipelining) {
+		/* "+OK n uidl": the body just read is message n's */
+		st = read_line(s, what);
+		if (st == FETCH_OK && !names(s->line, e)) {
+			cut(s);
+			set_error(s, "%s: the POP3 server's answers are out of order: after %s came "
+				  "\"%s\" instead of the answer to UIDL %" PRIu32 "; nothing of it "
+				  "was kept", s->label, what, shown(s), e->msgnum);
+			st = FETCH_ACCOUNT_BAD;
+		}
+	}
+	if (st != FETCH_OK) {
+		k->abort(ctx);
 		return st;
 	}
-	if (!session_intact(s, "UIDL")) {
-		buf_release(&b);
-		return FETCH_ACCOUNT_BAD;
-	}
-	prc = pop3_uidl_parse(b.data ? b.data : "", b.len, r, why, sizeof(why));
-	buf_release(&b);
-	if (prc == -ENOMEM) {
-		snprintf(s->error, sizeof(s->error), "%s: out of memory", s->label);
-		return FETCH_LOCAL_BAD;
-	}
-	if (prc < 0) {
-		snprintf(s->error, sizeof(s->error), "%s: the POP3 server's UIDL listing is not "
-			 "understood (%s)", s->label, why);
-		return FETCH_FOLDER_BAD;
+	if (k->end(ctx, i) != 0) {
+		cut(s);
+		set_error(s, "%s: %s stopped", s->label, what);
+		return FETCH_STOPPED;
 	}
 	return FETCH_OK;
 }
 
-enum fetch_status pop3_retr(struct pop3 *s, uint32_t msgnum,
-			    int (*write)(void *ctx, const void *p, size_t n), void *ctx)
+enum fetch_status pop3_fetch(struct pop3 *s, const struct pop3_entry *const *v, size_t n,
+			     const struct pop3_sink *k, void *ctx)
 {
-	char url[640], what[32];
-	CURLcode rc;
+	struct buf cmds = BUF_INIT(1u << 20);
+	size_t sent = 0, done = 0;
+	uint64_t in_flight = 0;
+	enum fetch_status st = FETCH_OK;
 
-	snprintf(what, sizeof(what), "RETR %" PRIu32, msgnum);
-	if (s->broken) {
-		snprintf(s->error, sizeof(s->error), "%s: the POP3 session is closed", s->label);
+	if (s->broken || !s->listed) {
+		set_error(s, "%s: the POP3 session is closed", s->label);
 		return FETCH_ACCOUNT_BAD;
 	}
-	snprintf(url, sizeof(url), "%s%" PRIu32, s->base, msgnum);
-	rc = request(s, url, NULL, false, write, ctx);
-	if (s->aborted) {
-		snprintf(s->error, sizeof(s->error), "%s: %s stopped", s->label, what);
-		return FETCH_STOPPED;
+	while (done < n && st == FETCH_OK) {
+		/* Top the window up: one command when not pipelining; else up
+		 * to its count and bytes, but always at least one. */
+		buf_reset(&cmds);
+		while (sent < n &&
+		       (sent == done ||
+			(s->pipelining && sent - done < POP3_WINDOW_CMDS &&
+			 in_flight + window_size(v[sent]) <= POP3_WINDOW_BYTES))) {
+			uint32_t m = v[sent]->msgnum;
+
+			if ((s->pipelining ? buf_printf(&cmds, "RETR %" PRIu32 "\r\nUIDL %" PRIu32 "\r\n", m, m)
+					   : buf_printf(&cmds, "RETR %" PRIu32 "\r\n", m)) < 0) {
+				st = FETCH_LOCAL_BAD;
+				break;
+			}
+			in_flight += window_size(v[sent]);
+			sent++;
+		}
+		if (st == FETCH_OK && cmds.len) {
+			s->retrieved = true;
+			if (conn_write(s->conn, cmds.data, cmds.len) < 0) {
+				char what[40];
+
+				snprintf(what, sizeof(what), "RETR %" PRIu32, v[done]->msgnum);
+				st = io_failed(s, -1, what);
+			}
+		}
+		if (st == FETCH_OK)
+			st = read_retr(s, v[done], done, k, ctx);
+		if (st == FETCH_OK)
+			in_flight -= window_size(v[done++]);
 	}
-	if (rc != CURLE_OK)
-		return describe_request(s, rc, what);
-	return session_intact(s, what) ? FETCH_OK : FETCH_ACCOUNT_BAD;
+	buf_release(&cmds);
+	if (st == FETCH_LOCAL_BAD) {
+		cut(s);
+		set_error(s, "%s: out of memory", s->label);
+	}
+	return st;
 }

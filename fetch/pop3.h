@@ -1,16 +1,24 @@
-/* pop3: a POP3 session through libcurl's own POP3 support (RFC 1939 with
- * UIDL; CAPA, RFC 2449; STLS, RFC 2595; SASL incl. XOAUTH2), and the parser
- * of the UIDL listing.
+/* pop3: a POP3 session (RFC 1939 with UIDL; CAPA and PIPELINING, RFC
+ * 2449) over a conn.c connection, and the parsers of its answers.
  *
- * One CURL easy handle per session: every request (STAT, UIDL, RETR n,
- * RSET) is a perform on the same handle, so libcurl keeps one connection
- * and logs in once. Message numbers are only valid within one POP3 session,
- * so a request that made libcurl connect again (the server dropped the idle
- * connection) fails instead of reading a message by a stale number.
+ * libcurl connects, upgrades with STLS (RFC 2595), verifies the certificate
+ * and logs in (USER/PASS or SASL incl. XOAUTH2) with CURLOPT_CONNECT_ONLY;
+ * from there this module speaks POP3 itself: STAT, UIDL and LIST once,
+ * then RETR of the messages asked for. When the server announces
+ * PIPELINING, a window of RETR commands is kept in flight (sized by count
+ * and by the bytes LIST announced), each followed by "UIDL n", whose
+ * answer proves that the message before it is the one asked for: POP3
+ * answers carry no tag, and a server that drops or reorders an answer
+ * would otherwise shift every message after it onto the wrong UIDL.
+ * Without PIPELINING, one command at a time.
+ *
+ * Message numbers are valid within one session only, and a conn never
+ * connects again, so no request can use a stale number.
  *
  * Read-only by construction: no DELE is ever sent, and pop3_close sends
- * RSET before libcurl's QUIT, because some servers (Dovecot) set \Seen on
- * every message retrieved once the session ends with QUIT.
+ * RSET before QUIT, because some servers (Dovecot) set \Seen on every
+ * message retrieved once the session ends with QUIT. A session that fails
+ * is cut without QUIT: it never reaches the UPDATE state.
  *
  * Errors: functions return enum fetch_status; the message for the user is
  * in pop3_error(). FETCH_FOLDER_BAD is the server's -ERR to a command;
@@ -25,6 +33,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include "../cache/buf.h"
 #include "../cache/settings.h"
 #include "fetch_status.h"
@@ -38,9 +47,12 @@
 
 /* ---- parsing ---- */
 
+#define POP3_SIZE_UNKNOWN UINT64_MAX
+
 struct pop3_entry {
 	uint32_t msgnum;    /* the message number in this session */
 	char *uidl;         /* owned */
+	uint64_t size;      /* what LIST says, or POP3_SIZE_UNKNOWN */
 };
 
 struct pop3_listing {
@@ -61,6 +73,31 @@ int pop3_uidl_parse(const char *p, size_t len, struct pop3_listing *r, char *why
 		    size_t whylen);
 void pop3_listing_release(struct pop3_listing *l);
 
+/* Parses the body of a LIST answer (lines "msgnum size", as for
+ * pop3_uidl_parse) and sets the size of l's entries by message number
+ * (entries LIST does not mention keep theirs). 0; -EINVAL for a malformed
+ * line or a message number listed twice, with why (may be NULL); -ENOMEM.
+ * l is unchanged on error. */
+int pop3_list_parse(const char *p, size_t len, struct pop3_listing *l, char *why,
+		    size_t whylen);
+
+/* Undoes a multi-line answer's dot-stuffing (RFC 1939 section 3) as its
+ * bytes arrive, in pieces of any size. Lines end in CRLF; a line that is
+ * "." alone ends the answer, and the CRLF before it belongs to the body. */
+struct pop3_undot {
+	int state;
+	bool done;          /* the terminating line was seen */
+};
+
+/* Starts a body: the next byte begins a line. */
+void pop3_undot_init(struct pop3_undot *u);
+/* Feeds p[0..n): the body's bytes go to write(ctx, ...), which returns 0
+ * to go on. Returns the bytes consumed: all n, or fewer when the
+ * terminating line ended within them (u->done; the rest is the next
+ * answer); -1 when write failed. */
+ssize_t pop3_undot_feed(struct pop3_undot *u, const char *p, size_t n,
+			int (*write)(void *ctx, const void *p, size_t n), void *ctx);
+
 /* Parses a STAT answer "+OK nn mm" (line end optional, anything after mm
  * ignored). 0, or -EINVAL. */
 int pop3_stat_parse(const char *line, uint32_t *count_r, uint64_t *size_r);
@@ -69,11 +106,11 @@ int pop3_stat_parse(const char *line, uint32_t *count_r, uint64_t *size_r);
 
 struct pop3;
 
-/* cancel_fd (-1: none), once readable, ends any request at once.
- * Connects, upgrades with STLS for pop3:// (refusing plaintext unless
+/* Connects, upgrades with STLS for pop3:// (refusing plaintext unless
  * tls_off), verifies the certificate (ca_file added as a trust anchor),
  * logs in with the password or the XOAUTH2 bearer token, and issues STAT
- * (libcurl connects only as part of a request). FETCH_OK with *count_r the
+ * (with UIDL and LIST behind it when the server pipelines). cancel_fd (-1:
+ * none), once readable, ends any wait at once. FETCH_OK with *count_r the
  * number of messages STAT announced; else FETCH_ACCOUNT_BAD (or
  * FETCH_LOCAL_BAD when out of memory) with err holding one line for the
  * user and retry_r saying whether trying again without a change can help.
@@ -81,22 +118,47 @@ struct pop3;
 enum fetch_status pop3_open(const struct account_settings *a, const char *secret,
 			    bool xoauth2, int cancel_fd, struct pop3 **r, uint32_t *count_r,
 			    enum fetch_retry *retry_r, struct buf *err);
-/* RSET when the session is healthy (nothing retrieved counts as seen),
- * then QUIT and close. Safe on NULL; clears *s. */
+/* A healthy session ends with RSET (nothing retrieved counts as seen),
+ * then QUIT; a failed one is cut without QUIT. Safe on NULL; clears *s. */
 void pop3_close(struct pop3 **s);
 const char *pop3_error(const struct pop3 *s);
+/* Whether the server announced PIPELINING (RFC 2449). */
+bool pop3_pipelining(const struct pop3 *s);
 
-/* UIDL for all messages, parsed. On FETCH_OK *r holds the listing (release
+/* UIDL for all messages, parsed, with LIST's sizes (LIST refused: sizes
+ * unknown). Once per session. On FETCH_OK *r holds the listing (release
  * it); a malformed listing is FETCH_FOLDER_BAD with the reason in
  * pop3_error, and *r is empty. */
 enum fetch_status pop3_uidl(struct pop3 *s, struct pop3_listing *r);
 
-/* RETR msgnum: the message's bytes, dot-stuffing undone, go to write as
- * they arrive (never held whole in memory). write returns 0 to go on, or
- * non-zero to abort the transfer; pop3_retr then returns FETCH_STOPPED and
- * the session is unusable (the caller knows why it stopped). The bytes are
- * the message only when FETCH_OK is returned. */
-enum fetch_status pop3_retr(struct pop3 *s, uint32_t msgnum,
-			    int (*write)(void *ctx, const void *p, size_t n), void *ctx);
+/* Where pop3_fetch puts messages. Each returns 0 to go on; non-zero stops
+ * the fetch (FETCH_STOPPED: the caller knows why). */
+struct pop3_sink {
+	int (*begin)(void *ctx, size_t i);               /* message v[i] starts */
+	int (*write)(void *ctx, const void *p, size_t n);/* its bytes, unstuffed */
+	int (*end)(void *ctx, size_t i);                 /* it arrived whole */
+	void (*abort)(void *ctx);                        /* it did not: forget it */
+};
+
+/* RETR of v[0..n) (entries of this session's listing), in that order;
+ * never held whole in memory. Messages arrive through k one after the
+ * other; end is called only for a message that arrived whole and, when
+ * pipelined, whose "UIDL n" answer named it. FETCH_OK when all arrived.
+ * Otherwise the message in progress is aborted, the session is unusable,
+ * and the status says why: FETCH_FOLDER_BAD the server's -ERR to a RETR,
+ * FETCH_ACCOUNT_BAD the connection (lost, timed out, answers out of
+ * order), FETCH_STOPPED the sink or the cancel descriptor. */
+enum fetch_status pop3_fetch(struct pop3 *s, const struct pop3_entry *const *v, size_t n,
+			     const struct pop3_sink *k, void *ctx);
+
+/* The pipeline window: at most this many RETR in flight, and no more
+ * than this many bytes announced by LIST (at least one command, whatever
+ * its size; an unknown size counts as POP3_WINDOW_GUESS). 4 MiB covers the
+ * bandwidth-delay product of 200 Mbit/s at 150 ms. */
+#define POP3_WINDOW_CMDS 512
+#define POP3_WINDOW_BYTES (4u << 20)
+#define POP3_WINDOW_GUESS (64u << 10)
+/* A status line longer than this is an error (RFC 2449 allows 512). */
+#define POP3_LINE_MAX 4096
 
 #endif

@@ -153,6 +153,9 @@ class Fault:
       custom    produce=f: f(conn, tag) writes the whole answer itself (tag:
                 the command's tag, bytes); it may raise Hangup to end the
                 connection, else the session goes on
+      drop      (POP3) no answer at all; the session goes on
+      swap      (POP3) the answer is held back and sent after the next
+                command's answer: answers out of order
 
     Points ("at"): "start" (nothing sent), "mid_line" (half the first line),
     "middle" (half the answer), "mid_literal" (half way through literal
@@ -816,12 +819,17 @@ class FakeImap(_FakeBase):
 class FakePop3(_FakeBase):
     """A scripted POP3 server (RFC 1939 with UIDL). msgs: a list of
     (uidl, bytes) in message-number order, changed by the test between
-    sessions (each session sees the list as it was at login)."""
+    sessions (each session sees the list as it was at login).
+    pipelining: CAPA announces PIPELINING (RFC 2449), as Dovecot does.
+    ahead: commands that had arrived before the answer to the one before
+    them was sent (the client pipelined), summed over all sessions."""
 
     proto = "POP3"
 
-    def __init__(self, user="alice", password="pw-fake", tls=None):
+    def __init__(self, user="alice", password="pw-fake", tls=None, pipelining=True):
         self.user, self.password = user, password
+        self.pipelining = pipelining
+        self.ahead = 0
         self.msgs = []
         self.history = {}
         self._next = 1
@@ -861,16 +869,22 @@ class FakePop3(_FakeBase):
         user = None
         with self.lock:
             msgs = list(self.msgs)
+        held = None
         while True:
             text = conn.readline().decode("utf-8", errors="replace")
+            if b"\n" in conn.buf:
+                with self.lock:
+                    self.ahead += 1
             cmd, _, args = text.partition(" ")
             cmd = cmd.upper()
             self.note(cmd if cmd == "PASS" else text, violation=cmd == "DELE")
             fault = self._fault_for(cmd)
+            if fault:
+                fault.ahead = conn.buf.count(b"\n")    # commands behind it, already sent
             r = Reply()
             if cmd == "CAPA":
                 r.line(b"+OK Capability list follows")
-                for c in (b"TOP", b"UIDL", b"USER", b"RESP-CODES"):
+                for c in (b"TOP", b"UIDL", b"USER", b"RESP-CODES") + ((b"PIPELINING",) if self.pipelining else ()):
                     r.line(c)
                 r.final(b".")
             elif cmd == "USER":
@@ -930,7 +944,15 @@ class FakePop3(_FakeBase):
                 r.data = bytearray(data)
                 r.literals = [l for l in r.literals if l[0] < len(data)]
                 r.final(b"-ERR " + fault.params.get("text", "injected failure").encode())
+            if fault and fault.action == "drop":
+                continue
+            if fault and fault.action == "swap":
+                held = bytes(r.data)
+                continue
             self.send(conn, r, fault)
+            if held is not None:
+                conn.send(held)
+                held = None
 
 
 # ---------------------------------------------------------------- scenarios

@@ -11,13 +11,21 @@ sent. Then, the fault removed, a clean sync converges: the visible rows are
 exactly the server's UIDLs, byte-exact, and the trash holds exactly the 3
 deleted messages.
 
-The dangerous ones are the hang-ups at a message's or the listing's end:
-libcurl 7.88 ends a POP3 transfer without error when the server closes
-before the terminating ".", so a cut listing would look complete.
+The fake announces PIPELINING (except in the *_lockstep scenarios, where
+maildisk must send one command at a time), so maildisk keeps a window of RETR
+commands in flight (each followed by "UIDL n"); the faults marked
+`window` must fire while commands behind the faulty one had already
+arrived. The dangerous ones: a hang-up before a message's or the
+listing's terminating "." (a cut answer must not look complete), and a
+server that drops or reorders answers (every message after it would be
+stored under the wrong UIDL unless the UIDL answers are checked).
 MAILDISK_FAULTS=name,name runs only those scenarios."""
 
 import os
+import signal
+import subprocess
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import faultlib as F  # noqa: E402
@@ -31,9 +39,11 @@ ACCOUNT_RE = r"alice/pop"
 
 
 class Scenario:
-    def __init__(self, name, fault, expect_rc=1, log_re=None, max_seconds=None, hold=False):
+    def __init__(self, name, fault, expect_rc=1, log_re=None, max_seconds=None, hold=False,
+                 window=False, pipelining=True):
         self.name, self.fault, self.expect_rc, self.log_re = name, fault, expect_rc, log_re
-        self.max_seconds, self.hold = max_seconds, hold
+        self.max_seconds, self.hold, self.window = max_seconds, hold, window
+        self.pipelining = pipelining
 
 
 def deleted(srv):
@@ -42,13 +52,30 @@ def deleted(srv):
 
 SCENARIOS = [
     Scenario("hangup_mid_retr", Fault("RETR", "hangup", nth=4, at="mid_literal"),
-             log_re=r"connection to the POP3 server lost during RETR|closed the connection during RETR"),
+             log_re=r"connection to the POP3 server lost during RETR|closed the connection during RETR",
+             window=True),
+    Scenario("hangup_between_answers", Fault("RETR", "hangup", nth=5, at="start"),
+             log_re=r"connection to the POP3 server lost during RETR|closed the connection during RETR",
+             window=True),
+    # Pipelining faults: an answer dropped, or sent after the next one.
+    Scenario("drop_retr_answer", Fault("RETR", "drop", nth=3),
+             log_re=r"answers are out of order|sent nothing for %d s during RETR" % TIMEOUT,
+             window=True, max_seconds=TIMEOUT + 5),
+    Scenario("swap_retr_answers", Fault("RETR", "swap", nth=2),
+             log_re=r"answers are out of order", window=True),
+    Scenario("drop_uidl_n_answer", Fault("UIDL", "drop", nth=4),
+             log_re=r"answers are out of order", max_seconds=TIMEOUT + 5),
     Scenario("hangup_before_retr_dot", Fault("RETR", "hangup", nth=2, at="before_tagged"),
              log_re=r"closed the connection during RETR"),
     Scenario("hangup_mid_retr_first_line", Fault("RETR", "hangup", nth=1, at="mid_line"),
              log_re=r"RETR"),
     Scenario("err_to_retr", Fault("RETR", "status", nth=3, text="message locked"),
-             log_re=r"refused RETR \d+ \(-ERR message locked\)"),
+             log_re=r"refused RETR \d+ \(-ERR message locked\)", window=True),
+    # Without PIPELINING: one command at a time, same outcomes.
+    Scenario("err_to_retr_lockstep", Fault("RETR", "status", nth=3, text="message locked"),
+             log_re=r"refused RETR \d+ \(-ERR message locked\)", pipelining=False),
+    Scenario("hangup_mid_retr_lockstep", Fault("RETR", "hangup", nth=4, at="mid_literal"),
+             log_re=r"closed the connection during RETR", pipelining=False),
     Scenario("err_to_uidl", Fault("UIDL", "status", text="UIDL unavailable"),
              log_re=r"refused UIDL \(-ERR UIDL unavailable\)"),
     Scenario("hangup_mid_uidl", Fault("UIDL", "hangup", at="middle"),
@@ -77,7 +104,7 @@ SCENARIOS = [
 def run_scenario(ctx, sc):
     tmp = os.path.join(ctx.tmp, sc.name)
     os.mkdir(tmp, 0o700)
-    srv = F.FakePop3(USER, PW)
+    srv = F.FakePop3(USER, PW, pipelining=sc.pipelining)
     try:
         acct = F.account(USER, ACCT, srv.url(), PW, timeout=TIMEOUT)
         cfg = F.write_config(os.path.join(tmp, "maildisk.conf"), os.path.join(tmp, "store"), [acct])
@@ -93,6 +120,8 @@ def run_scenario(ctx, sc):
         faults = faults if isinstance(faults, list) else [faults]
         srv.arm(*faults)
         rc, err, _rss, took, problems = F.faulty_sync(cfg, sc, faults, ACCOUNT_RE)
+        if sc.window and not all(getattr(f, "ahead", 0) > 0 for f in faults):
+            problems.append("the fault did not fire inside a window of pipelined commands")
         if sc.max_seconds and took > sc.max_seconds:
             problems.append("the sync took %.1fs with timeout = %d" % (took, TIMEOUT))
         trashed = st.messages(state=F.TRASHED)
@@ -113,14 +142,84 @@ def run_scenario(ctx, sc):
         F.check_store(st, lambda r: srv.history[r["remote_id"]], sc.name + " (converged)")
         got = sorted(t["remote_id"] for t in st.messages(state=F.TRASHED))
         check(got == sorted(gone), "%s: trashed after convergence" % sc.name, got, sorted(gone))
+        check((srv.ahead > 0) == sc.pipelining, "%s: maildisk %s" % (
+            sc.name, "never pipelined" if sc.pipelining else "pipelined, unasked"))
         F.converged(sc, srv, st, len(got), problems, "the server saw DELE")
         return len(faults)
     finally:
         srv.close()
 
 
+def sigterm_mid_window(ctx):
+    """SIGTERM while the server stalls inside a window of pipelined RETRs
+    (timeout = 60 s): maildisk ends within 2 s, exit 1, nothing partial
+    stored, nothing trashed; a clean sync then converges."""
+    tmp = os.path.join(ctx.tmp, "sigterm")
+    os.mkdir(tmp, 0o700)
+    srv = F.FakePop3(USER, PW)
+    try:
+        cfg = F.write_config(os.path.join(tmp, "maildisk.conf"), os.path.join(tmp, "store"),
+                             [F.account(USER, ACCT, srv.url(), PW, timeout=60)])
+        st = H.Store(os.path.join(tmp, "store"))
+        srv.add([m.raw for m in MSGS[:BASE]])
+        fault = srv.arm(Fault("RETR", "stall", nth=5, at="mid_literal", seconds=40))
+        p = ctx.popen([H.maildisk_path(), "sync", "-c", cfg], stdout=subprocess.DEVNULL,
+                      stderr=subprocess.PIPE, env=H.maildisk_env())
+        end = time.monotonic() + 20
+        while not fault.fired and time.monotonic() < end:
+            time.sleep(0.02)
+        check(fault.fired, "the stall never started")
+        time.sleep(0.5)
+        t0 = time.monotonic()
+        p.send_signal(signal.SIGTERM)
+        try:
+            _out, err = p.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.communicate()
+            raise F.Failure("maildisk sync did not end within 10 s of SIGTERM")
+        took = time.monotonic() - t0
+        err = err.decode(errors="replace")
+        log("  SIGTERM inside a window: exit %d after %.2f s" % (p.returncode, took))
+        check(took <= 2.0, "SIGTERM was obeyed after %.2f s, limit 2 s" % took, err[-800:])
+        check(p.returncode == 1, "exit %d after SIGTERM, expected 1" % p.returncode, err[-800:])
+        check(fault.ahead > 0, "the stall was not inside a window of pipelined commands")
+        check(not st.messages(state=F.TRASHED), "a stopped sync trashed messages")
+        F.check_store(st, lambda r: srv.history[r["remote_id"]], "sigterm")
+        srv.disarm()
+        H.maildisk("sync", cfg, expect=0)
+        F.pop3_converged(st, srv, USER, ACCT)
+        check(not srv.violations, "the server saw DELE", srv.violations[:5])
+    finally:
+        srv.close()
+
+
+def rset_refused(ctx):
+    """RSET refused after messages were retrieved: QUIT must not follow
+    (it would let the server mark them seen); the messages are stored."""
+    tmp = os.path.join(ctx.tmp, "rset")
+    os.mkdir(tmp, 0o700)
+    srv = F.FakePop3(USER, PW)
+    try:
+        cfg = F.write_config(os.path.join(tmp, "maildisk.conf"), os.path.join(tmp, "store"),
+                             [F.account(USER, ACCT, srv.url(), PW, timeout=TIMEOUT)])
+        st = H.Store(os.path.join(tmp, "store"))
+        srv.add([m.raw for m in MSGS[:BASE]])
+        fault = srv.arm(Fault("RSET", "status", text="cannot reset"))
+        H.maildisk("sync", cfg, expect=(0, 1))
+        check(fault.fired, "RSET was never sent")
+        cmds = [c.split(" ")[0].upper() for c in srv.commands]
+        check("QUIT" not in cmds[cmds.index("RSET"):], "QUIT after a refused RSET", cmds[-5:])
+        F.pop3_converged(st, srv, USER, ACCT)
+    finally:
+        srv.close()
+
+
 def main(ctx):
-    ran, injected, failed = F.run_each([(sc.name, lambda sc=sc: run_scenario(ctx, sc)) for sc in SCENARIOS])
+    runs = [(sc.name, lambda sc=sc: run_scenario(ctx, sc)) for sc in SCENARIOS]
+    runs += [("sigterm_mid_window", lambda: sigterm_mid_window(ctx) or 1),
+             ("rset_refused", lambda: rset_refused(ctx) or 1)]
+    ran, injected, failed = F.run_each(runs)
     F.report_scenarios("fake POP3", ran, injected, failed)
 
 

@@ -1,5 +1,5 @@
-/* libFuzzer target for the POP3 listing parsers in fetch/pop3.c
- * (pop3_uidl_parse, pop3_stat_parse).
+/* libFuzzer target for the POP3 parsers in fetch/pop3.c
+ * (pop3_uidl_parse, pop3_list_parse, pop3_stat_parse, pop3_undot_feed).
  *
  * The input is the body of a UIDL answer. An accepted listing must be one
  * a sync can trust: message numbers non-zero and distinct, UIDLs of 1 to
@@ -8,12 +8,16 @@
  * Written out again as "n uidl\r\n" lines it must parse to the same
  * listing with nothing dropped. A refused one must leave the listing empty
  * and say why in a NUL-terminated reason, however short the buffer. The
- * same bytes as a STAT line must parse only when they start "+OK ".
+ * same bytes as a STAT line must parse only when they start "+OK ". As a
+ * LIST answer applied to that listing, a refusal changes no size. As a
+ * multi-line answer, unstuffing gives the same bytes and the same end
+ * however the input is split, never more bytes than came in, and the end
+ * only just after a line "." that follows a CRLF or starts the input.
  *
  * Build: meson setup -Dfuzz=true (CC=clang), or clang -g -O1
  *        -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
- *        -D_GNU_SOURCE fetch/pop3.c cache/buf.c tests/fuzz/fuzz_pop3_uidl.c
- *        -lcurl -o fuzz_pop3_uidl
+ *        -D_GNU_SOURCE fetch/pop3.c fetch/conn.c cache/child.c cache/log.c cache/buf.c
+ *        tests/fuzz/fuzz_pop3_uidl.c -lcurl -o fuzz_pop3_uidl
  * Run:   ./fuzz_pop3_uidl -max_total_time=60 tests/fuzz/corpus/pop3_uidl */
 
 #include <errno.h>
@@ -88,6 +92,64 @@ static void check_roundtrip(const struct pop3_listing *l)
 	free(out);
 }
 
+struct out {
+	char *p;
+	size_t len, cap;
+};
+
+static int out_write(void *ctx, const void *p, size_t n)
+{
+	struct out *o = ctx;
+
+	CHECK(o->len + n <= o->cap);
+	memcpy(o->p + o->len, p, n);
+	o->len += n;
+	return 0;
+}
+
+/* Unstuffs p in pieces of step bytes (0: whole); returns the bytes used
+ * up to the end of the answer, or size when it did not end. */
+static size_t undot(const char *p, size_t size, size_t step, struct out *o, int *done_r)
+{
+	struct pop3_undot u;
+	size_t pos = 0;
+
+	pop3_undot_init(&u);
+	o->len = 0;
+	while (pos < size && !u.done) {
+		size_t n = step && size - pos > step ? step : size - pos;
+		ssize_t used = pop3_undot_feed(&u, p + pos, n, out_write, o);
+
+		CHECK(used >= 0 && (size_t)used <= n);
+		CHECK((size_t)used == n || u.done);
+		pos += (size_t)used;
+	}
+	*done_r = u.done;
+	return pos;
+}
+
+static void check_undot(const char *p, size_t size)
+{
+	struct out a = { malloc(size + 1), 0, size }, b = { malloc(size + 1), 0, size };
+	int done_a, done_b;
+	size_t end_a, end_b;
+
+	CHECK(a.p && b.p);
+	end_a = undot(p, size, 0, &a, &done_a);
+	CHECK(a.len <= end_a);
+	if (done_a) {
+		CHECK(end_a >= 3 && memcmp(p + end_a - 3, ".\r\n", 3) == 0);
+		CHECK(end_a == 3 || (end_a >= 5 && p[end_a - 5] == '\r' && p[end_a - 4] == '\n'));
+	}
+	for (size_t step = 1; step <= 7 && step < size; step += 3) {
+		end_b = undot(p, size, step, &b, &done_b);
+		CHECK(done_a == done_b && end_a == end_b && a.len == b.len);
+		CHECK(a.len == 0 || memcmp(a.p, b.p, a.len) == 0);
+	}
+	free(a.p);
+	free(b.p);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -119,8 +181,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	rc2 = pop3_uidl_parse(p, size, &l2, tiny, sizeof(tiny));
 	CHECK(rc2 == rc && memchr(tiny, '\0', sizeof(tiny)));
 	pop3_listing_release(&l2);
+
+	/* As a LIST answer for that listing. */
+	if (rc == 0) {
+		rc2 = pop3_list_parse(p, size, &l, why, sizeof(why));
+		CHECK(rc2 == 0 || rc2 == -EINVAL);
+		for (size_t i = 0; rc2 < 0 && i < l.n; i++)
+			CHECK(l.v[i].size == POP3_SIZE_UNKNOWN);
+	}
 	pop3_listing_release(&l);
 	CHECK(l.v == NULL && l.n == 0);
+	check_undot(p, size);
 
 	/* As a STAT answer (a C string: the line ends at the first NUL). */
 	char *line = malloc(size + 1);

@@ -1,5 +1,7 @@
-/* Unit tests for fetch/pop3.c's parsers: the UIDL listing (RFC 1939
- * section 7) and the STAT answer, fed the bytes libcurl hands over. */
+/* Unit tests for fetch/pop3.c's parsers: the UIDL and LIST listings (RFC
+ * 1939 section 7 and 5), the STAT answer, and the multi-line reader's
+ * dot-unstuffing (section 3), fed byte-exact server answers, whole and in
+ * every split. */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -8,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
 #include <cmocka.h>
 
 #include "../../fetch/pop3.h"
@@ -203,6 +206,152 @@ static void test_stat(void **state)
 	}
 }
 
+static void test_list(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *list;
+		int rc;
+		uint64_t want[3];       /* sizes of messages 1, 2, 3 after it */
+	} cases[] = {
+		{ "1 100\r\n2 200\r\n3 300\r\n", 0, { 100, 200, 300 } },
+		/* another order, a message LIST does not name, one it has extra */
+		{ "3 30\r\n1 10\r\n9 90\r\n", 0, { 10, POP3_SIZE_UNKNOWN, 30 } },
+		{ "", 0, { POP3_SIZE_UNKNOWN, POP3_SIZE_UNKNOWN, POP3_SIZE_UNKNOWN } },
+		{ "1 18446744073709551614\r\n", 0, { 18446744073709551614u, POP3_SIZE_UNKNOWN,
+						     POP3_SIZE_UNKNOWN } },
+		{ "1 18446744073709551615\r\n", -EINVAL, { 0 } },
+		{ "1 99999999999999999999\r\n", -EINVAL, { 0 } },
+		{ "1 10\r\n1 20\r\n", -EINVAL, { 0 } },
+		{ "1 ten\r\n", -EINVAL, { 0 } },
+		{ "1 -1\r\n", -EINVAL, { 0 } },
+		{ "1\r\n", -EINVAL, { 0 } },
+		{ "1 10 extra\r\n", -EINVAL, { 0 } },
+		{ "0 10\r\n", -EINVAL, { 0 } },
+	};
+	for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+		static const char uidl[] = "1 a\r\n2 b\r\n3 c\r\n";
+		struct pop3_listing l;
+		char why[200];
+
+		assert_int_equal(pop3_uidl_parse(uidl, strlen(uidl), &l, why, sizeof(why)), 0);
+		for (size_t i = 0; i < l.n; i++)
+			assert_true(l.v[i].size == POP3_SIZE_UNKNOWN);
+		assert_int_equal(pop3_list_parse(cases[c].list, strlen(cases[c].list), &l, why,
+						 sizeof(why)), cases[c].rc);
+		for (size_t i = 0; i < l.n; i++)
+			assert_true(l.v[i].size == (cases[c].rc == 0 ? cases[c].want[i]
+								   : POP3_SIZE_UNKNOWN));
+		if (cases[c].rc < 0)
+			assert_true(why[0] != '\0');
+		pop3_listing_release(&l);
+	}
+}
+
+struct sinkbuf {
+	char data[256];
+	size_t len;
+	int fail_after;     /* calls before write fails; -1 never */
+};
+
+static int sink(void *ctx, const void *p, size_t n)
+{
+	struct sinkbuf *b = ctx;
+
+	if (b->fail_after == 0)
+		return -1;
+	if (b->fail_after > 0)
+		b->fail_after--;
+	assert_true(b->len + n <= sizeof(b->data));
+	memcpy(b->data + b->len, p, n);
+	b->len += n;
+	return 0;
+}
+
+/* Feeds in pieces of at most step bytes (0: whole); returns where the
+ * answer ended, -1 if it did not. */
+static ssize_t undot(const char *in, size_t len, size_t step, struct sinkbuf *out)
+{
+	struct pop3_undot u;
+	size_t pos = 0;
+
+	pop3_undot_init(&u);
+	out->len = 0;
+	out->fail_after = -1;
+	while (pos < len && !u.done) {
+		size_t n = step && len - pos > step ? step : len - pos;
+		ssize_t used = pop3_undot_feed(&u, in + pos, n, sink, out);
+
+		assert_true(used >= 0 && (size_t)used <= n);
+		if ((size_t)used < n)
+			assert_true(u.done);
+		pos += (size_t)used;
+	}
+	return u.done ? (ssize_t)pos : -1;
+}
+
+static void test_undot(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *in;         /* a RETR body after "+OK ...\r\n", and what follows */
+		const char *want;       /* the message; NULL: the answer does not end */
+		const char *rest;       /* what is left for the next answer */
+	} cases[] = {
+		{ ".\r\n", "", "" },
+		{ "a\r\n.\r\n", "a\r\n", "" },
+		{ "a\r\n.\r\n+OK 1 u\r\n", "a\r\n", "+OK 1 u\r\n" },
+		/* stuffed lines: one dot goes */
+		{ "..\r\n...x\r\n.y\r\n.\r\n", ".\r\n..x\r\ny\r\n", "" },
+		{ "..\r\n.\r\n", ".\r\n", "" },
+		/* a dot within a line, or after a bare LF or CR, stays */
+		{ "a.b\r\nc\n.d\r\ne\r.f\r\n.\r\n", "a.b\r\nc\n.d\r\ne\r.f\r\n", "" },
+		/* ".\r" not followed by LF: the dot goes, the CR stays */
+		{ ".\rx\r\n.\r\n", "\rx\r\n", "" },
+		{ ".\r\rx\r\n.\r\n", "\r\rx\r\n", "" },
+		/* CR CR LF, and a line of its own */
+		{ "a\r\r\n\r\n.\r\n", "a\r\r\n\r\n", "" },
+		/* ".\n" does not end it (lines end in CRLF) */
+		{ ".\na\r\n.\r\n", "\na\r\n", "" },
+		/* no terminating line: never done */
+		{ "a\r\n", NULL, NULL },
+		{ "a\r\n.", NULL, NULL },
+		{ "a\r\n.\r", NULL, NULL },
+		{ "a\r\n..\r\n", NULL, NULL },
+		{ "", NULL, NULL },
+	};
+	for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+		size_t len = strlen(cases[c].in);
+
+		for (size_t step = 0; step <= len; step++) {
+			struct sinkbuf out;
+			ssize_t end = undot(cases[c].in, len, step, &out);
+
+			if (!cases[c].want) {
+				assert_int_equal(end, -1);
+				continue;
+			}
+			assert_int_equal(end, (ssize_t)(len - strlen(cases[c].rest)));
+			assert_int_equal(out.len, strlen(cases[c].want));
+			assert_memory_equal(out.data, cases[c].want, out.len);
+		}
+	}
+}
+
+/* A write that fails stops the reader at once. */
+static void test_undot_write_fails(void **state)
+{
+	(void)state;
+	static const char in[] = "ab\r\n.cd\r\n.\r\n";
+	struct pop3_undot u;
+	struct sinkbuf out = { .fail_after = 1 };
+
+	pop3_undot_init(&u);
+	assert_int_equal(pop3_undot_feed(&u, in, strlen(in), sink, &out), -1);
+	assert_false(u.done);
+	assert_int_equal(out.len, 4);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -211,6 +360,9 @@ int main(void)
 		cmocka_unit_test(test_uidl_length_limit),
 		cmocka_unit_test(test_uidl_large),
 		cmocka_unit_test(test_stat),
+		cmocka_unit_test(test_list),
+		cmocka_unit_test(test_undot),
+		cmocka_unit_test(test_undot_write_fails),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
