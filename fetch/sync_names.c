@@ -2,6 +2,8 @@
  * a permutation keeps this O(n log n) for a LIST of many folders. */
 #include "sync_names.h"
 
+#include "../cache/index.h"
+
 #include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -145,9 +147,5 @@ out:
 
 void sync_names_free(char **notes, size_t n)
 {
-	if (!notes)
-		return;
-	for (size_t i = 0; i < n; i++)
-		free(notes[i]);
-	free(notes);
+	index_ids_free(notes, n);      /* the same shape: n owned strings */
 }

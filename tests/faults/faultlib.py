@@ -41,6 +41,7 @@ import contextlib
 import os
 import random
 import re
+import signal
 import socketserver
 import ssl
 import subprocess
@@ -997,6 +998,27 @@ def converged(sc, srv, st, n_trashed, problems, violation):
     check(not srv.violations, "%s: %s" % (sc.name, violation), srv.violations[:5])
     log("  converged: %d rows, %d trashed" % (len(visible_rows(st)), n_trashed))
     check(not problems, "%s: %s" % (sc.name, "; ".join(problems)))
+
+
+def sigterm_sync(p, what, limit=2.0):
+    """Sends SIGTERM to a running `maildisk sync` (Popen p, stderr piped)
+    and waits: it must end within limit seconds with exit 1 (interrupted).
+    Returns (seconds taken, stderr text)."""
+    t0 = time.monotonic()
+    p.send_signal(signal.SIGTERM)
+    try:
+        _out, err = p.communicate(timeout=10)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.communicate()
+        raise Failure("maildisk sync did not end within 10 s of SIGTERM (%s)" % what)
+    took = time.monotonic() - t0
+    err = err.decode(errors="replace")
+    log("  SIGTERM (%s): exit %d after %.2f s" % (what, p.returncode, took))
+    check(took <= limit, "SIGTERM was obeyed after %.2f s (%s), limit %.0f s" % (took, what, limit),
+          err[-800:])
+    check(p.returncode == 1, "exit %d after SIGTERM (%s), expected 1" % (p.returncode, what), err[-800:])
+    return took, err
 
 
 def faulty_sync(cfg, sc, faults, account_re, log_lines=10):
