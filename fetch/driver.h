@@ -86,6 +86,10 @@ struct fetch_driver {
 	 * trips however many folders), so the engine skips them. */
 	enum fetch_status (*probe)(void *conn, const struct drv_folder *fs,
 				   const struct index_folder *known, size_t n, bool *unchanged_r);
+	/* Optional: the folder the engine will open after the one it opens
+	 * next, so the driver may ask for it ahead, with the other's last
+	 * command. Only a hint: the engine may open another. */
+	void (*hint_next)(void *conn, const struct drv_folder *f, const struct index_folder *known);
 	/* Opens f; known is the index's row (its recorded state lets a
 	 * driver ask only for what changed). */
 	enum fetch_status (*select)(void *conn, const struct drv_folder *f,

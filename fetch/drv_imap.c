@@ -162,24 +162,48 @@ static enum fetch_status imap_drv_probe(void *conn, const struct drv_folder *fs,
 	return st;
 }
 
+/* What imap_examine is asked for a folder the index knows as known. With
+ * QRESYNC the EXAMINE itself says what vanished and which flags changed
+ * since the last good sync; after an error or a hold, everything is listed
+ * again instead. The listing the folder will most likely need goes with
+ * the EXAMINE: from the old UIDNEXT when QRESYNC will say what vanished,
+ * else all. */
+static void examine_args(struct drv_imap_conn *c, const struct index_folder *known,
+			 uint32_t *uv_r, uint64_t *modseq_r, uint32_t *list_from_r)
+{
+	bool since = known->uidvalidity && known->highestmodseq && !known->last_error &&
+		     !known->held;
+
+	*uv_r = since ? known->uidvalidity : 0;
+	*modseq_r = since ? known->highestmodseq : 0;
+	*list_from_r = since && imap_qresync(c->s) && known->uidnext ? known->uidnext : 1;
+}
+
+/* The folder the engine syncs after this one: its EXAMINE rides with this
+ * folder's last FETCH. */
+static void imap_drv_hint_next(void *conn, const struct drv_folder *f,
+			       const struct index_folder *known)
+{
+	struct drv_imap_conn *c = conn;
+	uint32_t uv, list_from;
+	uint64_t modseq;
+
+	examine_args(c, known, &uv, &modseq, &list_from);
+	imap_plan_examine(c->s, f->raw, uv, modseq, list_from);
+}
+
 static enum fetch_status imap_drv_select(void *conn, const struct drv_folder *f,
 					 const struct index_folder *known, struct drv_state *st_r)
 {
 	struct drv_imap_conn *c = conn;
-	/* With QRESYNC the EXAMINE itself says what vanished and which flags
-	 * changed since the last good sync; after an error or a hold, list
-	 * everything again instead. */
-	bool since = known->uidvalidity && known->highestmodseq && !known->last_error &&
-		     !known->held;
+	uint32_t uv, list_from;
+	uint64_t modseq;
 	enum fetch_status st;
 
 	imap_changes_release(&c->ch);
 	c->folder = f->name;
-	/* The listing the folder will most likely need goes with the EXAMINE:
-	 * from the old UIDNEXT when QRESYNC will say what vanished, else all. */
-	uint32_t list_from = since && imap_qresync(c->s) && known->uidnext ? known->uidnext : 1;
-	st = imap_examine(c->s, f->raw, since ? known->uidvalidity : 0,
-			  since ? known->highestmodseq : 0, list_from, &c->st, &c->ch);
+	examine_args(c, known, &uv, &modseq, &list_from);
+	st = imap_examine(c->s, f->raw, uv, modseq, list_from, &c->st, &c->ch);
 	*st_r = (struct drv_state){
 		.uidvalidity = c->st.uidvalidity, .uidnext = c->st.uidnext,
 		.highestmodseq = c->st.highestmodseq, .exists = c->st.exists,
@@ -420,7 +444,9 @@ static enum fetch_status imap_drv_fetch(void *conn, char *const *ids, size_t n, 
 			st = FETCH_LOCAL_BAD;
 			break;
 		}
-		st = imap_fetch(c->s, set.data, "(UID RFC822.SIZE INTERNALDATE FLAGS BODY.PEEK[])", &h);
+		/* the last chunk carries the next folder's EXAMINE (hint_next) */
+		st = imap_fetch(c->s, set.data, "(UID RFC822.SIZE INTERNALDATE FLAGS BODY.PEEK[])", &h,
+				pos >= n);
 	}
 	buf_release(&set);
 	free(uids);
@@ -478,7 +504,7 @@ static enum fetch_status imap_drv_rematch_evidence(void *conn, struct rematch_re
 
 	if (c->st.exists)
 		st = imap_fetch(c->s, "1:*", "(UID RFC822.SIZE INTERNALDATE "
-				"BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])", &h);
+				"BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])", &h, false);
 	*r = e.v;
 	*msgids_r = e.msgids;
 	*n_r = e.n;
@@ -494,6 +520,7 @@ const struct fetch_driver drv_imap = {
 	.error = imap_drv_error,
 	.list_folders = imap_drv_list_folders,
 	.probe = imap_drv_probe,
+	.hint_next = imap_drv_hint_next,
 	.select = imap_drv_select,
 	.list_ids = imap_drv_list_ids,
 	.fetch = imap_drv_fetch,

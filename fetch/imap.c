@@ -47,6 +47,8 @@ struct imap {
 	uint32_t exists_examined;   /* EXISTS when the EXAMINE completed */
 	bool qresync;               /* the server said ENABLED QRESYNC */
 	bool caps_pending;          /* CAPABILITY and ENABLE go with the next command */
+	struct exam *next;          /* owned: the EXAMINE to send with the last FETCH */
+	struct exam *ready;         /* owned: an EXAMINE already answered, for imap_examine */
 	/* a UID SEARCH sent with the EXAMINE, in the same round trip */
 	struct uidset pre_set;      /* owned: its answer */
 	uint32_t pre_from;          /* UIDs from this on; 0 when there is none */
@@ -64,6 +66,12 @@ struct imap {
 };
 
 typedef int (*untagged_fn)(struct imap *s, const struct imap_resp *r, void *ctx);
+
+struct exam;
+struct imap_cmd;
+static void exam_free(struct exam **e);
+static size_t exam_cmds(struct exam *e, struct imap_cmd *c);
+static void exam_answered(struct exam *e, const struct imap_cmd *c, size_t n);
 
 static void set_error(struct imap *s, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
@@ -152,6 +160,8 @@ struct imap_cmd {
 	untagged_fn fn;               /* may be NULL: gets the untagged responses */
 	void *ctx;
 	const struct imap_sink *sink; /* may be NULL: where its literals go */
+	/* may be NULL: called with the tagged answer, once st is set */
+	void (*done)(struct imap *s, struct imap_cmd *c, const struct imap_resp *r);
 	enum fetch_status st;         /* set by run_batch */
 	char tag[16];
 };
@@ -319,6 +329,8 @@ static enum fetch_status run_pipe(struct imap *s, struct imap_cmd *c, size_t n)
 				return FETCH_ACCOUNT_BAD;
 			}
 			tagged(s, cur, &r, &failed);
+			if (cur->done)
+				cur->done(s, cur, &r);
 			if (cur->st > worst)
 				worst = cur->st;
 			done++;
@@ -490,6 +502,8 @@ void imap_close(struct imap **sp)
 	imap_reader_destroy(&s->rd);
 	conn_close(&s->conn);
 	uidset_release(&s->pre_set);
+	exam_free(&s->next);
+	exam_free(&s->ready);
 	for (size_t i = 0; i < s->n_statuses; i++)
 		free(s->status_raws[i]);
 	free(s->status_raws);
@@ -1048,20 +1062,31 @@ static int fetch_collect(struct imap *s, const struct imap_resp *r, void *ctx)
 }
 
 enum fetch_status imap_fetch(struct imap *s, const char *uidset, const char *items,
-			     const struct imap_fetch_handler *h)
+			     const struct imap_fetch_handler *h, bool last)
 {
 	struct fetch_ctx f = { .s = s, .h = h };
 	struct imap_sink sink = {
 		.begin = fsink_begin, .write = fsink_write, .end = fsink_end,
 		.abort = fsink_abort, .ctx = &f,
 	};
-	enum fetch_status st;
+	struct imap_cmd c[3];
+	size_t n = 1;
 
 	buf_init(&f.flags, 64 * 1024);
 	cmd_set(s, "UID FETCH %s %s", uidset, items);
-	st = run(s, "UID FETCH", fetch_collect, &f, &sink);
+	c[0] = (struct imap_cmd){ .what = "UID FETCH", .text = s->cmd.data, .fn = fetch_collect,
+				  .ctx = &f, .sink = &sink };
+	if (last && s->next)
+		n += exam_cmds(s->next, c + 1);
+	run_batch(s, c, n);
+	if (n > 1) {
+		exam_answered(s->next, c + 1, n - 1);
+		exam_free(&s->ready);
+		s->ready = s->next;
+		s->next = NULL;
+	}
 	buf_release(&f.flags);
-	return st;
+	return c[0].st;
 }
 
 int imap_uidset(const uint32_t *uids, size_t n, size_t *pos, size_t max_uids,
@@ -1183,83 +1208,228 @@ static void changes_finish(struct changes_ctx *c)
 	buf_release(&c->fetch.flags);
 }
 
-enum fetch_status imap_examine(struct imap *s, const char *raw, uint32_t since_uidvalidity,
-			       uint64_t since_modseq, uint32_t list_from,
-			       struct imap_folder_state *st_r, struct imap_changes *ch)
-{
-	struct imap_fetch_handler h = { .message = flag_change };
-	struct changes_ctx c = { .ch = ch };
-	bool qresync = ch && since_uidvalidity && since_modseq && s->qresync;
-	struct listing l = { .s = s, .set = UIDSET_INIT };
-	struct imap_sink lsink = { .begin = keep_inline, .number = listing_number, .ctx = &l };
-	struct buf search = BUF_INIT(256);
-	enum fetch_status st;
+/* An EXAMINE, and the UID SEARCH that goes with it, in some batch: sent
+ * alone by imap_examine, or after the last UID FETCH of the folder before
+ * (imap_plan_examine), to save that round trip. It keeps its own copy of
+ * the folder's state, so the answers of the commands around it in a batch
+ * cannot mix with it. */
+struct exam {
+	char *raw;                    /* owned */
+	uint32_t since_uidvalidity;
+	uint64_t since_modseq;
+	uint32_t list_from;
+	bool qresync;
+	struct buf cmd, search;       /* the two commands' text */
+	struct imap_folder_state st;  /* from this EXAMINE's own answers */
+	struct imap_changes ch;       /* QRESYNC's vanished and flags */
+	struct changes_ctx c;
+	struct imap_fetch_handler h;
+	struct listing l;
+	struct imap_sink lsink;
+	enum fetch_status exam_st, search_st;
+	char error[768];              /* why the EXAMINE failed, "" if it did not */
+};
 
-	uidset_release(&s->pre_set);
-	s->pre_from = 0;
-	if (ch)
-		memset(ch, 0, sizeof(*ch));
-	memset(&s->st, 0, sizeof(s->st));
-	cmd_set(s, "EXAMINE ");
-	if (cmd_quote(s, raw) < 0) {
-		set_error(s, "folder name \"%s\" cannot be sent to the server", raw);
-		return FETCH_FOLDER_BAD;
+static void exam_free(struct exam **ep)
+{
+	struct exam *e = *ep;
+
+	if (!e)
+		return;
+	free(e->raw);
+	buf_release(&e->cmd);
+	buf_release(&e->search);
+	uidset_release(&e->c.vanished);
+	buf_release(&e->c.fetch.flags);
+	imap_changes_release(&e->ch);
+	uidset_release(&e->l.set);
+	free(e);
+	*ep = NULL;
+}
+
+/* The EXAMINE's untagged answers, into the exam's own state. */
+static int exam_untagged(struct imap *s, const struct imap_resp *r, void *ctx)
+{
+	struct exam *e = ctx;
+	uint64_t v;
+
+	if (r->has_num && imap_is(r->name, "EXISTS"))
+		e->st.exists = r->num;
+	else if (r->status == IMAP_ST_OK && r->code) {
+		if (code_number(r->code, "UIDVALIDITY", &v))
+			e->st.uidvalidity = (uint32_t)v;
+		else if (code_number(r->code, "UIDNEXT", &v))
+			e->st.uidnext = (uint32_t)v;
+		else if (code_number(r->code, "HIGHESTMODSEQ", &v))
+			e->st.highestmodseq = v;
 	}
-	if (qresync)
+	return e->qresync ? changes_collect(s, r, &e->c) : 0;
+}
+
+static void exam_done(struct imap *s, struct imap_cmd *c, const struct imap_resp *r)
+{
+	struct exam *e = c->ctx;
+
+	(void)s;
+	e->exam_st = c->st;
+	if (c->st == FETCH_OK)
+		return;
+	snprintf(e->error, sizeof(e->error), "EXAMINE: the server answered %s %s%s%s%s",
+		 r->status == IMAP_ST_NO ? "NO" : "BAD", r->code ? "[" : "",
+		 r->code ? r->code : "", r->code ? "] " : "", r->text);
+	if (r->code && strncasecmp(r->code, "NONEXISTENT", 11) == 0)
+		e->st.nonexistent = true;
+}
+
+static struct exam *exam_new(struct imap *s, const char *raw, uint32_t since_uidvalidity,
+			     uint64_t since_modseq, uint32_t list_from)
+{
+	struct exam *e = calloc(1, sizeof(*e));
+
+	if (!e)
+		return NULL;
+	e->since_uidvalidity = since_uidvalidity;
+	e->since_modseq = since_modseq;
+	e->list_from = list_from;
+	e->qresync = since_uidvalidity && since_modseq && s->qresync;
+	e->exam_st = e->search_st = FETCH_ACCOUNT_BAD;    /* until answered */
+	buf_init(&e->cmd, IMAP_MAX_LINE);
+	buf_init(&e->search, 256);
+	e->h = (struct imap_fetch_handler){ .message = flag_change, .ctx = &e->c };
+	e->c = (struct changes_ctx){ .ch = &e->ch, .vanished = UIDSET_INIT };
+	e->c.fetch = (struct fetch_ctx){ .s = s, .h = &e->h };
+	buf_init(&e->c.fetch.flags, 64 * 1024);
+	e->l = (struct listing){ .s = s, .set = UIDSET_INIT };
+	e->lsink = (struct imap_sink){ .begin = keep_inline, .number = listing_number, .ctx = &e->l };
+	if (!(e->raw = strdup(raw)))
+		goto fail;
+	/* cmd_quote writes into s->cmd; the text is copied out */
+	cmd_set(s, "EXAMINE ");
+	if (cmd_quote(s, raw) < 0)
+		goto fail;
+	if (e->qresync)
 		buf_printf(&s->cmd, " (QRESYNC (%" PRIu32 " %" PRIu64 "))", since_uidvalidity,
 			   since_modseq);
 	else if (imap_has_cap(s, "CONDSTORE") && !s->qresync)
 		/* makes the server report HIGHESTMODSEQ (QRESYNC implies it) */
 		buf_appends(&s->cmd, " (CONDSTORE)");
-	h.ctx = &c;
-	c.fetch.s = s;
-	c.fetch.h = &h;
-	buf_init(&c.fetch.flags, 64 * 1024);
-	/* The listing goes in the same round trip: a failed EXAMINE leaves no
-	 * folder selected, so the SEARCH then fails too, harmlessly. */
-	struct imap_cmd cmds[2] = {
-		{ .what = "EXAMINE", .text = s->cmd.data, .fn = qresync ? changes_collect : NULL,
-		  .ctx = &c },
-		{ .what = "UID SEARCH", .fn = search_collect, .ctx = &l, .sink = &lsink },
-	};
-	size_t n_cmds = 1;
-	if (list_from && search_text(s, list_from, &search) == 0) {
-		cmds[1].text = search.data;
-		n_cmds = 2;
+	if (buf_appends(&e->cmd, s->cmd.data) < 0 ||
+	    (list_from && search_text(s, list_from, &e->search) < 0))
+		goto fail;
+	return e;
+fail:
+	exam_free(&e);
+	return NULL;
+}
+
+/* The commands of e, into c[0..2); how many. The listing goes in the same
+ * round trip: a failed EXAMINE leaves no folder selected, so the SEARCH
+ * then fails too, harmlessly. */
+static size_t exam_cmds(struct exam *e, struct imap_cmd *c)
+{
+	c[0] = (struct imap_cmd){ .what = "EXAMINE", .text = e->cmd.data, .fn = exam_untagged,
+				  .ctx = e, .done = exam_done };
+	if (!e->list_from)
+		return 1;
+	c[1] = (struct imap_cmd){ .what = "UID SEARCH", .text = e->search.data,
+				  .fn = search_collect, .ctx = &e->l, .sink = &e->lsink };
+	return 2;
+}
+
+/* After the batch that carried e: the SEARCH's outcome. */
+static void exam_answered(struct exam *e, const struct imap_cmd *c, size_t n)
+{
+	if (n == 2)
+		e->search_st = c[1].st;
+	changes_finish(&e->c);
+}
+
+/* e's outcome becomes the session's: its folder is the one selected. */
+static enum fetch_status exam_take(struct imap *s, struct exam *e, struct imap_folder_state *st_r,
+				   struct imap_changes *ch)
+{
+	enum fetch_status st = e->exam_st;
+
+	s->st = e->st;
+	s->exists_examined = e->st.exists;
+	if (st != FETCH_OK && e->error[0])
+		set_error(s, "%s", e->error);
+	if (st == FETCH_OK && e->list_from) {
+		s->pre_set = e->l.set;
+		e->l.set = (struct uidset)UIDSET_INIT;
+		s->pre_from = e->list_from;
+		s->pre_st = e->search_st;
 	}
-	run_batch(s, cmds, n_cmds);
-	st = cmds[0].st;
-	if (n_cmds == 2 && st == FETCH_OK) {
-		s->pre_set = l.set;
-		l.set = (struct uidset)UIDSET_INIT;
-		s->pre_from = list_from;
-		s->pre_st = cmds[1].st;
-	}
-	uidset_release(&l.set);
-	buf_release(&search);
-	changes_finish(&c);
-	s->exists_examined = s->st.exists;
-	if (c.oom) {
+	if (e->c.oom) {
 		set_error(s, "EXAMINE: out of memory");
 		st = FETCH_LOCAL_BAD;
 	}
 	if (st == FETCH_OK && s->st.uidvalidity == 0) {
-		set_error(s, "EXAMINE \"%s\": the server sent no UIDVALIDITY", raw);
+		set_error(s, "EXAMINE \"%s\": the server sent no UIDVALIDITY", e->raw);
 		st = FETCH_FOLDER_BAD;
 	}
 	if (st == FETCH_OK && s->st.exists > IMAP_MAX_FOLDER_MESSAGES) {
 		set_error(s, "EXAMINE \"%s\": %s claims %" PRIu32 " messages in one folder, more "
-			  "than the %u maildisk believes; nothing is deleted", raw, s->host,
+			  "than the %u maildisk believes; nothing is deleted", e->raw, s->host,
 			  s->st.exists, IMAP_MAX_FOLDER_MESSAGES);
 		st = FETCH_FOLDER_BAD;
 	}
-
 	if (ch) {
-		ch->valid = st == FETCH_OK && qresync && s->st.uidvalidity == since_uidvalidity;
+		*ch = e->ch;
+		e->ch = (struct imap_changes){ 0 };
+		ch->valid = st == FETCH_OK && e->qresync && s->st.uidvalidity == e->since_uidvalidity;
 		if (!ch->valid)
 			imap_changes_release(ch);
 	}
 	*st_r = s->st;
+	return st;
+}
+
+static bool exam_is(const struct exam *e, const char *raw, uint32_t since_uidvalidity,
+		    uint64_t since_modseq, uint32_t list_from)
+{
+	return e && strcmp(e->raw, raw) == 0 && e->since_uidvalidity == since_uidvalidity &&
+	       e->since_modseq == since_modseq && e->list_from == list_from;
+}
+
+void imap_plan_examine(struct imap *s, const char *raw, uint32_t since_uidvalidity,
+		       uint64_t since_modseq, uint32_t list_from)
+{
+	exam_free(&s->next);
+	s->next = exam_new(s, raw, since_uidvalidity, since_modseq, list_from);
+}
+
+enum fetch_status imap_examine(struct imap *s, const char *raw, uint32_t since_uidvalidity,
+			       uint64_t since_modseq, uint32_t list_from,
+			       struct imap_folder_state *st_r, struct imap_changes *ch)
+{
+	struct exam *e;
+	struct imap_cmd c[2];
+	enum fetch_status st;
+	size_t n;
+
+	uidset_release(&s->pre_set);
+	s->pre_from = 0;
+	if (ch)
+		memset(ch, 0, sizeof(*ch));
+	exam_free(&s->next);          /* not sent: nothing was fetched before this */
+	if (exam_is(s->ready, raw, since_uidvalidity, since_modseq, list_from)) {
+		/* answered already, after the last FETCH of the folder before */
+		e = s->ready;
+		s->ready = NULL;
+	} else {
+		exam_free(&s->ready);
+		memset(&s->st, 0, sizeof(s->st));
+		if (!(e = exam_new(s, raw, since_uidvalidity, since_modseq, list_from))) {
+			set_error(s, "folder name \"%s\" cannot be sent to the server", raw);
+			return FETCH_FOLDER_BAD;
+		}
+		n = exam_cmds(e, c);
+		run_batch(s, c, n);
+		exam_answered(e, c, n);
+	}
+	st = exam_take(s, e, st_r, ch);
+	exam_free(&e);
 	return st;
 }
 

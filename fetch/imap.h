@@ -136,9 +136,17 @@ struct imap_fetch_handler {
 };
 
 /* UID FETCH uidset with the given items (e.g. "(UID RFC822.SIZE
- * INTERNALDATE FLAGS BODY.PEEK[])"). */
+ * INTERNALDATE FLAGS BODY.PEEK[])"). last: the folder's last command, so
+ * the EXAMINE planned with imap_plan_examine goes in the same round trip. */
 enum fetch_status imap_fetch(struct imap *s, const char *uidset, const char *items,
-			     const struct imap_fetch_handler *h);
+			     const struct imap_fetch_handler *h, bool last);
+
+/* The folder to be examined next, with imap_examine's arguments: its
+ * EXAMINE (and listing) is sent right after the next imap_fetch(..., last)
+ * instead of a round trip later, and imap_examine with the same arguments
+ * then takes its answer. Forgotten by any other imap_examine. */
+void imap_plan_examine(struct imap *s, const char *raw, uint32_t since_uidvalidity,
+		       uint64_t since_modseq, uint32_t list_from);
 
 /* IDLE (RFC 2177) on the examined folder. Waits at most seconds for the
  * server to report a change (EXISTS, EXPUNGE, VANISHED, FETCH): FETCH_OK

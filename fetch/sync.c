@@ -176,6 +176,11 @@ static enum fetch_status sync_folders(struct ingest_run *run, const struct fetch
 			sync_folder_unchanged(run, &rows[j]);
 			continue;
 		}
+		for (size_t t = j + 1; drv->hint_next && t < k; t++)
+			if (!unchanged[t]) {
+				drv->hint_next(conn, &sel[t], &rows[t]);
+				break;
+			}
 		enum fetch_status fs = sync_folder(run, drv, conn, &sel[j], &rows[j]);
 
 		if (note_folder(run, drv, conn, fs)) {
