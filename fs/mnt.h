@@ -26,7 +26,8 @@
  *   - /<user>/.status: generated text, per account its latest sync run and
  *     per folder "messages", "in trash", "last sync", "last error" and "held
  *     deletions"; its attributes are never cached, and a read(2) sees the
- *     text as the stat before it found it (fs/mnt.c, struct status_snap).
+ *     text as the stat before it found it (fs/mnt_status.c, struct
+ *     status_snap).
  *   - extended attributes of a message, listed only when not empty:
  *     user.mail.from, user.mail.to, user.mail.subject (decoded UTF-8),
  *     user.mail.date (RFC 3339 in UTC, "2026-11-27T13:32:05Z", from the same

@@ -34,9 +34,9 @@
  * Nodes are never removed while the mount lives (folders are never deleted
  * from the index), so node pointers stay valid until mnt_tree_destroy.
  *
- * Threads: nothing here locks. The caller (fs/mnt.c) holds a rwlock:
- * shared for the lookups, exclusive for mnt_tree_merge and
- * mnt_tree_set_changed. */
+ * Threads: nothing here locks. The caller (struct mnt, fs/mnt_int.h)
+ * holds a rwlock: shared for the lookups, exclusive for mnt_tree_merge
+ * and mnt_tree_set_changed. */
 #ifndef MAILDISK_MNT_TREE_H
 #define MAILDISK_MNT_TREE_H
 
