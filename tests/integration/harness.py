@@ -462,6 +462,10 @@ auth_mechanisms = {mechanisms}
 auth_verbose = yes
 # no 2 s delay (and per-IP penalty) after the wrong-password tests
 auth_failure_delay = 0
+# IDLE notices changes by inotify; when the machine's inotify instances are
+# used up (many test Dovecots at once), it polls, by default every 30 s,
+# longer than the IDLE test waits for a wake-up
+mailbox_idle_check_interval = 1 secs
 first_valid_uid = {self.vmail_uid}
 last_valid_uid = {self.vmail_uid}
 first_valid_gid = {self.vmail_gid}
