@@ -5,7 +5,7 @@
  * The connection is opened by conn.c; every byte after the login goes
  * through imap_parse.c, which is what keeps a message body that contains
  * "A004 OK" from ending a command early (curl issue 22865). */
-#include "imap.h"
+#include "imap_int.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -21,61 +21,7 @@
 #include "uidset.h"
 #include "utf7.h"
 
-/* A response outside literals and SEARCH numbers (which stream): the
- * largest real ones are ESEARCH sets of badly fragmented folders and FETCH
- * responses with many keywords. With the token cap this bounds a
- * connection's reader to about 8 MiB, whatever the server writes. */
-#define IMAP_MAX_LINE (4u << 20)
-
-/* A folder claiming more messages than this is not believed: the listing
- * of a folder is expanded to 4 bytes a message once it is checked, and no
- * real folder comes near (Gmail's "All Mail" of a heavy user holds a few
- * million). */
-#define IMAP_MAX_FOLDER_MESSAGES 10000000u
-
-/* VANISHED (EARLIER) ranges kept for one EXAMINE: 8 MiB. A server compacts
- * its expunged UIDs into ranges; a million separate ones is a flood. */
-#define IMAP_MAX_VANISHED_RANGES (1u << 20)
-
-struct imap {
-	struct conn *conn;          /* owned */
-	struct imap_reader *rd;     /* owned */
-	char label[128];
-	char host[128];             /* the server, for errors about what it sent */
-	uint64_t max_message_size;  /* a BODY[] literal larger than this is refused */
-	size_t max_folders;         /* a LIST with more folders than this fails */
-	uint32_t exists_examined;   /* EXISTS when the EXAMINE completed */
-	bool qresync;               /* the server said ENABLED QRESYNC */
-	bool caps_pending;          /* CAPABILITY and ENABLE go with the next command */
-	struct exam *next;          /* owned: the EXAMINE to send with the last FETCH */
-	struct exam *ready;         /* owned: an EXAMINE already answered, for imap_examine */
-	/* a UID SEARCH sent with the EXAMINE, in the same round trip */
-	struct uidset pre_set;      /* owned: its answer */
-	uint32_t pre_from;          /* UIDs from this on; 0 when there is none */
-	enum fetch_status pre_st;
-	struct imap_status_row *statuses;  /* owned: STATUS answers seen (LIST-STATUS), by raw name */
-	char **status_raws;         /* owned, parallel to statuses */
-	size_t n_statuses, cap_statuses, cap_raws;
-	char refusal[256];          /* why a sink refused the response, "" if none */
-	unsigned tag_counter;
-	bool broken;                /* the stream is in an unknown state: no LOGOUT */
-	char *caps;                 /* owned: " CAP1 CAP2 ... " upper-cased */
-	struct imap_folder_state st;
-	struct buf cmd;             /* the command being sent */
-	char error[768];
-};
-
-typedef int (*untagged_fn)(struct imap *s, const struct imap_resp *r, void *ctx);
-
-struct exam;
-struct imap_cmd;
-static void exam_free(struct exam **e);
-static size_t exam_cmds(struct exam *e, struct imap_cmd *c);
-static void exam_answered(struct exam *e, const struct imap_cmd *c, size_t n);
-
-static void set_error(struct imap *s, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-static void set_error(struct imap *s, const char *fmt, ...)
+void imap_set_error(struct imap *s, const char *fmt, ...)
 {
 	va_list ap;
 	int n = snprintf(s->error, sizeof(s->error), "%s: ", s->label);
@@ -90,16 +36,13 @@ const char *imap_error(const struct imap *s)
 	return s->error;
 }
 
-struct imap_cmd;
-static enum fetch_status run_batch(struct imap *s, struct imap_cmd *c, size_t n);
-
 bool imap_has_cap(struct imap *s, const char *cap)
 {
 	char want[64];
 	size_t i;
 
 	if (s->caps_pending)
-		run_batch(s, NULL, 0);      /* asks for them alone: one round trip */
+		imap_run_batch(s, NULL, 0);      /* asks for them alone: one round trip */
 	if (!s->caps || strlen(cap) + 3 > sizeof(want))
 		return false;
 	want[0] = ' ';
@@ -121,7 +64,7 @@ const struct imap_folder_state *imap_state(const struct imap *s)
 }
 
 /* "UIDVALIDITY 123" -> true, *v = 123 when code starts with key. */
-static bool code_number(const char *code, const char *key, uint64_t *v)
+bool imap_code_number(const char *code, const char *key, uint64_t *v)
 {
 	size_t kl = strlen(key);
 	char *end;
@@ -144,53 +87,36 @@ static void note_untagged(struct imap *s, const struct imap_resp *r)
 	if (r->has_num && imap_is(r->name, "EXISTS"))
 		s->st.exists = r->num;
 	else if (r->status == IMAP_ST_OK && r->code) {
-		if (code_number(r->code, "UIDVALIDITY", &v))
+		if (imap_code_number(r->code, "UIDVALIDITY", &v))
 			s->st.uidvalidity = (uint32_t)v;
-		else if (code_number(r->code, "UIDNEXT", &v))
+		else if (imap_code_number(r->code, "UIDNEXT", &v))
 			s->st.uidnext = (uint32_t)v;
-		else if (code_number(r->code, "HIGHESTMODSEQ", &v))
+		else if (imap_code_number(r->code, "HIGHESTMODSEQ", &v))
 			s->st.highestmodseq = v;
 	}
 }
 
-/* One command of a pipelined batch (run_batch). */
-struct imap_cmd {
-	const char *what;             /* for messages: "EXAMINE" */
-	const char *text;             /* borrowed: the command, without tag and line end */
-	untagged_fn fn;               /* may be NULL: gets the untagged responses */
-	void *ctx;
-	const struct imap_sink *sink; /* may be NULL: where its literals go */
-	/* may be NULL: called with the tagged answer, once st is set */
-	void (*done)(struct imap *s, struct imap_cmd *c, const struct imap_resp *r);
-	enum fetch_status st;         /* set by run_batch */
-	char tag[16];
-};
-
-/* Commands in flight at most: enough to hide the round trips of a batch,
- * few enough that the server's answers never fill both sockets' buffers
- * while we are still writing (which would deadlock the two sides). */
-#define IMAP_PIPELINE_MAX 32
 
 /* The reader's failure, as the user reads it. */
 static void read_error(struct imap *s, const char *what, int rc)
 {
 	if (rc == IMAP_ERR_IO)
-		set_error(s, "%s: %s", what, conn_error(s->conn));
+		imap_set_error(s, "%s: %s", what, conn_error(s->conn));
 	else if (rc == IMAP_ERR_EOF)
-		set_error(s, "%s: the server closed the connection", what);
+		imap_set_error(s, "%s: the server closed the connection", what);
 	else if (rc == IMAP_ERR_REFUSED && s->refusal[0])
-		set_error(s, "%s: %s; the connection was closed", what, s->refusal);
+		imap_set_error(s, "%s: %s; the connection was closed", what, s->refusal);
 	else if (rc == IMAP_ERR_TOOBIG)
-		set_error(s, "%s: %s sent a response line longer than %u MiB or with more than "
+		imap_set_error(s, "%s: %s sent a response line longer than %u MiB or with more than "
 			  "%u tokens; the connection was closed", what, s->host, IMAP_MAX_LINE >> 20,
 			  IMAP_MAX_TOKENS);
 	else if (rc == IMAP_ERR_LITERAL)
-		set_error(s, "%s: %s announced a literal of %" PRIu64 " bytes, larger than "
+		imap_set_error(s, "%s: %s announced a literal of %" PRIu64 " bytes, larger than "
 			  "max_message_size (%" PRIu64 " bytes); nothing of it was stored and the "
 			  "connection was closed", what, s->host, imap_reader_literal_size(s->rd),
 			  s->max_message_size);
 	else
-		set_error(s, "%s: %s", what, imap_strerror(rc));
+		imap_set_error(s, "%s: %s", what, imap_strerror(rc));
 	s->refusal[0] = '\0';
 }
 
@@ -204,10 +130,10 @@ static int send_cmds(struct imap *s, struct imap_cmd *c, size_t from, size_t to)
 		snprintf(c[i].tag, sizeof(c[i].tag), "M%u", ++s->tag_counter);
 		rc = buf_printf(&out, "%s %s\r\n", c[i].tag, c[i].text);
 		if (rc < 0)
-			set_error(s, "%s: command too long", c[i].what);
+			imap_set_error(s, "%s: command too long", c[i].what);
 	}
 	if (rc == 0 && conn_write(s->conn, out.data, out.len) < 0) {
-		set_error(s, "%s: %s", c[from].what, conn_error(s->conn));
+		imap_set_error(s, "%s: %s", c[from].what, conn_error(s->conn));
 		rc = -1;
 	}
 	buf_release(&out);
@@ -225,7 +151,7 @@ static void tagged(struct imap *s, struct imap_cmd *c, const struct imap_resp *r
 	}
 	/* the first failure of a batch is the one the user reads */
 	if (!*failed)
-		set_error(s, "%s: the server answered %s %s%s%s%s", c->what,
+		imap_set_error(s, "%s: the server answered %s %s%s%s%s", c->what,
 			  r->status == IMAP_ST_NO ? "NO" : "BAD", r->code ? "[" : "",
 			  r->code ? r->code : "", r->code ? "] " : "", r->text);
 	*failed = true;
@@ -249,7 +175,7 @@ static int enabled_collect(struct imap *s, const struct imap_resp *r, void *ctx)
  * ENABLE QRESYNC, in the same round trip as the session's first command: a
  * server without QRESYNC (or ENABLE) ignores it or answers BAD, and QRESYNC
  * is on only when it says ENABLED. */
-static enum fetch_status run_batch(struct imap *s, struct imap_cmd *c, size_t n)
+enum fetch_status imap_run_batch(struct imap *s, struct imap_cmd *c, size_t n)
 {
 	struct buf caps = BUF_INIT(64 * 1024);
 	struct imap_cmd *all;
@@ -259,7 +185,7 @@ static enum fetch_status run_batch(struct imap *s, struct imap_cmd *c, size_t n)
 		return run_pipe(s, c, n);
 	s->caps_pending = false;
 	if (!(all = calloc(n + 2, sizeof(*all)))) {
-		set_error(s, "out of memory");
+		imap_set_error(s, "out of memory");
 		return FETCH_LOCAL_BAD;
 	}
 	buf_appendc(&caps, ' ');
@@ -301,7 +227,7 @@ static enum fetch_status run_pipe(struct imap *s, struct imap_cmd *c, size_t n)
 	for (size_t i = 0; i < n; i++)
 		c[i].st = FETCH_ACCOUNT_BAD;
 	if (s->broken) {
-		set_error(s, "connection lost earlier in this session");
+		imap_set_error(s, "connection lost earlier in this session");
 		return FETCH_ACCOUNT_BAD;
 	}
 	while (done < n) {
@@ -324,7 +250,7 @@ static enum fetch_status run_pipe(struct imap *s, struct imap_cmd *c, size_t n)
 		if (r.kind == IMAP_TAGGED) {
 			if (strcmp(r.tag, cur->tag) != 0) {
 				s->broken = true;
-				set_error(s, "%s: answer to an unknown command or out of order (tag %s)",
+				imap_set_error(s, "%s: answer to an unknown command or out of order (tag %s)",
 					  cur->what, r.tag);
 				return FETCH_ACCOUNT_BAD;
 			}
@@ -338,12 +264,12 @@ static enum fetch_status run_pipe(struct imap *s, struct imap_cmd *c, size_t n)
 		}
 		if (r.kind == IMAP_CONTINUATION) {
 			s->broken = true;
-			set_error(s, "%s: unexpected continuation request", cur->what);
+			imap_set_error(s, "%s: unexpected continuation request", cur->what);
 			return FETCH_ACCOUNT_BAD;
 		}
 		if (r.status == IMAP_ST_BYE) {
 			s->broken = true;
-			set_error(s, "%s: the server is closing the connection: %s", cur->what, r.text);
+			imap_set_error(s, "%s: the server is closing the connection: %s", cur->what, r.text);
 			return FETCH_ACCOUNT_BAD;
 		}
 		note_untagged(s, &r);
@@ -359,18 +285,16 @@ static enum fetch_status run_pipe(struct imap *s, struct imap_cmd *c, size_t n)
 }
 
 /* Sends s->cmd and reads until its tagged response (run_batch of one). */
-static enum fetch_status run(struct imap *s, const char *what, untagged_fn fn, void *ctx,
+enum fetch_status imap_run(struct imap *s, const char *what, untagged_fn fn, void *ctx,
 			     const struct imap_sink *sink)
 {
 	struct imap_cmd c = { .what = what, .text = s->cmd.data, .fn = fn, .ctx = ctx,
 			      .sink = sink };
 
-	return run_batch(s, &c, 1);
+	return imap_run_batch(s, &c, 1);
 }
 
-static int cmd_set(struct imap *s, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-static int cmd_set(struct imap *s, const char *fmt, ...)
+int imap_cmd_set(struct imap *s, const char *fmt, ...)
 {
 	va_list ap;
 	int rc;
@@ -384,7 +308,7 @@ static int cmd_set(struct imap *s, const char *fmt, ...)
 
 /* Appends an IMAP quoted string; mailbox names are 7-bit after modified
  * UTF-7, so CR, LF and 8-bit bytes are refused rather than sent. */
-static int cmd_quote(struct imap *s, const char *str)
+int imap_cmd_quote(struct imap *s, const char *str)
 {
 	if (buf_appendc(&s->cmd, '"') < 0)
 		return -ENOMEM;
@@ -502,8 +426,8 @@ void imap_close(struct imap **sp)
 	imap_reader_destroy(&s->rd);
 	conn_close(&s->conn);
 	uidset_release(&s->pre_set);
-	exam_free(&s->next);
-	exam_free(&s->ready);
+	imap_exam_free(&s->next);
+	imap_exam_free(&s->ready);
 	for (size_t i = 0; i < s->n_statuses; i++)
 		free(s->status_raws[i]);
 	free(s->status_raws);
@@ -521,7 +445,6 @@ struct list_ctx {
 	size_t n, cap;
 };
 
-static int status_collect(struct imap *s, const struct imap_resp *r, void *ctx);
 
 static int list_collect(struct imap *s, const struct imap_resp *r, void *ctx)
 {
@@ -531,11 +454,11 @@ static int list_collect(struct imap *s, const struct imap_resp *r, void *ctx)
 	size_t i;
 
 	if (imap_is(r->name, "STATUS"))
-		return status_collect(s, r, NULL);      /* LIST-STATUS (RFC 5819) */
+		return imap_status_collect(s, r, NULL);      /* LIST-STATUS (RFC 5819) */
 	if (!imap_is(r->name, "LIST"))
 		return 0;
 	if (s->max_folders && l->n >= s->max_folders) {
-		set_error(s, "LIST: %s lists more than %zu folders; nothing was synced from this "
+		imap_set_error(s, "LIST: %s lists more than %zu folders; nothing was synced from this "
 			  "account: raise max_folders in [sync] if that many are real", s->host,
 			  s->max_folders);
 		return -1;
@@ -574,12 +497,12 @@ static int list_collect(struct imap *s, const struct imap_resp *r, void *ctx)
 	l->v[l->n++] = m;
 	return 0;
 bad:
-	set_error(s, "LIST: malformed answer");
+	imap_set_error(s, "LIST: malformed answer");
 	return -1;
 nomem:
 	free(m.raw);
 	free(m.name);
-	set_error(s, "LIST: out of memory");
+	imap_set_error(s, "LIST: out of memory");
 	return -1;
 }
 
@@ -601,14 +524,14 @@ enum fetch_status imap_list(struct imap *s, struct imap_mailbox **r, size_t *n_r
 	 * says which folders changed. It is asked for before the capabilities
 	 * are known, in the round trip that learns them; a server without it
 	 * answers BAD, and then the plain LIST follows. */
-	cmd_set(s, "LIST \"\" \"*\" RETURN (STATUS (UIDVALIDITY UIDNEXT MESSAGES "
+	imap_cmd_set(s, "LIST \"\" \"*\" RETURN (STATUS (UIDVALIDITY UIDNEXT MESSAGES "
 		"HIGHESTMODSEQ))");
-	st = run(s, "LIST", list_collect, &l, NULL);
+	st = imap_run(s, "LIST", list_collect, &l, NULL);
 	if (st == FETCH_FOLDER_BAD) {
 		imap_mailboxes_free(l.v, l.n);
 		l = (struct list_ctx){ 0 };
-		cmd_set(s, "LIST \"\" \"*\"");
-		st = run(s, "LIST", list_collect, &l, NULL);
+		imap_cmd_set(s, "LIST \"\" \"*\"");
+		st = imap_run(s, "LIST", list_collect, &l, NULL);
 	}
 	if (st != FETCH_OK) {
 		imap_mailboxes_free(l.v, l.n);
@@ -632,7 +555,7 @@ static struct imap_status_row *status_slot(struct imap *s, const char *raw)
 }
 
 /* "* STATUS <mailbox> (UIDNEXT 5 UIDVALIDITY 3 ...)": kept by raw name. */
-static int status_collect(struct imap *s, const struct imap_resp *r, void *ctx)
+int imap_status_collect(struct imap *s, const struct imap_resp *r, void *ctx)
 {
 	const struct imap_tok *t = r->toks;
 	struct imap_status_row row = { .valid = true }, *slot;
@@ -642,7 +565,7 @@ static int status_collect(struct imap *s, const struct imap_resp *r, void *ctx)
 		return 0;
 	if (r->n_toks < 3 || (t[0].type != IMAP_STRING && t[0].type != IMAP_ATOM &&
 			      t[0].type != IMAP_NUMBER) || t[1].type != IMAP_LIST_BEGIN) {
-		set_error(s, "STATUS: malformed answer");
+		imap_set_error(s, "STATUS: malformed answer");
 		return -1;
 	}
 	for (size_t i = 2; i + 1 < t[1].end; i += 2) {
@@ -663,18 +586,18 @@ static int status_collect(struct imap *s, const struct imap_resp *r, void *ctx)
 	}
 	/* One per folder the server lists, and LIST is bounded by max_folders. */
 	if (s->n_statuses >= (s->max_folders ? s->max_folders : 10000) * 2) {
-		set_error(s, "STATUS: %s sent more STATUS answers than folders", s->host);
+		imap_set_error(s, "STATUS: %s sent more STATUS answers than folders", s->host);
 		return -1;
 	}
 	if (buf_array_grow(&s->statuses, &s->cap_statuses, s->n_statuses, sizeof(*s->statuses),
 			   32) < 0 ||
 	    buf_array_grow(&s->status_raws, &s->cap_raws, s->n_statuses, sizeof(*s->status_raws),
 			   32) < 0) {
-		set_error(s, "STATUS: out of memory");
+		imap_set_error(s, "STATUS: out of memory");
 		return -1;
 	}
 	if (!(s->status_raws[s->n_statuses] = strdup(t[0].s))) {
-		set_error(s, "STATUS: out of memory");
+		imap_set_error(s, "STATUS: out of memory");
 		return -1;
 	}
 	s->statuses[s->n_statuses++] = row;
@@ -693,7 +616,7 @@ enum fetch_status imap_status_many(struct imap *s, char *const *raws, size_t n,
 
 	if (!c || !text) {
 		free(c), free(text);
-		set_error(s, "STATUS: out of memory");
+		imap_set_error(s, "STATUS: out of memory");
 		return FETCH_LOCAL_BAD;
 	}
 	/* Ask only for what LIST-STATUS did not already say, all at once. */
@@ -702,14 +625,14 @@ enum fetch_status imap_status_many(struct imap *s, char *const *raws, size_t n,
 			continue;
 		buf_init(&text[k], IMAP_MAX_LINE);
 		buf_reset(&s->cmd);
-		if (buf_appends(&s->cmd, "STATUS ") < 0 || cmd_quote(s, raws[i]) < 0 ||
+		if (buf_appends(&s->cmd, "STATUS ") < 0 || imap_cmd_quote(s, raws[i]) < 0 ||
 		    buf_printf(&s->cmd, " %s", items) < 0 || buf_appends(&text[k], s->cmd.data) < 0)
 			continue;     /* a name that cannot be sent is not probed */
-		c[k] = (struct imap_cmd){ .what = "STATUS", .text = text[k].data, .fn = status_collect };
+		c[k] = (struct imap_cmd){ .what = "STATUS", .text = text[k].data, .fn = imap_status_collect };
 		k++;
 	}
 	if (k)
-		st = run_batch(s, c, k);
+		st = imap_run_batch(s, c, k);
 	for (size_t i = 0; i < k; i++)
 		buf_release(&text[i]);
 	free(text);
@@ -723,739 +646,6 @@ enum fetch_status imap_status_many(struct imap *s, char *const *raws, size_t n,
 
 		rows[i] = row ? *row : (struct imap_status_row){ 0 };
 	}
-	return st;
-}
-
-/* ---- UID SEARCH ---- */
-
-/* A listing being read: ranges, bounded while they arrive by what the
- * folder announced (EXISTS may still grow by an untagged EXISTS after the
- * SEARCH data, hence the slack; the exact check comes at the end). */
-struct listing {
-	struct imap *s;
-	struct uidset set;
-	bool oom;
-};
-
-static bool listing_too_long(struct listing *l)
-{
-	uint64_t bound = 2 * (uint64_t)l->s->st.exists + 1024;
-
-	if (l->set.added <= bound)
-		return false;
-	snprintf(l->s->refusal, sizeof(l->s->refusal), "%s listed more than %" PRIu64
-		 " UIDs for a folder of %" PRIu32 " messages", l->s->host, bound, l->s->st.exists);
-	return true;
-}
-
-static int listing_number(void *ctx, uint64_t n)
-{
-	struct listing *l = ctx;
-
-	if (n == 0 || n > UINT32_MAX) {
-		snprintf(l->s->refusal, sizeof(l->s->refusal), "malformed UID %" PRIu64 " in SEARCH", n);
-		return -1;
-	}
-	if (uidset_add(&l->set, (uint32_t)n, (uint32_t)n) < 0) {
-		l->oom = true;
-		snprintf(l->s->refusal, sizeof(l->s->refusal), "out of memory");
-		return -1;
-	}
-	return listing_too_long(l) ? -1 : 0;
-}
-
-static int search_collect(struct imap *s, const struct imap_resp *r, void *ctx)
-{
-	struct listing *l = ctx;
-
-	if (imap_is(r->name, "SEARCH")) {
-		/* The numbers went to listing_number; what is left is not a UID. */
-		for (size_t i = 0; i < r->n_toks; i++) {
-			if (r->toks[i].type == IMAP_LIST_BEGIN) {
-				i = r->toks[i].end;   /* "(MODSEQ n)" */
-				continue;
-			}
-			set_error(s, "UID SEARCH: malformed answer");
-			return -1;
-		}
-	} else if (imap_is(r->name, "ESEARCH")) {
-		/* (TAG "x") UID ALL 1:5,7 — other return items are not asked for. */
-		for (size_t i = 0; i < r->n_toks; i++) {
-			if (r->toks[i].type == IMAP_LIST_BEGIN) {
-				i = r->toks[i].end;
-				continue;
-			}
-			if (r->toks[i].type == IMAP_ATOM && imap_is(r->toks[i].s, "ALL") &&
-			    i + 1 < r->n_toks) {
-				const struct imap_tok *t = &r->toks[++i];
-				int rc = t->type == IMAP_ATOM || t->type == IMAP_NUMBER
-						 ? uidset_parse(&l->set, t->s) : -EINVAL;
-
-				if (rc == -ENOMEM) {
-					l->oom = true;
-					set_error(s, "UID SEARCH: out of memory");
-					return -1;
-				}
-				if (rc < 0) {
-					set_error(s, "UID SEARCH: malformed UID set in ESEARCH answer");
-					return -1;
-				}
-				if (listing_too_long(l)) {
-					set_error(s, "UID SEARCH: %s", s->refusal);
-					return -1;
-				}
-			}
-		}
-	}
-	return 0;
-}
-
-static int keep_inline(void *ctx, const char *key, uint64_t n)
-{
-	(void)ctx, (void)key, (void)n;
-	return 0;                /* small literals stay inline; large ones fail */
-}
-
-/* The UID SEARCH for UIDs >= from, as command text. */
-static int search_text(struct imap *s, uint32_t from, struct buf *out)
-{
-	char crit[32] = "ALL";
-
-	if (from > 1)
-		snprintf(crit, sizeof(crit), "UID %" PRIu32 ":*", from);
-	return imap_has_cap(s, "ESEARCH") ? buf_printf(out, "UID SEARCH RETURN (ALL) %s", crit)
-					  : buf_printf(out, "UID SEARCH %s", crit);
-}
-
-/* Checks a listing against what the folder can hold and expands it. */
-static enum fetch_status listing_finish(struct imap *s, struct uidset *set, uint32_t from,
-					uint32_t **uids_r, size_t *n_r)
-{
-	uint64_t n = uidset_normalize(set);
-	uint32_t growth = s->st.exists > s->exists_examined ? s->st.exists - s->exists_examined : 0;
-	uint64_t beyond = s->st.uidnext ? uidset_count_from(set, s->st.uidnext) : 0;
-
-	/* What the folder can hold: EXISTS messages, and UIDs below UIDNEXT
-	 * but for messages that arrived during the session. */
-	if (n > s->st.exists) {
-		set_error(s, "UID SEARCH: %s listed %" PRIu64 " UIDs for a folder of %" PRIu32
-			  " messages; nothing is deleted", s->host, n, s->st.exists);
-		return FETCH_FOLDER_BAD;
-	}
-	if (beyond > growth) {
-		set_error(s, "UID SEARCH: %s listed %" PRIu64 " UIDs at or beyond UIDNEXT %" PRIu32
-			  "; nothing is deleted", s->host, beyond, s->st.uidnext);
-		return FETCH_FOLDER_BAD;
-	}
-	/* "n:*" always matches the last message, even below n (RFC 3501
-	 * 6.4.8): uidset_expand keeps only the UIDs >= from. */
-	if (uidset_expand(set, from, uids_r, n_r) < 0) {
-		set_error(s, "UID SEARCH: out of memory");
-		return FETCH_LOCAL_BAD;
-	}
-	return FETCH_OK;
-}
-
-enum fetch_status imap_uid_list(struct imap *s, uint32_t from, uint32_t **uids_r, size_t *n_r)
-{
-	struct listing l = { .s = s, .set = UIDSET_INIT };
-	struct imap_sink sink = { .begin = keep_inline, .number = listing_number, .ctx = &l };
-	enum fetch_status st;
-
-	*uids_r = NULL;
-	*n_r = 0;
-	if (s->pre_from && s->pre_from == from) {
-		/* asked for already, with the EXAMINE */
-		l.set = s->pre_set;
-		st = s->pre_st;
-		s->pre_set = (struct uidset)UIDSET_INIT;
-		s->pre_from = 0;
-	} else {
-		buf_reset(&s->cmd);
-		search_text(s, from, &s->cmd);
-		st = run(s, "UID SEARCH", search_collect, &l, &sink);
-	}
-	if (st == FETCH_OK)
-		st = listing_finish(s, &l.set, from, uids_r, n_r);
-	uidset_release(&l.set);
-	return st;
-}
-
-/* ---- FETCH ---- */
-
-/* "17-Jul-1996 02:44:25 -0700" -> unix time; 0 if malformed. */
-static int64_t parse_internaldate(const char *s)
-{
-	static const char months[] = "JanFebMarAprMayJunJulAugSepOctNovDec";
-	int day, year, hh, mm, ss, zone;
-	char mon[4], sign;
-	struct tm tm = { 0 };
-
-	while (*s == ' ')
-		s++;
-	if (sscanf(s, "%d-%3s-%d %d:%d:%d %c%4d", &day, mon, &year, &hh, &mm, &ss,
-		   &sign, &zone) != 8)
-		return 0;
-	const char *p = strstr(months, mon);
-	if (!p || (p - months) % 3 != 0 || (sign != '+' && sign != '-'))
-		return 0;
-	tm.tm_mday = day;
-	tm.tm_mon = (int)((p - months) / 3);
-	tm.tm_year = year - 1900;
-	tm.tm_hour = hh;
-	tm.tm_min = mm;
-	tm.tm_sec = ss;
-	int64_t t = (int64_t)timegm(&tm);
-	int64_t off = (zone / 100) * 3600 + (zone % 100) * 60;
-	return sign == '+' ? t - off : t + off;
-}
-
-struct fetch_ctx {
-	struct imap *s;            /* borrowed */
-	const struct imap_fetch_handler *h;
-	bool streamed;             /* this response's BODY[] went to the sink */
-	uint64_t body_size;        /* the size of the literal that went to the sink */
-	bool stop;
-	struct buf flags;
-};
-
-/* The most bytes a body may have for a message of RFC822.SIZE size: the
- * server may count LF line ends and send CRLF, which at worst doubles it. */
-static uint64_t body_limit(uint64_t size)
-{
-	return 2 * size + 1024;
-}
-
-/* A BODY[] literal larger than the RFC822.SIZE sent before it in the same
- * response: refused before a byte of it is written. */
-static bool body_too_big(struct fetch_ctx *f, uint64_t n)
-{
-	size_t nt;
-	const struct imap_tok *t = imap_reader_tokens_so_far(f->s->rd, &nt);
-	uint64_t uid = 0, size = UINT64_MAX;
-
-	for (size_t i = 1; i + 1 < nt; i++) {
-		if (t[i].type != IMAP_ATOM || t[i + 1].type != IMAP_NUMBER)
-			continue;
-		if (imap_is(t[i].s, "RFC822.SIZE"))
-			size = t[i + 1].num;
-		else if (imap_is(t[i].s, "UID"))
-			uid = t[i + 1].num;
-	}
-	if (size == UINT64_MAX || n <= body_limit(size))
-		return false;
-	snprintf(f->s->refusal, sizeof(f->s->refusal), "message UID %" PRIu64 ": %s announced "
-		 "a body of %" PRIu64 " bytes for a message of %" PRIu64 " bytes (RFC822.SIZE)",
-		 uid, f->s->host, n, size);
-	return true;
-}
-
-static int fsink_begin(void *ctx, const char *key, uint64_t n)
-{
-	struct fetch_ctx *f = ctx;
-	int rc;
-
-	if (!key || !imap_is(key, "BODY[]"))
-		return 0;        /* small items (header fields) stay inline */
-	if (body_too_big(f, n))
-		return IMAP_SINK_REFUSE;
-	rc = f->h->sink.begin(f->h->sink.ctx, key, n);
-	if (rc == 1) {
-		f->streamed = true;
-		f->body_size = n;
-	}
-	return rc;
-}
-
-static int fsink_write(void *ctx, const void *p, size_t n)
-{
-	struct fetch_ctx *f = ctx;
-
-	return f->h->sink.write(f->h->sink.ctx, p, n);
-}
-
-static int fsink_end(void *ctx)
-{
-	struct fetch_ctx *f = ctx;
-
-	return f->h->sink.end(f->h->sink.ctx);
-}
-
-static void fsink_abort(void *ctx)
-{
-	struct fetch_ctx *f = ctx;
-
-	f->streamed = false;
-	f->h->sink.abort(f->h->sink.ctx);
-}
-
-static int fetch_collect(struct imap *s, const struct imap_resp *r, void *ctx)
-{
-	struct fetch_ctx *f = ctx;
-	const struct imap_tok *t = r->toks;
-	struct imap_fetched m = { .seq = r->num };
-	bool streamed = f->streamed;
-
-	f->streamed = false;
-	if (!r->has_num || !imap_is(r->name, "FETCH"))
-		return 0;
-	if (r->n_toks < 2 || t[0].type != IMAP_LIST_BEGIN) {
-		set_error(s, "FETCH: malformed answer");
-		return -1;
-	}
-	for (size_t i = 1; i + 1 < t[0].end; i++) {
-		const struct imap_tok *k = &t[i], *v = &t[i + 1];
-
-		if (k->type != IMAP_ATOM) {
-			set_error(s, "FETCH: malformed answer");
-			return -1;
-		}
-		if (imap_is(k->s, "UID") && v->type == IMAP_NUMBER) {
-			m.uid = (uint32_t)v->num;
-		} else if (imap_is(k->s, "RFC822.SIZE") && v->type == IMAP_NUMBER) {
-			m.size = v->num;
-		} else if (imap_is(k->s, "INTERNALDATE") && v->type == IMAP_STRING) {
-			m.internal_date = parse_internaldate(v->s);
-		} else if (imap_is(k->s, "FLAGS") && v->type == IMAP_LIST_BEGIN) {
-			buf_reset(&f->flags);
-			for (size_t j = i + 2; j < v->end; j++) {
-				/* \Recent belongs to one session, not to the message */
-				if (t[j].type != IMAP_ATOM || imap_is(t[j].s, "\\Recent"))
-					continue;
-				if (f->flags.len)
-					buf_appendc(&f->flags, ' ');
-				buf_appends(&f->flags, t[j].s);
-			}
-			m.flags = f->flags.data ? f->flags.data : "";
-		} else if (imap_is(k->s, "MODSEQ") && v->type == IMAP_LIST_BEGIN &&
-			   v->end == i + 3 && t[i + 2].type == IMAP_NUMBER) {
-			m.modseq = t[i + 2].num;
-		} else if (imap_is(k->s, "BODY[]")) {
-			m.body = streamed && v->type == IMAP_STREAMED;
-		} else if (strncasecmp(k->s, "BODY[HEADER.FIELDS", 18) == 0 &&
-			   v->type == IMAP_STRING) {
-			m.header_value = v->s;
-		}
-		i = v->type == IMAP_LIST_BEGIN ? v->end : i + 1;
-	}
-	if (m.body && m.size && f->body_size > body_limit(m.size)) {
-		/* RFC822.SIZE came after the body: the file goes unstored. */
-		set_error(s, "FETCH: message UID %" PRIu32 ": %s sent a body of %" PRIu64 " bytes "
-			  "for a message of %" PRIu64 " bytes (RFC822.SIZE)", m.uid, s->host,
-			  f->body_size, m.size);
-		return -1;
-	}
-	if (m.uid == 0) {
-		/* An EXAMINE session can still see other clients' flag changes
-		 * without a UID when the server has no CONDSTORE; nothing to do. */
-		if (m.body) {
-			set_error(s, "FETCH: a message body came without its UID");
-			return -1;
-		}
-		return 0;
-	}
-	if (f->stop)
-		return 0;
-	if (f->h->message(f->h->ctx, &m) != 0)
-		f->stop = true;
-	return 0;
-}
-
-enum fetch_status imap_fetch(struct imap *s, const char *uidset, const char *items,
-			     const struct imap_fetch_handler *h, bool last)
-{
-	struct fetch_ctx f = { .s = s, .h = h };
-	struct imap_sink sink = {
-		.begin = fsink_begin, .write = fsink_write, .end = fsink_end,
-		.abort = fsink_abort, .ctx = &f,
-	};
-	struct imap_cmd c[3];
-	size_t n = 1;
-
-	buf_init(&f.flags, 64 * 1024);
-	cmd_set(s, "UID FETCH %s %s", uidset, items);
-	c[0] = (struct imap_cmd){ .what = "UID FETCH", .text = s->cmd.data, .fn = fetch_collect,
-				  .ctx = &f, .sink = &sink };
-	if (last && s->next)
-		n += exam_cmds(s->next, c + 1);
-	run_batch(s, c, n);
-	if (n > 1) {
-		exam_answered(s->next, c + 1, n - 1);
-		exam_free(&s->ready);
-		s->ready = s->next;
-		s->next = NULL;
-	}
-	buf_release(&f.flags);
-	return c[0].st;
-}
-
-int imap_uidset(const uint32_t *uids, size_t n, size_t *pos, size_t max_uids,
-		size_t max_len, struct buf *out)
-{
-	size_t i = *pos, taken = 0;
-
-	buf_reset(out);
-	while (i < n && taken < max_uids && out->len < max_len) {
-		size_t j = i;
-
-		while (j + 1 < n && uids[j + 1] == uids[j] + 1 && taken + (j + 1 - i) < max_uids)
-			j++;
-		int rc = j > i ? buf_printf(out, "%s%u:%u", out->len ? "," : "", uids[i], uids[j])
-			       : buf_printf(out, "%s%u", out->len ? "," : "", uids[i]);
-		if (rc < 0)
-			return rc;
-		taken += j - i + 1;
-		i = j + 1;
-	}
-	*pos = i;
-	return 0;
-}
-
-/* ---- EXAMINE, and what changed (RFC 7162) ---- */
-
-void imap_changes_release(struct imap_changes *c)
-{
-	for (size_t i = 0; i < c->n_flags; i++)
-		free(c->flags[i].flags);
-	free(c->flags);
-	uidset_release(&c->vanished);
-	memset(c, 0, sizeof(*c));
-}
-
-struct changes_ctx {
-	struct imap_changes *ch;
-	struct uidset vanished;
-	size_t cap_flags;
-	bool oom;
-	struct fetch_ctx fetch;       /* FETCH responses, parsed as imap_fetch does */
-};
-
-static int flag_change(void *ctx, const struct imap_fetched *m)
-{
-	struct changes_ctx *c = ctx;
-	struct imap_changes *ch = c->ch;
-
-	if (!m->flags)
-		return 0;
-	if (buf_array_grow(&ch->flags, &c->cap_flags, ch->n_flags, sizeof(*ch->flags), 64) < 0) {
-		c->oom = true;
-		return 1;
-	}
-	char *f = strdup(m->flags);
-	if (!f) {
-		c->oom = true;
-		return 1;
-	}
-	ch->flags[ch->n_flags++] = (struct imap_flag_change){ m->uid, f };
-	return 0;
-}
-
-static int changes_collect(struct imap *s, const struct imap_resp *r, void *ctx)
-{
-	struct changes_ctx *c = ctx;
-
-	if (imap_is(r->name, "VANISHED")) {
-		/* "* VANISHED (EARLIER) 1:3,5"; without EARLIER it is a live
-		 * expunge, which counts the same for a read-only session. */
-		size_t i = 0;
-		if (r->n_toks && r->toks[0].type == IMAP_LIST_BEGIN)
-			i = r->toks[0].end + 1;
-		if (i >= r->n_toks || (r->toks[i].type != IMAP_ATOM &&
-				       r->toks[i].type != IMAP_NUMBER)) {
-			set_error(s, "VANISHED: malformed answer");
-			return -1;
-		}
-		int rc = uidset_parse(&c->vanished, r->toks[i].s);
-		if (rc < 0) {
-			c->oom = rc == -ENOMEM;
-			set_error(s, c->oom ? "VANISHED: out of memory" : "VANISHED: malformed UID set");
-			return -1;
-		}
-		/* Each line is bounded; their number is not, unless counted. */
-		if (c->vanished.n > IMAP_MAX_VANISHED_RANGES) {
-			set_error(s, "VANISHED: %s reported more than %u separate UID ranges; the "
-				  "connection was closed", s->host, IMAP_MAX_VANISHED_RANGES);
-			return -1;
-		}
-		return 0;
-	}
-	if (r->has_num && imap_is(r->name, "FETCH")) {
-		/* One FETCH per changed message at most, and the folder holds
-		 * EXISTS of them (which may grow a little meanwhile). */
-		if (c->ch->n_flags > 2 * (size_t)s->st.exists + 1024) {
-			set_error(s, "FETCH: %s reported flag changes for more messages than the "
-				  "folder's %" PRIu32 "; the connection was closed", s->host,
-				  s->st.exists);
-			return -1;
-		}
-		return fetch_collect(s, r, &c->fetch);
-	}
-	return 0;
-}
-
-/* Hands the vanished ranges to ch. They are never expanded: sync.c
- * intersects them with the UIDs it knows. */
-static void changes_finish(struct changes_ctx *c)
-{
-	uidset_normalize(&c->vanished);
-	if (c->ch) {
-		uidset_release(&c->ch->vanished);
-		c->ch->vanished = c->vanished;
-	} else {
-		uidset_release(&c->vanished);
-	}
-	c->vanished = (struct uidset)UIDSET_INIT;
-	buf_release(&c->fetch.flags);
-}
-
-/* An EXAMINE, and the UID SEARCH that goes with it, in some batch: sent
- * alone by imap_examine, or after the last UID FETCH of the folder before
- * (imap_plan_examine), to save that round trip. It keeps its own copy of
- * the folder's state, so the answers of the commands around it in a batch
- * cannot mix with it. */
-struct exam {
-	char *raw;                    /* owned */
-	uint32_t since_uidvalidity;
-	uint64_t since_modseq;
-	uint32_t list_from;
-	bool qresync;
-	struct buf cmd, search;       /* the two commands' text */
-	struct imap_folder_state st;  /* from this EXAMINE's own answers */
-	struct imap_changes ch;       /* QRESYNC's vanished and flags */
-	struct changes_ctx c;
-	struct imap_fetch_handler h;
-	struct listing l;
-	struct imap_sink lsink;
-	enum fetch_status exam_st, search_st;
-	char error[768];              /* why the EXAMINE failed, "" if it did not */
-};
-
-static void exam_free(struct exam **ep)
-{
-	struct exam *e = *ep;
-
-	if (!e)
-		return;
-	free(e->raw);
-	buf_release(&e->cmd);
-	buf_release(&e->search);
-	uidset_release(&e->c.vanished);
-	buf_release(&e->c.fetch.flags);
-	imap_changes_release(&e->ch);
-	uidset_release(&e->l.set);
-	free(e);
-	*ep = NULL;
-}
-
-/* The EXAMINE's untagged answers, into the exam's own state. */
-static int exam_untagged(struct imap *s, const struct imap_resp *r, void *ctx)
-{
-	struct exam *e = ctx;
-	uint64_t v;
-
-	if (r->has_num && imap_is(r->name, "EXISTS"))
-		e->st.exists = r->num;
-	else if (r->status == IMAP_ST_OK && r->code) {
-		if (code_number(r->code, "UIDVALIDITY", &v))
-			e->st.uidvalidity = (uint32_t)v;
-		else if (code_number(r->code, "UIDNEXT", &v))
-			e->st.uidnext = (uint32_t)v;
-		else if (code_number(r->code, "HIGHESTMODSEQ", &v))
-			e->st.highestmodseq = v;
-	}
-	return e->qresync ? changes_collect(s, r, &e->c) : 0;
-}
-
-static void exam_done(struct imap *s, struct imap_cmd *c, const struct imap_resp *r)
-{
-	struct exam *e = c->ctx;
-
-	(void)s;
-	e->exam_st = c->st;
-	if (c->st == FETCH_OK)
-		return;
-	snprintf(e->error, sizeof(e->error), "EXAMINE: the server answered %s %s%s%s%s",
-		 r->status == IMAP_ST_NO ? "NO" : "BAD", r->code ? "[" : "",
-		 r->code ? r->code : "", r->code ? "] " : "", r->text);
-	if (r->code && strncasecmp(r->code, "NONEXISTENT", 11) == 0)
-		e->st.nonexistent = true;
-}
-
-static struct exam *exam_new(struct imap *s, const char *raw, uint32_t since_uidvalidity,
-			     uint64_t since_modseq, uint32_t list_from)
-{
-	struct exam *e = calloc(1, sizeof(*e));
-
-	if (!e)
-		return NULL;
-	e->since_uidvalidity = since_uidvalidity;
-	e->since_modseq = since_modseq;
-	e->list_from = list_from;
-	e->qresync = since_uidvalidity && since_modseq && s->qresync;
-	e->exam_st = e->search_st = FETCH_ACCOUNT_BAD;    /* until answered */
-	buf_init(&e->cmd, IMAP_MAX_LINE);
-	buf_init(&e->search, 256);
-	e->h = (struct imap_fetch_handler){ .message = flag_change, .ctx = &e->c };
-	e->c = (struct changes_ctx){ .ch = &e->ch, .vanished = UIDSET_INIT };
-	e->c.fetch = (struct fetch_ctx){ .s = s, .h = &e->h };
-	buf_init(&e->c.fetch.flags, 64 * 1024);
-	e->l = (struct listing){ .s = s, .set = UIDSET_INIT };
-	e->lsink = (struct imap_sink){ .begin = keep_inline, .number = listing_number, .ctx = &e->l };
-	if (!(e->raw = strdup(raw)))
-		goto fail;
-	/* cmd_quote writes into s->cmd; the text is copied out */
-	cmd_set(s, "EXAMINE ");
-	if (cmd_quote(s, raw) < 0)
-		goto fail;
-	if (e->qresync)
-		buf_printf(&s->cmd, " (QRESYNC (%" PRIu32 " %" PRIu64 "))", since_uidvalidity,
-			   since_modseq);
-	else if (imap_has_cap(s, "CONDSTORE") && !s->qresync)
-		/* makes the server report HIGHESTMODSEQ (QRESYNC implies it) */
-		buf_appends(&s->cmd, " (CONDSTORE)");
-	if (buf_appends(&e->cmd, s->cmd.data) < 0 ||
-	    (list_from && search_text(s, list_from, &e->search) < 0))
-		goto fail;
-	return e;
-fail:
-	exam_free(&e);
-	return NULL;
-}
-
-/* The commands of e, into c[0..2); how many. The listing goes in the same
- * round trip: a failed EXAMINE leaves no folder selected, so the SEARCH
- * then fails too, harmlessly. */
-static size_t exam_cmds(struct exam *e, struct imap_cmd *c)
-{
-	c[0] = (struct imap_cmd){ .what = "EXAMINE", .text = e->cmd.data, .fn = exam_untagged,
-				  .ctx = e, .done = exam_done };
-	if (!e->list_from)
-		return 1;
-	c[1] = (struct imap_cmd){ .what = "UID SEARCH", .text = e->search.data,
-				  .fn = search_collect, .ctx = &e->l, .sink = &e->lsink };
-	return 2;
-}
-
-/* After the batch that carried e: the SEARCH's outcome. */
-static void exam_answered(struct exam *e, const struct imap_cmd *c, size_t n)
-{
-	if (n == 2)
-		e->search_st = c[1].st;
-	changes_finish(&e->c);
-}
-
-/* e's outcome becomes the session's: its folder is the one selected. */
-static enum fetch_status exam_take(struct imap *s, struct exam *e, struct imap_folder_state *st_r,
-				   struct imap_changes *ch)
-{
-	enum fetch_status st = e->exam_st;
-
-	s->st = e->st;
-	s->exists_examined = e->st.exists;
-	if (st != FETCH_OK && e->error[0])
-		set_error(s, "%s", e->error);
-	if (st == FETCH_OK && e->list_from) {
-		s->pre_set = e->l.set;
-		e->l.set = (struct uidset)UIDSET_INIT;
-		s->pre_from = e->list_from;
-		s->pre_st = e->search_st;
-	}
-	if (e->c.oom) {
-		set_error(s, "EXAMINE: out of memory");
-		st = FETCH_LOCAL_BAD;
-	}
-	if (st == FETCH_OK && s->st.uidvalidity == 0) {
-		set_error(s, "EXAMINE \"%s\": the server sent no UIDVALIDITY", e->raw);
-		st = FETCH_FOLDER_BAD;
-	}
-	if (st == FETCH_OK && s->st.exists > IMAP_MAX_FOLDER_MESSAGES) {
-		set_error(s, "EXAMINE \"%s\": %s claims %" PRIu32 " messages in one folder, more "
-			  "than the %u maildisk believes; nothing is deleted", e->raw, s->host,
-			  s->st.exists, IMAP_MAX_FOLDER_MESSAGES);
-		st = FETCH_FOLDER_BAD;
-	}
-	if (ch) {
-		*ch = e->ch;
-		e->ch = (struct imap_changes){ 0 };
-		ch->valid = st == FETCH_OK && e->qresync && s->st.uidvalidity == e->since_uidvalidity;
-		if (!ch->valid)
-			imap_changes_release(ch);
-	}
-	*st_r = s->st;
-	return st;
-}
-
-static bool exam_is(const struct exam *e, const char *raw, uint32_t since_uidvalidity,
-		    uint64_t since_modseq, uint32_t list_from)
-{
-	return e && strcmp(e->raw, raw) == 0 && e->since_uidvalidity == since_uidvalidity &&
-	       e->since_modseq == since_modseq && e->list_from == list_from;
-}
-
-void imap_plan_examine(struct imap *s, const char *raw, uint32_t since_uidvalidity,
-		       uint64_t since_modseq, uint32_t list_from)
-{
-	exam_free(&s->next);
-	s->next = exam_new(s, raw, since_uidvalidity, since_modseq, list_from);
-}
-
-enum fetch_status imap_examine(struct imap *s, const char *raw, uint32_t since_uidvalidity,
-			       uint64_t since_modseq, uint32_t list_from,
-			       struct imap_folder_state *st_r, struct imap_changes *ch)
-{
-	struct exam *e;
-	struct imap_cmd c[2];
-	enum fetch_status st;
-	size_t n;
-
-	uidset_release(&s->pre_set);
-	s->pre_from = 0;
-	if (ch)
-		memset(ch, 0, sizeof(*ch));
-	exam_free(&s->next);          /* not sent: nothing was fetched before this */
-	if (exam_is(s->ready, raw, since_uidvalidity, since_modseq, list_from)) {
-		/* answered already, after the last FETCH of the folder before */
-		e = s->ready;
-		s->ready = NULL;
-	} else {
-		exam_free(&s->ready);
-		memset(&s->st, 0, sizeof(s->st));
-		if (!(e = exam_new(s, raw, since_uidvalidity, since_modseq, list_from))) {
-			set_error(s, "folder name \"%s\" cannot be sent to the server", raw);
-			return FETCH_FOLDER_BAD;
-		}
-		n = exam_cmds(e, c);
-		run_batch(s, c, n);
-		exam_answered(e, c, n);
-	}
-	st = exam_take(s, e, st_r, ch);
-	exam_free(&e);
-	return st;
-}
-
-enum fetch_status imap_flag_changes(struct imap *s, uint64_t since_modseq,
-				    struct imap_changes *ch)
-{
-	struct imap_fetch_handler h = { .message = flag_change };
-	struct changes_ctx c = { .ch = ch };
-	enum fetch_status st;
-
-	memset(ch, 0, sizeof(*ch));
-	h.ctx = &c;
-	c.fetch.s = s;
-	c.fetch.h = &h;
-	buf_init(&c.fetch.flags, 64 * 1024);
-	cmd_set(s, "UID FETCH 1:* (UID FLAGS) (CHANGEDSINCE %" PRIu64 ")", since_modseq);
-	st = run(s, "UID FETCH CHANGEDSINCE", changes_collect, &c, NULL);
-	changes_finish(&c);
-	if (c.oom) {
-		set_error(s, "UID FETCH: out of memory");
-		st = FETCH_LOCAL_BAD;
-	}
-
-	ch->valid = st == FETCH_OK;
-	if (!ch->valid)
-		imap_changes_release(ch);
 	return st;
 }
 
@@ -1491,7 +681,7 @@ static enum fetch_status idle_read(struct imap *s, struct imap_resp *r)
 	s->broken = true;
 	if (conn_cancelled(s->conn))
 		return FETCH_STOPPED;
-	set_error(s, "IDLE: %s", rc == IMAP_ERR_IO ? conn_error(s->conn) : imap_strerror(rc));
+	imap_set_error(s, "IDLE: %s", rc == IMAP_ERR_IO ? conn_error(s->conn) : imap_strerror(rc));
 	return FETCH_ACCOUNT_BAD;
 }
 
@@ -1501,7 +691,7 @@ static enum fetch_status idle_write(struct imap *s, const char *line)
 	if (conn_write(s->conn, line, strlen(line)) == 0)
 		return FETCH_OK;
 	s->broken = true;
-	set_error(s, "IDLE: %s", conn_error(s->conn));
+	imap_set_error(s, "IDLE: %s", conn_error(s->conn));
 	return FETCH_ACCOUNT_BAD;
 }
 
@@ -1514,7 +704,7 @@ enum fetch_status imap_idle(struct imap *s, int seconds, bool *changed_r)
 
 	*changed_r = false;
 	if (s->broken) {
-		set_error(s, "connection lost earlier in this session");
+		imap_set_error(s, "connection lost earlier in this session");
 		return FETCH_ACCOUNT_BAD;
 	}
 	snprintf(tag, sizeof(tag), "M%u", ++s->tag_counter);
@@ -1528,7 +718,7 @@ enum fetch_status imap_idle(struct imap *s, int seconds, bool *changed_r)
 		if (r.kind == IMAP_CONTINUATION)
 			break;
 		if (r.kind == IMAP_TAGGED) {
-			set_error(s, "IDLE: the server answered %s", r.text);
+			imap_set_error(s, "IDLE: the server answered %s", r.text);
 			return strcmp(r.tag, tag) == 0 ? FETCH_FOLDER_BAD : FETCH_ACCOUNT_BAD;
 		}
 		note_untagged(s, &r);
@@ -1548,7 +738,7 @@ enum fetch_status imap_idle(struct imap *s, int seconds, bool *changed_r)
 			s->broken = true;
 			if (conn_cancelled(s->conn))
 				return FETCH_STOPPED;
-			set_error(s, "IDLE: %s", rc < 0 ? (rc == IMAP_ERR_IO ? conn_error(s->conn)
+			imap_set_error(s, "IDLE: %s", rc < 0 ? (rc == IMAP_ERR_IO ? conn_error(s->conn)
 								: imap_strerror(rc))
 						     : "the server ended the IDLE");
 			return FETCH_ACCOUNT_BAD;
