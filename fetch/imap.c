@@ -79,21 +79,26 @@ bool imap_code_number(const char *code, const char *key, uint64_t *v)
 	return true;
 }
 
-/* Untagged responses any command may bring. */
-static void note_untagged(struct imap *s, const struct imap_resp *r)
+void imap_state_note(struct imap_folder_state *st, const struct imap_resp *r)
 {
 	uint64_t v;
 
 	if (r->has_num && imap_is(r->name, "EXISTS"))
-		s->st.exists = r->num;
+		st->exists = r->num;
 	else if (r->status == IMAP_ST_OK && r->code) {
 		if (imap_code_number(r->code, "UIDVALIDITY", &v))
-			s->st.uidvalidity = (uint32_t)v;
+			st->uidvalidity = (uint32_t)v;
 		else if (imap_code_number(r->code, "UIDNEXT", &v))
-			s->st.uidnext = (uint32_t)v;
+			st->uidnext = (uint32_t)v;
 		else if (imap_code_number(r->code, "HIGHESTMODSEQ", &v))
-			s->st.highestmodseq = v;
+			st->highestmodseq = v;
 	}
+}
+
+/* Untagged responses any command may bring. */
+static void note_untagged(struct imap *s, const struct imap_resp *r)
+{
+	imap_state_note(&s->st, r);
 }
 
 

@@ -148,18 +148,8 @@ void imap_exam_free(struct exam **ep)
 static int exam_untagged(struct imap *s, const struct imap_resp *r, void *ctx)
 {
 	struct exam *e = ctx;
-	uint64_t v;
 
-	if (r->has_num && imap_is(r->name, "EXISTS"))
-		e->st.exists = r->num;
-	else if (r->status == IMAP_ST_OK && r->code) {
-		if (imap_code_number(r->code, "UIDVALIDITY", &v))
-			e->st.uidvalidity = (uint32_t)v;
-		else if (imap_code_number(r->code, "UIDNEXT", &v))
-			e->st.uidnext = (uint32_t)v;
-		else if (imap_code_number(r->code, "HIGHESTMODSEQ", &v))
-			e->st.highestmodseq = v;
-	}
+	imap_state_note(&e->st, r);
 	return e->qresync ? imap_changes_collect(s, r, &e->c) : 0;
 }
 

@@ -116,6 +116,9 @@ int imap_cmd_set(struct imap *s, const char *fmt, ...) __attribute__((format(pri
 int imap_cmd_quote(struct imap *s, const char *str);
 /* "UIDVALIDITY 123" -> true, *v = 123 when code starts with key. */
 bool imap_code_number(const char *code, const char *key, uint64_t *v);
+/* What an untagged response says of a folder's state (EXISTS, and the
+ * UIDVALIDITY, UIDNEXT and HIGHESTMODSEQ codes), into st. */
+void imap_state_note(struct imap_folder_state *st, const struct imap_resp *r);
 
 /* imap_fetch.c */
 int imap_keep_inline(void *ctx, const char *key, uint64_t n);
