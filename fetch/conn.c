@@ -382,3 +382,34 @@ int conn_write(struct conn *c, const void *p, size_t n)
 	}
 	return 0;
 }
+
+int conn_socket(const struct conn *c)
+{
+	return (int)c->sock;
+}
+
+ssize_t conn_read_nowait(struct conn *c, void *p, size_t n)
+{
+	size_t got = 0;
+	CURLcode rc = curl_easy_recv(c->curl, p, n, &got);
+
+	if (rc == CURLE_OK)
+		return (ssize_t)got;
+	if (rc == CURLE_AGAIN)
+		return CONN_AGAIN;
+	snprintf(c->error, sizeof(c->error), "receive failed: %s", curl_easy_strerror(rc));
+	return -1;
+}
+
+int conn_write_nowait(struct conn *c, const void *p, size_t n)
+{
+	size_t sent = 0;
+	CURLcode rc = curl_easy_send(c->curl, p, n, &sent);
+
+	if (rc == CURLE_OK && sent == n)
+		return 0;
+	snprintf(c->error, sizeof(c->error), "send failed: %s",
+		 rc == CURLE_OK || rc == CURLE_AGAIN ? "the server does not take a short line"
+						     : curl_easy_strerror(rc));
+	return -1;
+}
