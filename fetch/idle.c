@@ -59,6 +59,8 @@ struct watch {
 	enum watch_state state;
 	struct imap *s;                     /* owned, NULL but in W_IDLE and hand-over */
 	struct watch *next;                 /* in the hub's ready list */
+	char *rest;                         /* owned: bytes that came behind the "+", for the loop */
+	size_t rest_len;
 	int64_t due_ms;                     /* W_WAIT: reconnect; W_IDLE: renew the IDLE */
 	int64_t answer_by_ms;               /* W_IDLE: 0, or when a DONE's answers are late */
 	int backoff;                        /* seconds */
@@ -166,7 +168,7 @@ static void connect_one(struct idle *h, struct watch *w)
 	imap_set_cancel(s, h->cancel_fd);
 	st = imap_examine(s, "INBOX", 0, 0, 0, &fs, NULL);
 	if (st == FETCH_OK)
-		st = imap_idle_enter(s, w->tag, &w->changed);
+		st = imap_idle_enter(s, w->tag, &w->changed, &w->rest, &w->rest_len);
 	if (st != FETCH_OK) {
 		if (st != FETCH_STOPPED && !conn_fd_fired(h->cancel_fd) && !w->reported)
 			log_warn("%s: IDLE: %s; retrying later", label, imap_error(s));
@@ -252,6 +254,9 @@ static void scan_reset(struct watch *w)
 	w->answer_by_ms = 0;
 }
 
+static int scan(struct idle *h, struct watch *w, const char *p, size_t n);
+static void service(struct idle *h, struct watch *w);
+
 /* A connector's result: into the loop, or back to waiting. */
 static void take_over(struct idle *h, struct watch *w)
 {
@@ -275,6 +280,16 @@ static void take_over(struct idle *h, struct watch *w)
 	}
 	if (w->changed)
 		h->wake(w->ctx);
+	if (w->rest) {
+		int rc = scan(h, w, w->rest, w->rest_len);
+
+		free(w->rest);
+		w->rest = NULL;
+		if (rc < 0)
+			return;
+	}
+	/* TLS may already hold bytes that the socket will not announce. */
+	service(h, w);
 }
 
 static bool is_word(const char *p, const char *end, const char *word)
@@ -587,8 +602,10 @@ void idle_stop(struct idle **ip)
 	if (h->loop_started)
 		pthread_join(h->loop, NULL);
 	/* Cut, not LOGOUT: a thousand goodbyes are not worth a slow stop. */
-	for (size_t i = 0; h->w && i < h->n; i++)
+	for (size_t i = 0; h->w && i < h->n; i++) {
 		imap_close(&h->w[i].s);
+		free(h->w[i].rest);
+	}
 	if (h->ep >= 0)
 		close(h->ep);
 	for (int i = 0; i < 2; i++)

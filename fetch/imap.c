@@ -1330,13 +1330,17 @@ static enum fetch_status idle_write(struct imap *s, const char *line)
 	return FETCH_ACCOUNT_BAD;
 }
 
-enum fetch_status imap_idle_enter(struct imap *s, char tag_r[16], bool *changed_r)
+enum fetch_status imap_idle_enter(struct imap *s, char tag_r[16], bool *changed_r,
+				  char **rest_r, size_t *rest_len_r)
 {
 	struct imap_resp r;
 	enum fetch_status st;
 	char line[32];
+	size_t n;
 
 	*changed_r = false;
+	*rest_r = NULL;
+	*rest_len_r = 0;
 	if (s->broken || !s->rd) {
 		set_error(s, "connection lost earlier in this session");
 		return FETCH_ACCOUNT_BAD;
@@ -1358,18 +1362,14 @@ enum fetch_status imap_idle_enter(struct imap *s, char tag_r[16], bool *changed_
 		note_untagged(s, &r);
 		*changed_r = *changed_r || is_change(&r);
 	}
-	/* What came behind the "+" is whole responses or the start of one:
-	 * finish them here, so the caller's stream starts at a response. */
-	while (imap_reader_buffered(s->rd) > 0) {
-		if ((st = idle_read(s, &r)) != FETCH_OK)
-			return st;
-		if (r.kind != IMAP_UNTAGGED) {
-			s->broken = true;
-			set_error(s, "IDLE: the server ended the IDLE");
-			return FETCH_ACCOUNT_BAD;
+	/* Behind the "+" may be anything, a line that never ends included:
+	 * the caller scans it, under its own limits and without blocking. */
+	if ((n = imap_reader_buffered(s->rd)) > 0) {
+		if (!(*rest_r = malloc(n))) {
+			set_error(s, "out of memory");
+			return FETCH_LOCAL_BAD;
 		}
-		note_untagged(s, &r);
-		*changed_r = *changed_r || is_change(&r);
+		*rest_len_r = imap_reader_take(s->rd, *rest_r, n);
 	}
 	/* The reader's buffers are the bulk of an idle session's memory. */
 	imap_reader_destroy(&s->rd);

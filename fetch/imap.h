@@ -142,15 +142,18 @@ enum fetch_status imap_fetch(struct imap *s, const char *uidset, const char *ite
 
 /* IDLE (RFC 2177), driven by an event loop (idle.c).
  * imap_idle_enter sends IDLE on the examined folder (tag in tag_r) and waits
- * for the server's "+" (a refusal: FETCH_FOLDER_BAD); responses that came
- * with it are read too (*changed_r: one of them reported a change). It
- * then frees the session's reader: from here on the caller reads the raw
- * stream itself, with imap_idle_recv (conn_read_nowait: bytes, 0 at EOF,
+ * for the server's "+" (a refusal: FETCH_FOLDER_BAD); untagged responses
+ * before it are read too (*changed_r: one of them reported a change).
+ * Bytes that came behind the "+" are moved to *rest_r (owned by the
+ * caller, NULL when none; *rest_len_r bytes), unparsed: they are the start
+ * of the raw stream. It then frees the session's reader: from here on the
+ * caller reads the raw stream itself, with imap_idle_recv (conn_read_nowait: bytes, 0 at EOF,
  * CONN_AGAIN, -1) when imap_idle_fd is readable, and writes short lines
  * ("DONE") with imap_idle_send (conn_write_nowait: 0 or -1). No other
  * command may follow; imap_close then sends no LOGOUT. On an error
  * imap_error says why. */
-enum fetch_status imap_idle_enter(struct imap *s, char tag_r[16], bool *changed_r);
+enum fetch_status imap_idle_enter(struct imap *s, char tag_r[16], bool *changed_r,
+				  char **rest_r, size_t *rest_len_r);
 int imap_idle_fd(const struct imap *s);
 ssize_t imap_idle_recv(struct imap *s, void *p, size_t n);
 int imap_idle_send(struct imap *s, const char *line);
