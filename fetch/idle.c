@@ -7,9 +7,7 @@
  * and then only watched: the loop reads with conn_read_nowait until
  * CONN_AGAIN (TLS may hold decrypted bytes the socket no longer shows), so
  * one server that stalls or sends half a line delays nobody. The bytes are
- * not parsed into responses, only scanned line by line: what IDLE may send
- * is untagged data, "+" after an IDLE, and the tagged answer to a DONE.
- * Literals ({n} at a line's end, e.g. in a FETCH) are skipped by count. */
+ * not parsed into responses, only scanned line by line (idle_scan.h). */
 #include "idle.h"
 
 #include <errno.h>
@@ -27,21 +25,14 @@
 
 #include "../cache/log.h"
 #include "conn.h"
+#include "idle_scan.h"
 #include "imap.h"
 #include "secret.h"
 
 #define BACKOFF_MIN 5
 #define BACKOFF_MAX 600
-/* What one IDLE connection may send: a longer line, a larger literal, or
- * more bytes in one IDLE_PERIOD is not a mailbox at rest, and the
- * connection is dropped (the interval still syncs the account). */
-#define LINE_MAX_BYTES 8192
-#define LITERAL_MAX_BYTES (64 * 1024)
-#define PERIOD_MAX_BYTES (1u << 20)
 /* Seconds for the answers to DONE and the next IDLE. */
 #define ANSWER_TIMEOUT 60
-#define HEAD 32
-#define TAIL 24
 
 enum watch_state {
 	W_WAIT,        /* loop: connect again at due_ms */
@@ -67,12 +58,9 @@ struct watch {
 	bool reported;                      /* a failure was logged; quiet until a success */
 	bool changed;                       /* the connector saw a change on the way */
 	enum fetch_status result;           /* the connector's */
-	/* the line scanner */
-	bool want_plus, want_ok, cont;
-	uint8_t head_len, tail_len;
-	uint32_t line_len, literal_left, period_bytes, n_tags;
-	char tag[16], old_tag[16];
-	char head[HEAD], tail[TAIL];
+	uint32_t n_tags;                    /* renewals so far: their tags */
+	char tag[16];                       /* of the IDLE running */
+	struct idle_scan sc;
 };
 
 struct idle {
@@ -246,14 +234,6 @@ static void drop(struct idle *h, struct watch *w, const char *why)
 	retry_later(h, w);
 }
 
-static void scan_reset(struct watch *w)
-{
-	w->want_plus = w->want_ok = w->cont = false;
-	w->head_len = w->tail_len = 0;
-	w->line_len = w->literal_left = w->period_bytes = 0;
-	w->answer_by_ms = 0;
-}
-
 static int scan(struct idle *h, struct watch *w, const char *p, size_t n);
 static void service(struct idle *h, struct watch *w);
 
@@ -270,7 +250,8 @@ static void take_over(struct idle *h, struct watch *w)
 	}
 	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = w };
 
-	scan_reset(w);
+	memset(&w->sc, 0, sizeof(w->sc));
+	w->answer_by_ms = 0;
 	w->state = W_IDLE;
 	w->backoff = BACKOFF_MIN;
 	w->due_ms = now_ms() + (int64_t)IDLE_PERIOD * 1000;
@@ -292,126 +273,22 @@ static void take_over(struct idle *h, struct watch *w)
 	service(h, w);
 }
 
-static bool is_word(const char *p, const char *end, const char *word)
-{
-	size_t n = strlen(word);
-
-	return (size_t)(end - p) >= n && strncasecmp(p, word, n) == 0 &&
-	       (p + n == end || p[n] == ' ' || p[n] == '\r' || p[n] == '\n');
-}
-
-/* One line's start (up to HEAD bytes): what it means in IDLE. 0, or -1
- * when w was dropped. */
-static int classify(struct idle *h, struct watch *w)
-{
-	const char *p = w->head, *end = w->head + w->head_len;
-
-	if (end - p >= 2 && p[0] == '*' && p[1] == ' ') {
-		p += 2;
-		if (p < end && *p >= '0' && *p <= '9') {
-			while (p < end && *p >= '0' && *p <= '9')
-				p++;
-			if (p < end && *p == ' ' &&
-			    (is_word(p + 1, end, "EXISTS") || is_word(p + 1, end, "EXPUNGE") ||
-			     is_word(p + 1, end, "FETCH")))
-				h->wake(w->ctx);
-		} else if (is_word(p, end, "VANISHED")) {
-			h->wake(w->ctx);
-		} else if (is_word(p, end, "BYE")) {
-			drop(h, w, "the server said BYE");
-			return -1;
-		}
-		return 0;   /* OK (keep-alives), FLAGS, RECENT, ...: nothing to do */
-	}
-	if (p < end && p[0] == '+') {
-		if (!w->want_plus) {
-			drop(h, w, "the server sent a continuation outside IDLE");
-			return -1;
-		}
-		w->want_plus = false;
-	} else {
-		size_t t = strlen(w->old_tag);
-
-		if (!w->want_ok || (size_t)(end - p) < t + 1 || memcmp(p, w->old_tag, t) != 0 ||
-		    p[t] != ' ' || !is_word(p + t + 1, end, "OK")) {
-			drop(h, w, "the server ended the IDLE");
-			return -1;
-		}
-		w->want_ok = false;
-	}
-	if (!w->want_ok && !w->want_plus && w->answer_by_ms) {
-		w->answer_by_ms = 0;
-		w->due_ms = now_ms() + (int64_t)IDLE_PERIOD * 1000;
-	}
-	return 0;
-}
-
-/* A line ended: classify it unless it continues a response after a
- * literal, and note a literal announced at its end. 0, or -1 (dropped). */
-static int line_done(struct idle *h, struct watch *w)
-{
-	const char *t = w->tail, *e = w->tail + w->tail_len;
-	uint64_t lit = 0;
-	bool has_lit = false;
-
-	while (e > t && (e[-1] == '\n' || e[-1] == '\r'))
-		e--;
-	if (e > t && e[-1] == '}') {
-		const char *q = e - 1;
-
-		if (q > t && q[-1] == '+')
-			q--;
-		const char *d = q;
-		while (d > t && d[-1] >= '0' && d[-1] <= '9')
-			d--;
-		if (d < q && d > t && d[-1] == '{') {
-			has_lit = true;
-			for (; d < q && lit <= LITERAL_MAX_BYTES; d++)
-				lit = lit * 10 + (uint64_t)(*d - '0');
-		}
-	}
-	if (has_lit && lit > LITERAL_MAX_BYTES) {
-		drop(h, w, "the server sent too large a literal");
-		return -1;
-	}
-	if (!w->cont && classify(h, w) < 0)
-		return -1;
-	w->cont = has_lit;
-	w->literal_left = (uint32_t)lit;
-	w->head_len = w->tail_len = 0;
-	w->line_len = 0;
-	return 0;
-}
-
 /* 0, or -1 when w was dropped. */
 static int scan(struct idle *h, struct watch *w, const char *p, size_t n)
 {
-	w->period_bytes += (uint32_t)n;
-	if (w->period_bytes > PERIOD_MAX_BYTES) {
-		drop(h, w, "the server sent too much while idling");
+	bool waiting = idle_scan_waiting(&w->sc);
+	unsigned changes;
+	const char *why;
+
+	if (idle_scan_feed(&w->sc, p, n, &changes, &why) < 0) {
+		drop(h, w, why);
 		return -1;
 	}
-	for (size_t i = 0; i < n; i++) {
-		if (w->literal_left) {
-			size_t k = n - i < w->literal_left ? n - i : w->literal_left;
-
-			w->literal_left -= (uint32_t)k;
-			i += k - 1;
-			continue;
-		}
-		if (++w->line_len > LINE_MAX_BYTES) {
-			drop(h, w, "the server sent too long a line");
-			return -1;
-		}
-		if (w->head_len < HEAD)
-			w->head[w->head_len++] = p[i];
-		if (w->tail_len == TAIL) {
-			memmove(w->tail, w->tail + 1, TAIL - 1);
-			w->tail_len--;
-		}
-		w->tail[w->tail_len++] = p[i];
-		if (p[i] == '\n' && line_done(h, w) < 0)
-			return -1;
+	if (changes)
+		h->wake(w->ctx);
+	if (waiting && !idle_scan_waiting(&w->sc)) {
+		w->answer_by_ms = 0;
+		w->due_ms = now_ms() + (int64_t)IDLE_PERIOD * 1000;
 	}
 	return 0;
 }
@@ -438,19 +315,18 @@ static void service(struct idle *h, struct watch *w)
 /* DONE, and a new IDLE at once (RFC 2177: at most 29 minutes each). */
 static void renew(struct idle *h, struct watch *w)
 {
-	char line[48];
+	char line[48], old[16];
 
-	if (w->want_ok || w->want_plus)
+	if (idle_scan_waiting(&w->sc))
 		return;
-	memcpy(w->old_tag, w->tag, sizeof(w->tag));
+	memcpy(old, w->tag, sizeof(old));
 	snprintf(w->tag, sizeof(w->tag), "N%u", ++w->n_tags);
 	snprintf(line, sizeof(line), "DONE\r\n%s IDLE\r\n", w->tag);
 	if (imap_idle_send(w->s, line) < 0) {
 		drop(h, w, imap_error(w->s));
 		return;
 	}
-	w->want_ok = w->want_plus = true;
-	w->period_bytes = 0;
+	idle_scan_expect(&w->sc, old);
 	w->answer_by_ms = now_ms() + ANSWER_TIMEOUT * 1000;
 }
 
