@@ -9,7 +9,10 @@
 
 #include <curl/curl.h>
 #include <errno.h>
+#include <openssl/ssl.h>
+#include <openssl/x509_vfy.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +36,8 @@ struct conn {
 	/* during conn_open only */
 	const struct conn_opts *opts;   /* borrowed */
 	char last_line[256];     /* the server's last line, printable, for messages */
+	const char *ca_file;     /* borrowed: the CA file the login verifies with */
+	const char *ca_path;     /* borrowed: libcurl's CA directory, NULL if none */
 };
 
 bool conn_fd_fired(int fd)
@@ -63,6 +68,66 @@ static void window_restart(struct conn *c)
 	clock_gettime(CLOCK_MONOTONIC, &c->window);
 	c->last = c->window;
 	c->window_bytes = 0;
+}
+
+/* One certificate store per CA file, shared by every connection that
+ * trusts it. libcurl gives each connection its own OpenSSL context with
+ * its own store: the system's 140-odd roots cost about 0.8 MB per
+ * connection for as long as it lasts, which a thousand IDLE connections
+ * cannot afford. The stores live as long as the process. */
+#define CA_STORES 16
+static pthread_mutex_t ca_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct {
+	char *key;                  /* owned: "file\npath" */
+	X509_STORE *store;          /* owned: one reference */
+} ca_stores[CA_STORES];         /* protected by ca_lock */
+
+/* A new reference to the store for (file, path), or NULL (then libcurl's
+ * own stays: it reports a bad file as it always did). */
+static X509_STORE *ca_store_get(const char *file, const char *path)
+{
+	char key[2048];
+	X509_STORE *st = NULL;
+	size_t i;
+
+	if (!file || snprintf(key, sizeof(key), "%s\n%s", file, path ? path : "") >= (int)sizeof(key))
+		return NULL;
+	pthread_mutex_lock(&ca_lock);
+	for (i = 0; i < CA_STORES && ca_stores[i].key; i++)
+		if (strcmp(ca_stores[i].key, key) == 0)
+			break;
+	if (i < CA_STORES && !ca_stores[i].key) {
+		X509_STORE *n = X509_STORE_new();
+		char *k = strdup(key);
+
+		/* as libcurl sets its own up (lib/vtls/openssl.c) */
+		if (n && k && X509_STORE_load_file(n, file) == 1 &&
+		    (!path || X509_STORE_load_path(n, path) == 1) &&
+		    X509_STORE_set_flags(n, X509_V_FLAG_TRUSTED_FIRST | X509_V_FLAG_PARTIAL_CHAIN) == 1) {
+			ca_stores[i].key = k;
+			ca_stores[i].store = n;
+		} else {
+			X509_STORE_free(n);
+			free(k);
+		}
+	}
+	if (i < CA_STORES && ca_stores[i].key && X509_STORE_up_ref(ca_stores[i].store) == 1)
+		st = ca_stores[i].store;
+	pthread_mutex_unlock(&ca_lock);
+	return st;
+}
+
+/* CURLOPT_SSL_CTX_FUNCTION: swaps the context's store for the shared one
+ * (SSL_CTX_set_cert_store takes the reference and frees the old store). */
+static CURLcode share_ca_store(CURL *h, void *ssl_ctx, void *ud)
+{
+	const struct conn *c = ud;
+	X509_STORE *st = ca_store_get(c->ca_file, c->ca_path);
+
+	(void)h;
+	if (st)
+		SSL_CTX_set_cert_store(ssl_ctx, st);
+	return CURLE_OK;
 }
 
 /* The connection's socket, close-on-exec from the start: other workers
@@ -210,6 +275,19 @@ enum fetch_status conn_open(const struct conn_opts *o, struct conn **r,
 	curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
 	if (o->ca_file)
 		curl_easy_setopt(h, CURLOPT_CAINFO, o->ca_file);
+	/* libcurl's defaults, when the account names no CA file */
+	char *ca_default = NULL, *ca_path = NULL;
+	if (curl_easy_getinfo(h, CURLINFO_CAINFO, &ca_default) != CURLE_OK)
+		ca_default = NULL;
+	if (curl_easy_getinfo(h, CURLINFO_CAPATH, &ca_path) != CURLE_OK)
+		ca_path = NULL;
+	c->ca_file = o->ca_file ? o->ca_file : ca_default;
+	c->ca_path = ca_path;
+	if (!plain || !o->tls_off) {
+		/* fails harmlessly with a TLS backend other than OpenSSL */
+		if (curl_easy_setopt(h, CURLOPT_SSL_CTX_FUNCTION, share_ca_store) == CURLE_OK)
+			curl_easy_setopt(h, CURLOPT_SSL_CTX_DATA, c);
+	}
 	c->cancel_fd = o->cancel_fd;
 	if (o->cancel_fd >= 0) {
 		curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
@@ -381,4 +459,35 @@ int conn_write(struct conn *c, const void *p, size_t n)
 		n -= sent;
 	}
 	return 0;
+}
+
+int conn_socket(const struct conn *c)
+{
+	return (int)c->sock;
+}
+
+ssize_t conn_read_nowait(struct conn *c, void *p, size_t n)
+{
+	size_t got = 0;
+	CURLcode rc = curl_easy_recv(c->curl, p, n, &got);
+
+	if (rc == CURLE_OK)
+		return (ssize_t)got;
+	if (rc == CURLE_AGAIN)
+		return CONN_AGAIN;
+	snprintf(c->error, sizeof(c->error), "receive failed: %s", curl_easy_strerror(rc));
+	return -1;
+}
+
+int conn_write_nowait(struct conn *c, const void *p, size_t n)
+{
+	size_t sent = 0;
+	CURLcode rc = curl_easy_send(c->curl, p, n, &sent);
+
+	if (rc == CURLE_OK && sent == n)
+		return 0;
+	snprintf(c->error, sizeof(c->error), "send failed: %s",
+		 rc == CURLE_OK || rc == CURLE_AGAIN ? "the server does not take a short line"
+						     : curl_easy_strerror(rc));
+	return -1;
 }

@@ -77,4 +77,18 @@ void conn_cut(struct conn *c);
 /* Whether fd (-1: never) is readable now: a cancel descriptor has fired. */
 bool conn_fd_fired(int fd);
 
+/* For an event loop that watches many connections from one thread (idle.c).
+ * conn_socket: the descriptor to poll for readability; never read or write
+ * it directly (TLS). conn_read_nowait: one receive that never waits: bytes
+ * (> 0), 0 when the peer closed, CONN_AGAIN when nothing is there (TLS may
+ * hold decrypted bytes the socket no longer shows: call it until
+ * CONN_AGAIN), -1 on an error (conn_error). conn_write_nowait: sends all n
+ * bytes at once or fails (-1, conn_error) without waiting; meant for a
+ * short line on an otherwise quiet connection, which a partial send leaves
+ * unusable (close it). The thread that owns the connection calls these. */
+#define CONN_AGAIN (-2)
+int conn_socket(const struct conn *c);
+ssize_t conn_read_nowait(struct conn *c, void *p, size_t n);
+int conn_write_nowait(struct conn *c, const void *p, size_t n);
+
 #endif

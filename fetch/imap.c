@@ -656,11 +656,6 @@ enum fetch_status imap_status_many(struct imap *s, char *const *raws, size_t n,
 
 /* ---- IDLE ---- */
 
-bool imap_usable(const struct imap *s)
-{
-	return !s->broken;
-}
-
 void imap_set_cancel(struct imap *s, int fd)
 {
 	conn_set_cancel(s->conn, fd);
@@ -700,23 +695,25 @@ static enum fetch_status idle_write(struct imap *s, const char *line)
 	return FETCH_ACCOUNT_BAD;
 }
 
-enum fetch_status imap_idle(struct imap *s, int seconds, bool *changed_r)
+enum fetch_status imap_idle_enter(struct imap *s, char tag_r[16], bool *changed_r,
+				  char **rest_r, size_t *rest_len_r)
 {
 	struct imap_resp r;
 	enum fetch_status st;
-	char tag[16], line[32];
-	int timeout_ms_saved;
+	char line[32];
+	size_t n;
 
 	*changed_r = false;
-	if (s->broken) {
+	*rest_r = NULL;
+	*rest_len_r = 0;
+	if (s->broken || !s->rd) {
 		imap_set_error(s, "connection lost earlier in this session");
 		return FETCH_ACCOUNT_BAD;
 	}
-	snprintf(tag, sizeof(tag), "M%u", ++s->tag_counter);
-	snprintf(line, sizeof(line), "%s IDLE\r\n", tag);
+	snprintf(tag_r, 16, "M%u", ++s->tag_counter);
+	snprintf(line, sizeof(line), "%s IDLE\r\n", tag_r);
 	if ((st = idle_write(s, line)) != FETCH_OK)
 		return st;
-	/* Until "+ idling": a refusal is the tagged answer. */
 	for (;;) {
 		if ((st = idle_read(s, &r)) != FETCH_OK)
 			return st;
@@ -724,42 +721,48 @@ enum fetch_status imap_idle(struct imap *s, int seconds, bool *changed_r)
 			break;
 		if (r.kind == IMAP_TAGGED) {
 			imap_set_error(s, "IDLE: the server answered %s", r.text);
-			return strcmp(r.tag, tag) == 0 ? FETCH_FOLDER_BAD : FETCH_ACCOUNT_BAD;
+			s->broken = true;
+			return strcmp(r.tag, tag_r) == 0 ? FETCH_FOLDER_BAD : FETCH_ACCOUNT_BAD;
 		}
 		note_untagged(s, &r);
 		*changed_r = *changed_r || is_change(&r);
 	}
-	timeout_ms_saved = conn_timeout_ms(s->conn);
-	conn_set_timeout(s->conn, seconds);
-	while (!*changed_r) {
-		int rc = imap_read_response(s->rd, &r, NULL);
+	/* Behind the "+" may be anything, a line that never ends included:
+	 * the caller scans it, under its own limits and without blocking. */
+	if ((n = imap_reader_buffered(s->rd)) > 0) {
+		if (!(*rest_r = malloc(n))) {
+			imap_set_error(s, "out of memory");
+			return FETCH_LOCAL_BAD;
+		}
+		*rest_len_r = imap_reader_take(s->rd, *rest_r, n);
+	}
+	/* The reader's buffers are the bulk of an idle session's memory. */
+	imap_reader_destroy(&s->rd);
+	buf_release(&s->cmd);
+	return FETCH_OK;
+}
 
-		if (rc == IMAP_ERR_IO && conn_timed_out(s->conn)) {
-			/* Time to start over; the half-read state is not worth proving. */
-			s->broken = true;
-			return FETCH_OK;
-		}
-		if (rc < 0 || r.status == IMAP_ST_BYE || r.kind != IMAP_UNTAGGED) {
-			s->broken = true;
-			if (conn_cancelled(s->conn))
-				return FETCH_STOPPED;
-			imap_set_error(s, "IDLE: %s", rc < 0 ? (rc == IMAP_ERR_IO ? conn_error(s->conn)
-								: imap_strerror(rc))
-						     : "the server ended the IDLE");
-			return FETCH_ACCOUNT_BAD;
-		}
-		note_untagged(s, &r);
-		*changed_r = is_change(&r);
+int imap_idle_fd(const struct imap *s)
+{
+	return conn_socket(s->conn);
+}
+
+ssize_t imap_idle_recv(struct imap *s, void *p, size_t n)
+{
+	ssize_t got = conn_read_nowait(s->conn, p, n);
+
+	if (got == -1) {
+		s->broken = true;
+		imap_set_error(s, "IDLE: %s", conn_error(s->conn));
 	}
-	conn_set_timeout_ms(s->conn, timeout_ms_saved);
-	if ((st = idle_write(s, "DONE\r\n")) != FETCH_OK)
-		return st;
-	for (;;) {
-		if ((st = idle_read(s, &r)) != FETCH_OK)
-			return st;
-		if (r.kind == IMAP_TAGGED)
-			return strcmp(r.tag, tag) == 0 && r.status == IMAP_ST_OK ? FETCH_OK
-										   : FETCH_ACCOUNT_BAD;
-		note_untagged(s, &r);
-	}
+	return got;
+}
+
+int imap_idle_send(struct imap *s, const char *line)
+{
+	if (conn_write_nowait(s->conn, line, strlen(line)) == 0)
+		return 0;
+	s->broken = true;
+	imap_set_error(s, "IDLE: %s", conn_error(s->conn));
+	return -1;
 }

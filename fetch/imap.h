@@ -148,15 +148,23 @@ enum fetch_status imap_fetch(struct imap *s, const char *uidset, const char *ite
 void imap_plan_examine(struct imap *s, const char *raw, uint32_t since_uidvalidity,
 		       uint64_t since_modseq, uint32_t list_from);
 
-/* IDLE (RFC 2177) on the examined folder. Waits at most seconds for the
- * server to report a change (EXISTS, EXPUNGE, VANISHED, FETCH): FETCH_OK
- * with *changed_r true, and the IDLE ended with DONE. When the time passes
- * with no change, FETCH_OK with *changed_r false and the session is spent
- * (close it and open a new one: cheaper than proving the stream intact).
- * FETCH_STOPPED when the cancel descriptor fired. */
-enum fetch_status imap_idle(struct imap *s, int seconds, bool *changed_r);
-/* Whether the session can take another command. */
-bool imap_usable(const struct imap *s);
+/* IDLE (RFC 2177), driven by an event loop (idle.c).
+ * imap_idle_enter sends IDLE on the examined folder (tag in tag_r) and waits
+ * for the server's "+" (a refusal: FETCH_FOLDER_BAD); untagged responses
+ * before it are read too (*changed_r: one of them reported a change).
+ * Bytes that came behind the "+" are moved to *rest_r (owned by the
+ * caller, NULL when none; *rest_len_r bytes), unparsed: they are the start
+ * of the raw stream. It then frees the session's reader: from here on the
+ * caller reads the raw stream itself, with imap_idle_recv (conn_read_nowait: bytes, 0 at EOF,
+ * CONN_AGAIN, -1) when imap_idle_fd is readable, and writes short lines
+ * ("DONE") with imap_idle_send (conn_write_nowait: 0 or -1). No other
+ * command may follow; imap_close then sends no LOGOUT. On an error
+ * imap_error says why. */
+enum fetch_status imap_idle_enter(struct imap *s, char tag_r[16], bool *changed_r,
+				  char **rest_r, size_t *rest_len_r);
+int imap_idle_fd(const struct imap *s);
+ssize_t imap_idle_recv(struct imap *s, void *p, size_t n);
+int imap_idle_send(struct imap *s, const char *line);
 /* See conn_set_cancel. */
 void imap_set_cancel(struct imap *s, int fd);
 

@@ -52,6 +52,15 @@ size_t imap_reader_buffered(const struct imap_reader *rd)
 	return rd->in_len - rd->in_pos;
 }
 
+size_t imap_reader_take(struct imap_reader *rd, void *p, size_t n)
+{
+	size_t k = rd->in_len - rd->in_pos < n ? rd->in_len - rd->in_pos : n;
+
+	memcpy(p, rd->in + rd->in_pos, k);
+	rd->in_pos += k;
+	return k;
+}
+
 const char *imap_strerror(int err)
 {
 	switch (err) {

@@ -139,6 +139,10 @@ int imap_read_response(struct imap_reader *rd, struct imap_resp *resp,
  * any byte of a response arrived, with nothing buffered, leaves the stream
  * intact (an IDLE wait that timed out). */
 size_t imap_reader_buffered(const struct imap_reader *rd);
+/* Moves up to n of those bytes to p and returns how many: for a caller
+ * that reads the rest of the stream itself (IDLE in an event loop). Only
+ * between responses. */
+size_t imap_reader_take(struct imap_reader *rd, void *p, size_t n);
 
 /* Case-insensitive ASCII comparison helper for names and atoms. */
 bool imap_is(const char *a, const char *b);

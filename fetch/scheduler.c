@@ -26,7 +26,6 @@
 struct slot {
 	const struct account_settings *a;   /* borrowed from cfg */
 	struct sched *s;                    /* borrowed: the owner, for idle wake-ups */
-	struct idle *idle;                  /* owned, NULL without IDLE */
 	time_t due;
 	bool running;
 	bool again;                         /* asked for while running: due at once after */
@@ -45,6 +44,7 @@ struct sched {
 	size_t n_workers;
 	pthread_t waker;
 	bool waker_started;
+	struct idle *idle;                  /* owned, NULL without IDLE */
 	int pipe[2];                        /* [1] written by sched_sync_now */
 	int cancel[2];                      /* [1] written once at stop: readable from then on */
 	atomic_bool stop;                   /* written under lock; read by the workers' syncs at
@@ -195,13 +195,18 @@ int sched_start(struct store *st, const struct settings *cfg,
 			return rc;
 		}
 	}
-	/* Push: an IDLE connection per IMAP account; without it, the interval. */
-	for (size_t i = 0; i < s->n_slots; i++)
-		if (idle_wanted(s->slots[i].a) &&
-		    idle_start(s->slots[i].a, s->cancel[0], idle_wake, &s->slots[i],
-			       &s->slots[i].idle) < 0)
-			log_warn("%s/%s: cannot start the IDLE watcher; syncing every %d s",
-				 s->slots[i].a->user, s->slots[i].a->name, s->slots[i].a->interval);
+	/* Push: an IDLE connection per IMAP account, all watched by one
+	 * event loop; without it, the interval. */
+	struct idle_account *ia = calloc(s->n_slots ? s->n_slots : 1, sizeof(*ia));
+	size_t n_idle = 0;
+
+	for (size_t i = 0; ia && i < s->n_slots; i++)
+		if (idle_wanted(s->slots[i].a))
+			ia[n_idle++] = (struct idle_account){ .a = s->slots[i].a, .ctx = &s->slots[i] };
+	if (n_idle && (!ia || (rc = idle_start(ia, n_idle, s->cancel[0], idle_wake, &s->idle)) < 0))
+		log_warn("cannot start the IDLE watchers (%s); syncing at each account's interval",
+			 strerror(ia ? -rc : ENOMEM));
+	free(ia);
 	*r = s;
 	return 0;
 fail:
@@ -233,8 +238,7 @@ void sched_stop(struct sched **sp)
 	pthread_mutex_unlock(&s->lock);
 	if (s->cancel[1] >= 0 && write(s->cancel[1], "q", 1) < 0)
 		log_error("cannot signal the IDLE watchers to stop: %m");
-	for (size_t i = 0; s->slots && i < s->n_slots; i++)
-		idle_stop(&s->slots[i].idle);
+	idle_stop(&s->idle);
 	if (s->waker_started) {
 		sched_sync_now(s);
 		pthread_join(s->waker, NULL);

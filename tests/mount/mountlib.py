@@ -77,8 +77,9 @@ def fusermount_u(mountpoint, lazy=False, timeout=15):
 class Mount:
     """`maildisk mount -c CONFIG -f MOUNTPOINT` as a child of the test."""
 
-    def __init__(self, ctx, config, mountpoint, opts=None):
+    def __init__(self, ctx, config, mountpoint, opts=None, args=()):
         self.ctx, self.config, self.mountpoint, self.opts = ctx, config, mountpoint, opts
+        self.args = list(args)      # more options, e.g. ["-v"]
         self.proc = None
         self.reported = False
         self.log_path = mountpoint.rstrip("/") + ".log"
@@ -96,7 +97,7 @@ class Mount:
 
     def start(self, timeout=20):
         os.makedirs(self.mountpoint, exist_ok=True)
-        argv = [H.maildisk_path(), "mount", "-c", self.config, "-f"]
+        argv = [H.maildisk_path(), "mount", "-c", self.config, "-f"] + self.args
         if self.opts:
             argv += ["-o", self.opts]
         argv.append(self.mountpoint)
