@@ -360,15 +360,28 @@ static int xattr_foreign_err(const char *name)
 	return ENOTSUP;
 }
 
+/* The message ino's xattrs into x (their values point into msg: release
+ * it after). On failure the request has had its error reply. */
+static int load_xattrs(fuse_req_t req, fuse_ino_t ino, struct index_msg *msg,
+		       struct folder_info *f, struct xattr_set *x)
+{
+	int rc = mnt_msg_load(fuse_req_userdata(req), ino, msg, f);
+
+	if (rc) {
+		fuse_reply_err(req, -rc);
+		return rc;
+	}
+	xattrs_of(x, msg, f);
+	return 0;
+}
+
 static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
-	struct mnt *m = fuse_req_userdata(req);
 	struct index_msg msg = { 0 };
 	struct folder_info f;
 	struct xattr_set x;
 	const char *val = NULL;
 	size_t len;
-	int rc;
 
 	if (strncmp(name, "user.mail.", 10) != 0) {
 		fuse_reply_err(req, xattr_foreign_err(name));
@@ -378,12 +391,8 @@ static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t
 		fuse_reply_err(req, ENODATA);
 		return;
 	}
-	rc = mnt_msg_load(m, ino, &msg, &f);
-	if (rc) {
-		fuse_reply_err(req, -rc);
+	if (load_xattrs(req, ino, &msg, &f, &x))
 		return;
-	}
-	xattrs_of(&x, &msg, &f);
 	for (size_t i = 0; i < x.n; i++)
 		if (strcmp(x.name[i], name) == 0)
 			val = x.value[i];
@@ -401,13 +410,11 @@ static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t
 
 static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
-	struct mnt *m = fuse_req_userdata(req);
 	struct index_msg msg = { 0 };
 	struct folder_info f;
 	struct xattr_set x;
 	char list[256];
 	size_t len = 0;
-	int rc;
 
 	if (MNT_INO_KIND(ino) != MNT_INO_MSG) {
 		if (size == 0)
@@ -416,12 +423,8 @@ static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 			fuse_reply_buf(req, NULL, 0);
 		return;
 	}
-	rc = mnt_msg_load(m, ino, &msg, &f);
-	if (rc) {
-		fuse_reply_err(req, -rc);
+	if (load_xattrs(req, ino, &msg, &f, &x))
 		return;
-	}
-	xattrs_of(&x, &msg, &f);
 	for (size_t i = 0; i < x.n; i++) {
 		size_t l = strlen(x.name[i]) + 1;
 

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../cache/buf.h"
 #include "../cache/log.h"
 #include "../cache/names.h"
 
@@ -164,24 +165,10 @@ static struct mnt_node *node_add(struct mnt_tree *t, struct mnt_node *parent,
 	n->name = strdup(name);
 	if (!n->name || (account && !(n->account = strdup(account))))
 		goto fail;
-	if (t->n_nodes == t->cap_nodes) {
-		size_t cap = t->cap_nodes ? t->cap_nodes * 2 : 32;
-		struct mnt_node **p = realloc(t->nodes, cap * sizeof *p);
-
-		if (!p)
-			goto fail;
-		t->nodes = p;
-		t->cap_nodes = cap;
-	}
-	if (parent && parent->n_children == parent->cap_children) {
-		size_t cap = parent->cap_children ? parent->cap_children * 2 : 8;
-		struct mnt_node **p = realloc(parent->children, cap * sizeof *p);
-
-		if (!p)
-			goto fail;
-		parent->children = p;
-		parent->cap_children = cap;
-	}
+	if (buf_array_grow(&t->nodes, &t->cap_nodes, t->n_nodes, sizeof(*t->nodes), 32) < 0 ||
+	    (parent && buf_array_grow(&parent->children, &parent->cap_children, parent->n_children,
+				      sizeof(*parent->children), 8) < 0))
+		goto fail;
 	if (map_put(&t->by_ino, ino, n))
 		goto fail;
 	t->nodes[t->n_nodes++] = n;

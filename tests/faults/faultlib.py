@@ -1000,6 +1000,16 @@ def converged(sc, srv, st, n_trashed, problems, violation):
     check(not problems, "%s: %s" % (sc.name, "; ".join(problems)))
 
 
+def scenario_store(ctx, name, srv, user, acct, password, timeout=60, **kw):
+    """A directory of its own for one scenario, a config with one account on
+    srv, and the Store it writes: (config path, Store)."""
+    tmp = os.path.join(ctx.tmp, name)
+    os.mkdir(tmp, 0o700)
+    cfg = write_config(os.path.join(tmp, "maildisk.conf"), os.path.join(tmp, "store"),
+                       [account(user, acct, srv.url(), password, timeout=timeout)], **kw)
+    return cfg, H.Store(os.path.join(tmp, "store"))
+
+
 def sigterm_sync(p, what, limit=2.0):
     """Sends SIGTERM to a running `maildisk sync` (Popen p, stderr piped)
     and waits: it must end within limit seconds with exit 1 (interrupted).

@@ -282,13 +282,10 @@ def kill_during_stall(ctx, inspect):
     tmp/, and `check --store` must agree."""
     import signal
     import subprocess
-    tmp = os.path.join(ctx.tmp, "kill-%s" % (inspect.__name__ if inspect else "none"))
-    os.mkdir(tmp, 0o700)
     srv = F.FakeImap(USER, PW)
     try:
-        cfg = H.write_config(os.path.join(tmp, "maildisk.conf"), os.path.join(tmp, "store"),
-                             [F.account(USER, ACCT, srv.url(), PW, timeout=60)])
-        st = H.Store(os.path.join(tmp, "store"))
+        cfg, st = F.scenario_store(ctx, "kill-%s" % (inspect.__name__ if inspect else "none"), srv,
+                                   USER, ACCT, PW)
         srv.folders["INBOX"].add([m.raw for m in MSGS[:BASE]])
         srv.arm(Fault("UID FETCH", "stall", at="mid_literal", literal=9, seconds=30))
         p = ctx.popen([H.maildisk_path(), "sync", "-c", cfg], stdout=subprocess.DEVNULL,

@@ -152,13 +152,9 @@ def sigterm_mid_window(ctx):
     """SIGTERM while the server stalls inside a window of pipelined RETRs
     (timeout = 60 s): maildisk ends within 2 s, exit 1, nothing partial
     stored, nothing trashed; a clean sync then converges."""
-    tmp = os.path.join(ctx.tmp, "sigterm")
-    os.mkdir(tmp, 0o700)
     srv = F.FakePop3(USER, PW)
     try:
-        cfg = F.write_config(os.path.join(tmp, "maildisk.conf"), os.path.join(tmp, "store"),
-                             [F.account(USER, ACCT, srv.url(), PW, timeout=60)])
-        st = H.Store(os.path.join(tmp, "store"))
+        cfg, st = F.scenario_store(ctx, "sigterm", srv, USER, ACCT, PW)
         srv.add([m.raw for m in MSGS[:BASE]])
         fault = srv.arm(Fault("RETR", "stall", nth=5, at="mid_literal", seconds=40))
         p = ctx.popen([H.maildisk_path(), "sync", "-c", cfg], stdout=subprocess.DEVNULL,
@@ -180,13 +176,9 @@ def sigterm_mid_window(ctx):
 def rset_refused(ctx):
     """RSET refused after messages were retrieved: QUIT must not follow
     (it would let the server mark them seen); the messages are stored."""
-    tmp = os.path.join(ctx.tmp, "rset")
-    os.mkdir(tmp, 0o700)
     srv = F.FakePop3(USER, PW)
     try:
-        cfg = F.write_config(os.path.join(tmp, "maildisk.conf"), os.path.join(tmp, "store"),
-                             [F.account(USER, ACCT, srv.url(), PW, timeout=TIMEOUT)])
-        st = H.Store(os.path.join(tmp, "store"))
+        cfg, st = F.scenario_store(ctx, "rset", srv, USER, ACCT, PW, timeout=TIMEOUT)
         srv.add([m.raw for m in MSGS[:BASE]])
         fault = srv.arm(Fault("RSET", "status", text="cannot reset"))
         H.maildisk("sync", cfg, expect=(0, 1))

@@ -203,13 +203,9 @@ def sigterm_while_stalled(ctx, where):
     """maildisk sync against a server that stalls (timeout = 60 s) gets
     SIGTERM: it must end within 2 s, record the run as interrupted and
     trash nothing; a clean sync then converges."""
-    tmp = os.path.join(ctx.tmp, "sigterm-" + where)
-    os.mkdir(tmp, 0o700)
     srv = F.FakeImap(T.USER, T.PW)
     try:
-        cfg = F.write_config(os.path.join(tmp, "maildisk.conf"), os.path.join(tmp, "store"),
-                             [F.account(T.USER, T.ACCT, srv.url(), T.PW, timeout=60)])
-        st = H.Store(os.path.join(tmp, "store"))
+        cfg, st = F.scenario_store(ctx, "sigterm-" + where, srv, T.USER, T.ACCT, T.PW)
         srv.folders["INBOX"].add([m.raw for m in T.MSGS[:T.BASE]])
         if where == "greeting":
             H.maildisk("sync", cfg, expect=0)
