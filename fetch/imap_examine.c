@@ -299,7 +299,11 @@ enum fetch_status imap_examine(struct imap *s, const char *raw, uint32_t since_u
 	s->pre_from = 0;
 	if (ch)
 		memset(ch, 0, sizeof(*ch));
-	imap_exam_free(&s->next);          /* not sent: nothing was fetched before this */
+	/* Planned for this folder and still not sent (nothing was fetched
+	 * before it): it is sent now instead. One planned for another folder
+	 * waits for this folder's last FETCH. */
+	if (s->next && strcmp(s->next->raw, raw) == 0)
+		imap_exam_free(&s->next);
 	if (exam_is(s->ready, raw, since_uidvalidity, since_modseq, list_from)) {
 		/* answered already, after the last FETCH of the folder before */
 		e = s->ready;

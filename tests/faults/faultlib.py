@@ -236,6 +236,7 @@ class _FakeBase(H.Closing):
     def __init__(self, tls=None):
         self.faults = []
         self.commands = []          # every command line received, in order (tags removed)
+        self.with_next = []         # commands that came with the next one behind them (pipelined)
         self.violations = []        # commands that could have changed the mailbox
         self.connections = 0
         self.fired = []             # faults that fired, in order
@@ -270,6 +271,7 @@ class _FakeBase(H.Closing):
         with self.lock:
             self.faults = list(faults)
             self.commands = []
+            self.with_next = []
         return faults[0] if len(faults) == 1 else faults
 
     def disarm(self):
@@ -610,6 +612,10 @@ class FakeImap(_FakeBase):
                 re.search(r"(?<!\.)BODY\[|RFC822(?![.\w])|RFC822\.TEXT", args.upper()) is not None
             self.note(("%s %s" % (cmd, args)).strip() if cmd not in ("LOGIN", "AUTHENTICATE") else cmd,
                       violation=cmd in MUTATING or fetch_unpeeked)
+            if conn.buf:
+                # the client sent the next command before this one's answer
+                with self.lock:
+                    self.with_next.append(("%s %s" % (cmd, args)).strip())
             fault = self._fault_for(cmd)
             t = tag.encode()
             r = Reply(t)

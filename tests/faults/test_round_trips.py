@@ -11,8 +11,9 @@ For each capability set (CONDSTORE with STATUS; LIST-STATUS; neither):
     LIST with LIST-STATUS; without CONDSTORE every folder is EXAMINEd, as
     nothing can be proved otherwise;
   - after one message is added to one folder and one expunged from another,
-    exactly those two folders are EXAMINEd, the new one is fetched and the
-    expunged one is trashed;
+    exactly those two folders are EXAMINEd (the second one's EXAMINE sent
+    with the first one's FETCH), the new one is fetched and the expunged
+    one is trashed;
   - nothing ever changes the server's mailbox."""
 
 import os
@@ -76,6 +77,10 @@ def run_case(ctx, name, caps):
         log("  one added, one expunged: EXAMINE %r" % ex)
         if "CONDSTORE" in caps:
             check(ex == ["Folder03", "Folder07"], "%s: only the changed folders are examined" % name, ex)
+            # Folder07's EXAMINE went with Folder03's last FETCH, not a round trip later
+            piped = [c for c in srv.with_next if c.startswith("UID FETCH")]
+            check(piped, "%s: the next folder's EXAMINE did not ride with the FETCH" % name,
+                  srv.with_next[-6:])
         check(len(F.visible_rows(st)) == 5 * len(FOLDERS), "%s: rows after the change" % name,
               len(F.visible_rows(st)))
         check(len(st.messages(state=F.TRASHED)) == 1, "%s: the expunged message is trashed" % name)
