@@ -222,19 +222,15 @@ static enum fetch_status pop3_drv_fetch(void *conn, char *const *ids, size_t n, 
 	st = pop3_fetch(c->s, v, k, &sink, &f);
 	free(v);
 	if (st == FETCH_OK && big) {
-		char msg[512];
-
-		snprintf(msg, sizeof(msg), "%s %s: a message from %s is larger than max_message_size "
-			 "(%" PRIu64 " bytes): LIST announces %" PRIu64 " bytes; it was not stored: raise "
-			 "max_message_size in [sync] if it is real", in->run->label, in->f->name,
-			 in->run->a->host, max, big->size);
-		log_error("%s", msg);
-		ingest_note_error(in->run, msg);
+		snprintf(in->too_big_error, sizeof(in->too_big_error), "%s %s: a message from %s is "
+			 "larger than max_message_size (%" PRIu64 " bytes): LIST announces %" PRIu64
+			 " bytes; it was not stored: raise max_message_size in [sync] if it is real",
+			 in->run->label, in->f->name, in->run->a->host, max, big->size);
 		in->too_big = true;
 	}
 	if (in->too_big) {
-		/* the transfer was cut or never asked for; ingest said why */
-		snprintf(c->error, sizeof(c->error), "%s", in->run->r->error);
+		/* the transfer was cut, or never asked for: the engine says why */
+		snprintf(c->error, sizeof(c->error), "%s", in->too_big_error);
 		return FETCH_ACCOUNT_BAD;
 	}
 	return st;

@@ -190,16 +190,12 @@ int ingest_msg_write(struct ingest *in, const void *p, size_t n)
 	if (max && in->msg_bytes > max) {
 		/* IMAP refuses such a literal before it starts; POP3 only
 		 * learns it here. What was written goes with the message. */
-		if (!in->too_big) {
-			char msg[512];
-
-			snprintf(msg, sizeof(msg), "%s %s: a message from %s is larger than "
-				 "max_message_size (%" PRIu64 " bytes); it was not stored: raise "
-				 "max_message_size in [sync] if it is real", run->label,
+		/* said once, by the engine, with the driver's error */
+		if (!in->too_big)
+			snprintf(in->too_big_error, sizeof(in->too_big_error), "%s %s: a message from "
+				 "%s is larger than max_message_size (%" PRIu64 " bytes); it was not "
+				 "stored: raise max_message_size in [sync] if it is real", run->label,
 				 in->f->name, run->a->host, max);
-			log_error("%s", msg);
-			ingest_note_error(run, msg);
-		}
 		in->too_big = true;
 		return -1;
 	}

@@ -60,6 +60,7 @@ struct ingest {
 	int64_t room;                       /* bytes that may still be written above the free-space floor */
 	bool failed_local;                  /* the store refused something: the caller must stop */
 	bool too_big;                       /* the current message passed max_message_size: stop */
+	char too_big_error[512];            /* then why, for the driver's error */
 	size_t done, total;
 	double started, shown;              /* monotonic seconds: ingest_open, the last progress line */
 	uint64_t bytes0;                    /* run->r->bytes at ingest_open */
@@ -76,7 +77,7 @@ enum fetch_status ingest_open(struct ingest *in, struct ingest_run *run,
  * reason in run->local_error). */
 int ingest_msg_begin(struct ingest *in);
 /* 0, or -1 when the store failed (failed_local set), or the message passed
- * max_message_size (too_big set, the reason logged and in r->error): stop. */
+ * max_message_size (too_big set, the reason in too_big_error): stop. */
 int ingest_msg_write(struct ingest *in, const void *p, size_t n);
 /* The message did not arrive whole: its file goes. Safe with no message. */
 void ingest_msg_abort(struct ingest *in);
