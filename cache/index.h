@@ -122,6 +122,7 @@ struct index_msg {
 	int64_t trashed_at;  /* unix time, 0 if never trashed */
 	int64_t trash_sync;  /* syncs.id of the sync that trashed it */
 	char *trash_reason;  /* owned, may be NULL */
+	int n_parts;         /* part records (cache/parts.h); -1: not analysed yet */
 };
 void index_msg_release(struct index_msg *m);
 
@@ -179,5 +180,18 @@ int index_sync_finish(struct index *ix, int64_t sync_id, int64_t now,
  * malloc'd, NULL when it succeeded). -ENOENT when the account never synced. */
 int index_sync_last(struct index *ix, const char *user, const char *account,
 		    int64_t *id_r, int64_t *started_r, int64_t *finished_r, char **error_r);
+
+/* ---- parts (index_parts.c): the records of cache/parts.h ---- */
+struct parts_list;
+/* Replaces the part records of message msg_id and sets its n_parts to
+ * l->n (0: analysed, nothing to show). Call inside the caller's
+ * transaction when it is part of a batch. */
+int index_parts_put(struct index *ix, int64_t msg_id, const struct parts_list *l);
+/* The records of msg_id in n order (out->n may be 0); -ENOENT when the
+ * message was never analysed. */
+int index_parts_get(struct index *ix, int64_t msg_id, struct parts_list *out);
+/* Up to max ids (ascending, > after) of visible messages never analysed. */
+int index_parts_pending(struct index *ix, int64_t after, int64_t *ids, size_t max,
+			size_t *n_r);
 
 #endif

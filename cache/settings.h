@@ -19,6 +19,7 @@ struct user_settings {
 	uid_t uid;         /* resolved from uid_name at load time */
 	gid_t gid;
 	char *on_change;   /* owned, may be NULL: command run as the user after a sync that changed mail */
+	bool parts;        /* the mount shows each message's parts ("parts =", default [store] parts, yes) */
 };
 
 struct account_settings {
