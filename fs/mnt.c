@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "../cache/log.h"
+#include "../cache/parts.h"
 
 /* ------------------------------------------------------------------ *
  * Signals and shutdown                                               *
@@ -211,6 +212,7 @@ static void mnt_free(struct mnt *m)
 		free(m->hints[i].path);
 	pthread_mutex_destroy(&m->hint_lock);
 	mnt_status_free(m);
+	parts_cursors_destroy(&m->cursors);
 	mnt_exec_destroy(&m->exec);
 	mnt_tree_destroy(&m->tree);
 	pthread_rwlock_destroy(&m->lock);
@@ -272,7 +274,7 @@ static int run_prepare(struct run *r, const struct mnt_opts *o)
 			  store_root(m->st));
 		return -1;
 	}
-	if (mnt_status_init(m)) {
+	if (mnt_status_init(m) || parts_cursors_create(&m->cursors)) {
 		log_error("mount: out of memory");
 		return -1;
 	}
@@ -421,6 +423,7 @@ static void run_stop(struct run *r, const struct mnt_opts *o, int ret)
 	fuse_opt_free_args(&r->args);
 	mnt_ix_close_mine();
 	mnt_fd_close_mine();
+	mnt_parts_close_mine();
 	if (ret == 0)
 		log_info("unmounted %s", m->mountpoint ? m->mountpoint : o->mountpoint);
 	mnt_free(m);

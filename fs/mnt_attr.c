@@ -50,6 +50,11 @@ void mnt_node_stat(const struct mnt *m, const struct mnt_node *n, struct stat *s
 	}
 	if (S_ISDIR(st->st_mode))
 		st->st_nlink = 2 + n->n_subdirs;
+	/* Messages' parts directories are not counted: 1 says "not counted"
+	 * to find and fts, which otherwise stop looking for directories once
+	 * they have seen as many as the count says. */
+	if (n->folder_id && n->user && n->user->parts)
+		st->st_nlink = 1;
 	mnt_set_times(st, n->mtime ? n->mtime : m->started);
 }
 
@@ -85,6 +90,7 @@ bool mnt_folder_info(struct mnt *m, int64_t folder_id, struct folder_info *fi)
 		mnt_owner_of(m, n->user, &fi->uid, &fi->gid);
 		fi->account = n->account;
 		fi->folder_name = n->folder_name;
+		fi->user = n->user;
 		fi->removals = n->removals;
 	}
 	pthread_rwlock_unlock(&m->lock);

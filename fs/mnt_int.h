@@ -12,6 +12,7 @@
  *   mnt_listing.c  directory listings kept for READDIR
  *   mnt_status.c   /<user>/.status snapshots
  *   mnt_notify.c   change reports from the sync side -> kernel invalidation
+ *   mnt_parts.c    each message's parts directory (cache/parts.h)
  *   mnt_tree.c, mnt_exec.c  the directory tree, the on_change commands
  *
  * Directories live in memory (mnt_tree.h, which also documents the inode
@@ -111,6 +112,7 @@ struct mnt {
 	atomic_bool loop_done;            /* fuse_session_loop_mt returned */
 	pthread_t main_thread;
 	int ctl[2];                       /* control pipe: signals -> control thread */
+	struct parts_cursors *cursors;    /* owned: decoding cursors of part READs */
 };
 
 /* What a handler needs of a folder's node, copied under the lock. */
@@ -120,6 +122,7 @@ struct folder_info {
 	gid_t gid;
 	const char *account;      /* borrowed: set once, freed only with the tree */
 	const char *folder_name;  /* borrowed, likewise */
+	const struct user_settings *user;  /* borrowed from the settings, may be NULL */
 	uint64_t removals;
 };
 
@@ -150,6 +153,10 @@ void mnt_index_warm(struct mnt *m);
 void mnt_hint_put(struct mnt *m, uint64_t ino, int64_t folder_id, const char *path);
 /* READ of message ino: replies (data or error), then reads ahead. */
 void mnt_read_msg(fuse_req_t req, struct mnt *m, fuse_ino_t ino, size_t size, off_t off);
+/* The backing file of message ino, open read-only, and its folder (0 when
+ * unknown); give it back with mnt_msg_fd_done. A negative errno. */
+int mnt_msg_fd(struct mnt *m, fuse_ino_t ino, int64_t *folder_r);
+void mnt_msg_fd_done(int fd);
 
 /* mnt_status.c: /<user>/.status. */
 /* One snapshot per cfg->users: 0 or -ENOMEM; free also after a failure. */
@@ -175,6 +182,29 @@ void mnt_dirs_release(struct mnt *m);
 void mnt_notify_init(struct mnt *m);
 /* Reads every folder row and adds what is new to the tree. */
 int mnt_refresh_tree(struct mnt *m, struct index *ix);
+
+/* mnt_parts.c: a message's parts (ino kind MNT_INO_PART). */
+/* True when the folder listing shows msg's parts directory (of user u). */
+bool mnt_parts_shown(const struct user_settings *u, const struct index_msg *msg);
+/* The parts directory's name for a view name ("<stem>.eml" -> "<stem>");
+ * false when it has none. out holds 256 bytes. */
+bool mnt_parts_dir_name(const char *view_name, char *out);
+void mnt_parts_dir_stat(struct stat *st, uint64_t ino, int64_t mtime, uid_t uid, gid_t gid);
+/* LOOKUP of name in a folder that has no message of that name: the parts
+ * directory "<name>" of message "<name>.eml". 0 (e filled) or a negative errno. */
+int mnt_parts_lookup_dir(struct mnt *m, int64_t folder_id, const struct user_settings *u,
+			 const char *name, uid_t uid, gid_t gid, struct fuse_entry_param *e);
+/* The operations on part inodes; each replies. */
+void mnt_parts_lookup(fuse_req_t req, struct mnt *m, fuse_ino_t parent, const char *name);
+void mnt_parts_getattr(fuse_req_t req, struct mnt *m, fuse_ino_t ino);
+void mnt_parts_readdir(fuse_req_t req, struct mnt *m, fuse_ino_t ino, size_t size, off_t off,
+		       bool plus);
+void mnt_parts_read(fuse_req_t req, struct mnt *m, fuse_ino_t ino, size_t size, off_t off);
+/* The content type of part ino into *ctype (malloc'd), for its xattr. 0,
+ * or -ENODATA for a directory, or a negative errno. */
+int mnt_parts_content_type(struct mnt *m, fuse_ino_t ino, char **ctype);
+/* Drops this thread's cached part records (thread exit). */
+void mnt_parts_close_mine(void);
 
 /* mnt_ops.c: the operations fuse_session_new gets; userdata is the mnt. */
 extern const struct fuse_lowlevel_ops mnt_ops;

@@ -79,19 +79,27 @@ static int dir_add(struct mnt_dir *d, const char *name, const struct stat *st, b
 
 struct msg_walk {
 	struct mnt_dir *d;
+	const struct user_settings *user;   /* borrowed, may be NULL */
 	uid_t uid;
 	gid_t gid;
 };
 
+/* A message, and its parts directory when it has one. */
 static int dir_add_msg(void *ctx, const struct index_msg *msg)
 {
 	struct msg_walk *w = ctx;
 	struct stat st;
+	char name[256];
+	int rc;
 
 	if (msg->id <= 0 || msg->id >= MNT_ID_MAX || !mnt_tree_name_ok(msg->view_name))
 		return 0;
 	mnt_file_stat(&st, MNT_INO_OF_MSG(msg->id), msg->size, mnt_msg_time(msg), w->uid, w->gid);
-	return dir_add(w->d, msg->view_name, &st, false);
+	rc = dir_add(w->d, msg->view_name, &st, false);
+	if (rc || !mnt_parts_shown(w->user, msg) || !mnt_parts_dir_name(msg->view_name, name))
+		return rc;
+	mnt_parts_dir_stat(&st, MNT_INO_OF_PART(msg->id, 0), mnt_msg_time(msg), w->uid, w->gid);
+	return dir_add(w->d, name, &st, false);
 }
 
 static int dirent_cmp(const void *a, const void *b)
@@ -108,6 +116,7 @@ static int dir_build(struct mnt *m, fuse_ino_t ino, struct mnt_dir **r)
 {
 	struct mnt_dir *d;
 	const struct mnt_node *n;
+	const struct user_settings *user;
 	struct stat st;
 	int rc = 0;
 	uid_t uid;
@@ -146,11 +155,12 @@ static int dir_build(struct mnt *m, fuse_ino_t ino, struct mnt_dir **r)
 	}
 	d->folder_id = n->folder_id;
 	d->removals = n->removals;
+	user = n->user;
 	mnt_owner_of(m, n->user, &uid, &gid);
 	pthread_rwlock_unlock(&m->lock);
 	if (!rc && d->folder_id) {
 		struct index *ix = mnt_ix(m);
-		struct msg_walk w = { d, uid, gid };
+		struct msg_walk w = { d, user, uid, gid };
 
 		mnt_index_warm(m);
 		rc = ix ? index_msg_foreach(ix, d->folder_id, MSG_VISIBLE_MASK, dir_add_msg, &w) : -EIO;

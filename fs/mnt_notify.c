@@ -91,11 +91,19 @@ static void folder_changed(struct mnt *m, int64_t folder_id, const int64_t *ids,
 	if (!k || !atomic_load(&m->notify_ok))
 		return;
 	for (size_t i = 0; names && i < n; i++) {
+		char dir[256];
+
 		if (ids[i] <= 0 || ids[i] >= MNT_ID_MAX || !names[i])
 			continue;
 		notify_report("delete notification", MNT_INO_OF_MSG(ids[i]),
 			      fuse_lowlevel_notify_delete(m->se, chain[0], MNT_INO_OF_MSG(ids[i]),
 							  names[i], strlen(names[i])));
+		/* Its parts directory leaves with it (ENOENT when never looked up). */
+		if (ids[i] < MNT_PART_ID_MAX && mnt_parts_dir_name(names[i], dir))
+			notify_report("delete notification", MNT_INO_OF_PART(ids[i], 0),
+				      fuse_lowlevel_notify_delete(m->se, chain[0],
+								  MNT_INO_OF_PART(ids[i], 0),
+								  dir, strlen(dir)));
 	}
 	inval_chain(m, chain, k);
 }

@@ -81,7 +81,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	struct mnt *m = fuse_req_userdata(req);
 	struct fuse_entry_param e;
 	const struct mnt_node *dir, *c;
-	const struct user_settings *u = NULL;
+	const struct user_settings *u = NULL, *du;
 	int64_t folder_id;
 	bool status = false;
 	struct index *ix;
@@ -92,6 +92,10 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 
 	if (MNT_INO_KIND(parent) == MNT_INO_MSG) {
 		fuse_reply_err(req, ENOTDIR);
+		return;
+	}
+	if (MNT_INO_IS_PART(parent)) {
+		mnt_parts_lookup(req, m, parent, name);
 		return;
 	}
 	pthread_rwlock_rdlock(&m->lock);
@@ -108,6 +112,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		u = c->user;
 	}
 	folder_id = dir->folder_id;
+	du = dir->user;
 	mnt_owner_of(m, dir->user, &uid, &gid);
 	pthread_rwlock_unlock(&m->lock);
 	if (c) {
@@ -127,6 +132,14 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		return;
 	}
 	rc = index_msg_lookup(ix, folder_id, name, &msg);
+	if (rc == -ENOENT) {
+		/* Not a message: perhaps the parts directory of one. */
+		rc = mnt_parts_lookup_dir(m, folder_id, du, name, uid, gid, &e);
+		if (!rc) {
+			fuse_reply_entry(req, &e);
+			return;
+		}
+	}
 	if (rc) {
 		fuse_reply_err(req, -rc);
 		return;
@@ -171,6 +184,10 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	bool status = false;
 
 	(void)fi;
+	if (MNT_INO_IS_PART(ino)) {
+		mnt_parts_getattr(req, m, ino);
+		return;
+	}
 	if (MNT_INO_KIND(ino) == MNT_INO_MSG) {
 		struct index_msg msg = { 0 };
 		struct folder_info f;
@@ -212,14 +229,20 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		       struct fuse_file_info *fi)
 {
 	(void)fi;
-	mnt_readdir(req, ino, size, off, false);
+	if (MNT_INO_IS_PART(ino))
+		mnt_parts_readdir(req, fuse_req_userdata(req), ino, size, off, false);
+	else
+		mnt_readdir(req, ino, size, off, false);
 }
 
 static void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			   struct fuse_file_info *fi)
 {
 	(void)fi;
-	mnt_readdir(req, ino, size, off, true);
+	if (MNT_INO_IS_PART(ino))
+		mnt_parts_readdir(req, fuse_req_userdata(req), ino, size, off, true);
+	else
+		mnt_readdir(req, ino, size, off, true);
 }
 
 /* With FUSE_CAP_NO_OPENDIR_SUPPORT the kernel sends one OPENDIR, takes our
@@ -237,7 +260,8 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	}
 	pthread_rwlock_rdlock(&m->lock);
 	n = mnt_tree_by_ino(m->tree, ino);
-	is_dir = n && n->kind != MNT_NODE_STATUS;
+	/* A part inode that is a file fails its first READDIR instead. */
+	is_dir = (n && n->kind != MNT_NODE_STATUS) || MNT_INO_IS_PART(ino);
 	pthread_rwlock_unlock(&m->lock);
 	if (!is_dir) {
 		fuse_reply_err(req, MNT_INO_KIND(ino) == MNT_INO_MSG ? ENOTDIR : ENOENT);
@@ -270,8 +294,8 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	}
 	fi->fh = 0;
 	fi->noflush = 1;
-	/* Messages never change; .status changes on every sync. */
-	if (MNT_INO_KIND(ino) == MNT_INO_MSG)
+	/* Messages and parts never change; .status changes on every sync. */
+	if (MNT_INO_KIND(ino) == MNT_INO_MSG || MNT_INO_IS_PART(ino))
 		fi->keep_cache = 1;
 	else
 		fi->direct_io = 1;
@@ -288,6 +312,10 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	(void)fi;
 	if (MNT_INO_KIND(ino) == MNT_INO_MSG) {
 		mnt_read_msg(req, m, ino, size, off);
+		return;
+	}
+	if (MNT_INO_IS_PART(ino)) {
+		mnt_parts_read(req, m, ino, size, off);
 		return;
 	}
 	pthread_rwlock_rdlock(&m->lock);
@@ -320,8 +348,8 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 /* ---- extended attributes (messages only) ---- */
 
 struct xattr_set {
-	const char *name[8];
-	const char *value[8];
+	const char *name[9];
+	const char *value[9];
 	size_t n;
 	char date[40];
 };
@@ -360,18 +388,36 @@ static int xattr_foreign_err(const char *name)
 	return ENOTSUP;
 }
 
-/* The message ino's xattrs into x (their values point into msg: release
- * it after). On failure the request has had its error reply. */
+/* The xattrs of message or part ino into x (their values point into msg
+ * and *ctype: release and free them after). A part file has its
+ * message's and its content type; a parts directory its message's. On
+ * failure the request has had its error reply. */
 static int load_xattrs(fuse_req_t req, fuse_ino_t ino, struct index_msg *msg,
-		       struct folder_info *f, struct xattr_set *x)
+		       struct folder_info *f, struct xattr_set *x, char **ctype)
 {
-	int rc = mnt_msg_load(fuse_req_userdata(req), ino, msg, f);
+	struct mnt *m = fuse_req_userdata(req);
+	int rc = 0;
 
+	*ctype = NULL;
+	if (MNT_INO_IS_PART(ino)) {
+		rc = mnt_parts_content_type(m, ino, ctype);
+		if (rc == -ENODATA)
+			rc = 0;
+		ino = MNT_INO_OF_MSG(MNT_PART_MSG_OF_INO(ino));
+	}
+	if (!rc)
+		rc = mnt_msg_load(m, ino, msg, f);
 	if (rc) {
+		free(*ctype);
+		*ctype = NULL;
 		fuse_reply_err(req, -rc);
 		return rc;
 	}
 	xattrs_of(x, msg, f);
+	if (*ctype) {
+		x->name[x->n] = "user.mail.content_type";
+		x->value[x->n++] = *ctype;
+	}
 	return 0;
 }
 
@@ -381,17 +427,18 @@ static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t
 	struct folder_info f;
 	struct xattr_set x;
 	const char *val = NULL;
+	char *ctype;
 	size_t len;
 
 	if (strncmp(name, "user.mail.", 10) != 0) {
 		fuse_reply_err(req, xattr_foreign_err(name));
 		return;
 	}
-	if (MNT_INO_KIND(ino) != MNT_INO_MSG) {
+	if (MNT_INO_KIND(ino) != MNT_INO_MSG && !MNT_INO_IS_PART(ino)) {
 		fuse_reply_err(req, ENODATA);
 		return;
 	}
-	if (load_xattrs(req, ino, &msg, &f, &x))
+	if (load_xattrs(req, ino, &msg, &f, &x, &ctype))
 		return;
 	for (size_t i = 0; i < x.n; i++)
 		if (strcmp(x.name[i], name) == 0)
@@ -406,6 +453,7 @@ static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t
 		fuse_reply_buf(req, val, len);
 	}
 	index_msg_release(&msg);
+	free(ctype);
 }
 
 static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
@@ -413,17 +461,17 @@ static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 	struct index_msg msg = { 0 };
 	struct folder_info f;
 	struct xattr_set x;
-	char list[256];
+	char list[256], *ctype;
 	size_t len = 0;
 
-	if (MNT_INO_KIND(ino) != MNT_INO_MSG) {
+	if (MNT_INO_KIND(ino) != MNT_INO_MSG && !MNT_INO_IS_PART(ino)) {
 		if (size == 0)
 			fuse_reply_xattr(req, 0);
 		else
 			fuse_reply_buf(req, NULL, 0);
 		return;
 	}
-	if (load_xattrs(req, ino, &msg, &f, &x))
+	if (load_xattrs(req, ino, &msg, &f, &x, &ctype))
 		return;
 	for (size_t i = 0; i < x.n; i++) {
 		size_t l = strlen(x.name[i]) + 1;
@@ -432,6 +480,7 @@ static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 		len += l;
 	}
 	index_msg_release(&msg);
+	free(ctype);
 	if (size == 0)
 		fuse_reply_xattr(req, len);
 	else if (size < len)

@@ -229,8 +229,9 @@ static void fd_key_init(void)
 }
 
 /* The backing file of message ino, open read-only; owned by this thread's
- * cache (do not close). A negative errno. */
-static int msg_fd(struct mnt *m, fuse_ino_t ino, int64_t *folder_r)
+ * cache (mnt_msg_fd_done closes it only when there is no cache). A
+ * negative errno. */
+int mnt_msg_fd(struct mnt *m, fuse_ino_t ino, int64_t *folder_r)
 {
 	struct msg_fd *c;
 	struct index_msg msg = { 0 };
@@ -267,7 +268,7 @@ static int msg_fd(struct mnt *m, fuse_ino_t ino, int64_t *folder_r)
 	if (fd < 0)
 		return fd == -ENOENT ? -ENOENT : -EIO;
 	if (!mnt_fd_key_ok)
-		return fd;   /* not reached in practice; see mnt_read_msg */
+		return fd;   /* not reached in practice; see mnt_msg_fd_done */
 	if (!c) {
 		c = malloc(sizeof *c);
 		if (!c || pthread_setspecific(mnt_fd_key, c)) {
@@ -281,6 +282,12 @@ static int msg_fd(struct mnt *m, fuse_ino_t ino, int64_t *folder_r)
 	c->ino = ino;
 	c->fd = fd;
 	return fd;
+}
+
+void mnt_msg_fd_done(int fd)
+{
+	if (!mnt_fd_key_ok)
+		close(fd);
 }
 
 void mnt_fd_close_mine(void)
@@ -344,7 +351,7 @@ void mnt_read_msg(fuse_req_t req, struct mnt *m, fuse_ino_t ino, size_t size, of
 {
 	struct fuse_bufvec bv = FUSE_BUFVEC_INIT(size);
 	int64_t folder_id = 0;
-	int fd = msg_fd(m, ino, &folder_id);
+	int fd = mnt_msg_fd(m, ino, &folder_id);
 
 	if (fd < 0) {
 		fuse_reply_err(req, -fd);
@@ -356,8 +363,7 @@ void mnt_read_msg(fuse_req_t req, struct mnt *m, fuse_ino_t ino, size_t size, of
 	bv.buf[0].fd = fd;
 	bv.buf[0].pos = off;
 	fuse_reply_data(req, &bv, FUSE_BUF_SPLICE_MOVE);
-	if (!mnt_fd_key_ok)
-		close(fd);
+	mnt_msg_fd_done(fd);
 	if (off == 0 && folder_id)
 		msg_readahead(m, MNT_MSG_OF_INO(ino), folder_id);
 }

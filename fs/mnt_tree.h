@@ -27,6 +27,11 @@
  *          already in the tree is probed on to the next hash, so numbers are
  *          stable across restarts unless two names collide (odds about
  *          n^2 / 2^47).
+ *   ...01  a message's parts (cache/parts.h), any number but 1: message
+ *          row id << 12 | part number << 2 | 1, where part number 0 is
+ *          the message's parts directory and 1..1023 its part records.
+ *          Row ids at or above 2^40 show no parts; numbers stay below 2^52
+ *          (exact in a double).
  * A directory keeps the number it first got for the life of the mount:
  * when a folder row appears for a directory that so far only held
  * sub-folders, its number stays the hashed one until the next mount.
@@ -56,6 +61,13 @@
 #define MNT_MSG_OF_INO(ino)   ((int64_t)((ino) >> 2))
 /* Message and folder row ids above this cannot be numbered (2^46). */
 #define MNT_ID_MAX            ((int64_t)1 << 46)
+#define MNT_INO_PART          1u   /* with any number but MNT_INO_ROOT */
+#define MNT_INO_IS_PART(ino)  (MNT_INO_KIND(ino) == MNT_INO_PART && (ino) != MNT_INO_ROOT)
+#define MNT_INO_OF_PART(id, n) (((uint64_t)(id) << 12) | ((uint64_t)(n) << 2) | MNT_INO_PART)
+#define MNT_PART_MSG_OF_INO(ino) ((int64_t)((ino) >> 12))
+#define MNT_PART_N_OF_INO(ino)   ((int)(((ino) >> 2) & 1023u))
+/* Message row ids at or above this show no parts (2^40). */
+#define MNT_PART_ID_MAX       ((int64_t)1 << 40)
 
 enum mnt_node_kind {
 	MNT_NODE_ROOT,
