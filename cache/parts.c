@@ -297,10 +297,13 @@ static int nested(struct walk *w, const struct frame *f, int leafno)
 	GMimeObject *top = m ? g_mime_message_get_mime_part(m) : NULL;
 	int64_t a = first_header((GMimeObject *)m), b = first_header(top);
 	int64_t start = a < 0 ? b : (b < 0 ? a : (a < b ? a : b));
-	const char *fname = g_mime_part_get_filename((GMimePart *)f->obj);
+	const char *fname = g_mime_object_get_content_disposition_parameter(f->obj, "filename");
 	const char *subject = m ? g_mime_message_get_subject(m) : NULL;
 	char stem[32], *eml = NULL, *dname = NULL;
 	bool dir = f->level + 1 <= PARTS_DEPTH_MAX;
+
+	if (!fname)
+		fname = g_mime_object_get_content_type_parameter(f->obj, "name");
 
 	if (!m || start < 0 || start > w->cut)
 		return 0;
