@@ -1,0 +1,467 @@
+/* parts: a message's MIME structure (RFC 2045-2049, RFC 2231 and RFC 2047
+ * file names, via GMime 3) turned into the records of parts.h.
+ *
+ * The message file is mapped once (GMimeStreamMmap) and the parser keeps
+ * that stream (persist_stream), so each leaf's content is a substream whose
+ * bounds are the offsets of its encoded bytes in the file. Decoded sizes
+ * come from running GMime's own decoders over those bytes (parts_dec.c).
+ * The walk uses an explicit stack: GMime's tree may be deep (bounded only by
+ * PARTS_SCAN_LINES), our own stack must not be. */
+#include "parts_int.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "buf.h"
+
+/* Enclosing multipart boundaries, innermost first, to find where GMime
+ * ended a nested message. */
+struct bchain {
+	const char *boundary;      /* borrowed from the GMime tree */
+	const struct bchain *up;
+};
+
+struct frame {
+	GMimeObject *obj;          /* borrowed */
+	int dir;                   /* n of the directory record, 0 for the top */
+	int level;                 /* nested message level: 0 for the top */
+	const struct bchain *bounds;
+};
+
+struct walk {
+	const char *map;           /* the file, [0, cut) as GMime saw it */
+	int64_t cut;
+	bool truncated;            /* cut < size: a leaf reaching cut is dropped */
+	struct parts_list *out;
+	size_t cap;
+	struct parts_names *names;
+	int *leaves;               /* per directory (index n), leaves counted */
+	GPtrArray *chains;         /* owned bchain nodes */
+	GArray *stack;             /* struct frame */
+};
+
+void part_rec_release(struct part_rec *p)
+{
+	free(p->name);
+	free(p->content_type);
+	free(p->charset);
+	free(p->marks);
+	memset(p, 0, sizeof(*p));
+}
+
+void parts_list_release(struct parts_list *l)
+{
+	for (size_t i = 0; i < l->n; i++)
+		part_rec_release(&l->v[i]);
+	free(l->v);
+	l->v = NULL;
+	l->n = 0;
+}
+
+bool part_is_plain(const struct part_rec *p)
+{
+	return p->kind == PART_FILE && p->enc == PART_ENC_IDENTITY && !p->charset;
+}
+
+/* The offset of the first line beyond the first PARTS_SCAN_LINES lines
+ * beginning with "--", or size. */
+static int64_t scan_cut(const char *map, int64_t size)
+{
+	const char *p = map, *end = map + size;
+	long lines = 0;
+
+	while (p < end) {
+		if (end - p >= 2 && p[0] == '-' && p[1] == '-' && ++lines > PARTS_SCAN_LINES)
+			return p - map;
+		p = memchr(p, '\n', end - p);
+		if (!p)
+			break;
+		p++;
+	}
+	return size;
+}
+
+static struct part_rec *new_rec(struct walk *w, int dir, enum part_kind kind)
+{
+	if (w->out->n >= PARTS_MAX)
+		return NULL;
+	if (buf_array_grow(&w->out->v, &w->cap, w->out->n, sizeof(struct part_rec), 8) < 0)
+		return NULL;
+	struct part_rec *r = &w->out->v[w->out->n];
+
+	memset(r, 0, sizeof(*r));
+	r->n = (int)w->out->n + 1;
+	r->parent = dir;
+	r->kind = kind;
+	return r;
+}
+
+static char *mime_type_of(GMimeObject *o)
+{
+	GMimeContentType *ct = g_mime_object_get_content_type(o);
+	char *s = ct ? g_mime_content_type_get_mime_type(ct) : NULL;
+	char *r = strdup(s ? s : "application/octet-stream");
+
+	g_free(s);
+	if (r)
+		for (char *c = r; *c; c++)
+			*c = g_ascii_tolower(*c);
+	return r;
+}
+
+static int add_mark(struct part_rec *r, size_t *cap, int64_t enc, int64_t dec)
+{
+	if (buf_array_grow(&r->marks, cap, r->n_marks, sizeof(*r->marks), 16) < 0)
+		return -ENOMEM;
+	r->marks[r->n_marks].enc_off = enc;
+	r->marks[r->n_marks].dec_off = dec;
+	r->n_marks++;
+	return 0;
+}
+
+/* The exact decoded size, and marks where a fresh decoder can start. */
+static int measure(struct walk *w, struct part_rec *r)
+{
+	struct parts_dec d;
+	int64_t pos = 0, dec = 0, last_mark = 0;
+	const char *o;
+	size_t on, mcap = 0;
+	bool marks = !r->charset && (r->enc == PART_ENC_BASE64 || r->enc == PART_ENC_QP);
+	int rc;
+
+	if (part_is_plain(r)) {
+		r->size = r->len;
+		return 0;
+	}
+	if ((rc = parts_dec_init(&d, r->enc, r->charset)) < 0)
+		return rc;
+	while (pos < r->len) {
+		size_t n = r->len - pos < PARTS_SLICE ? (size_t)(r->len - pos) : PARTS_SLICE;
+
+		parts_dec_step(&d, w->map + r->off + pos, n, false, &o, &on);
+		pos += n;
+		dec += on;
+		if (marks && pos < r->len && dec - last_mark >= PARTS_MARK_EVERY &&
+		    parts_dec_clean(&d)) {
+			if (add_mark(r, &mcap, pos, dec) < 0) {
+				parts_dec_release(&d);
+				return -ENOMEM;
+			}
+			last_mark = dec;
+		}
+	}
+	parts_dec_step(&d, NULL, 0, true, &o, &on);
+	dec += on;
+	parts_dec_release(&d);
+	r->size = dec;
+	return 0;
+}
+
+/* The charset to convert a body from, or NULL: none given, UTF-8 or ASCII
+ * already, or unknown to iconv (GMime then does not convert either). */
+static char *body_charset(GMimeObject *o)
+{
+	const char *cs = g_mime_object_get_content_type_parameter(o, "charset");
+
+	if (!cs || !*cs)
+		return NULL;
+	const char *canon = g_mime_charset_canon_name(cs);
+
+	if (canon && (!g_ascii_strcasecmp(canon, "utf-8") || !g_ascii_strcasecmp(canon, "us-ascii")))
+		return NULL;
+	GMimeFilter *f = g_mime_filter_charset_new(cs, "utf-8");
+
+	if (!f)
+		return NULL;
+	g_object_unref(f);
+	return strdup(cs);
+}
+
+static int leaf(struct walk *w, const struct frame *f, int leafno)
+{
+	GMimePart *part = (GMimePart *)f->obj;
+	GMimeDataWrapper *content = g_mime_part_get_content(part);
+	GMimeStream *s = content ? g_mime_data_wrapper_get_stream(content) : NULL;
+
+	if (!s || s->bound_start < 0 || s->bound_end < s->bound_start)
+		return 0;
+	if (w->truncated && s->bound_end >= w->cut)
+		return 0;
+	struct part_rec *r = new_rec(w, f->dir, PART_FILE);
+
+	if (!r)
+		return w->out->n >= PARTS_MAX ? 0 : -ENOMEM;
+	r->off = s->bound_start;
+	r->len = s->bound_end - s->bound_start;
+	switch (g_mime_data_wrapper_get_encoding(content)) {
+	case GMIME_CONTENT_ENCODING_BASE64: r->enc = PART_ENC_BASE64; break;
+	case GMIME_CONTENT_ENCODING_QUOTEDPRINTABLE: r->enc = PART_ENC_QP; break;
+	case GMIME_CONTENT_ENCODING_UUENCODE: r->enc = PART_ENC_UU; break;
+	default: r->enc = PART_ENC_IDENTITY; break;
+	}
+	r->content_type = mime_type_of(f->obj);
+	w->out->n++;
+	if (!r->content_type)
+		return -ENOMEM;
+
+	const char *fname = g_mime_part_get_filename(part);
+	GMimeContentDisposition *disp = g_mime_object_get_content_disposition(f->obj);
+	bool attach = disp && g_mime_content_disposition_is_attachment(disp);
+	bool html = !strcmp(r->content_type, "text/html");
+	char stem[32];
+
+	snprintf(stem, sizeof stem, "part %d", leafno);
+	if (!fname && !attach && (html || !strcmp(r->content_type, "text/plain"))) {
+		r->charset = body_charset(f->obj);
+		r->name = parts_name_file(w->names, f->dir, NULL, false, "body",
+					  html ? ".html" : ".txt");
+	} else {
+		r->name = parts_name_file(w->names, f->dir, fname, false, stem,
+					  parts_ext_for(r->content_type));
+	}
+	if (!r->name)
+		return -ENOMEM;
+	return measure(w, r);
+}
+
+/* The first header of a message or of its top part: where it begins. */
+static int64_t first_header(GMimeObject *o)
+{
+	GMimeHeaderList *hl = o ? g_mime_object_get_header_list(o) : NULL;
+
+	if (!hl || g_mime_header_list_get_count(hl) == 0)
+		return -1;
+	return g_mime_header_get_offset(g_mime_header_list_get_header_at(hl, 0));
+}
+
+/* Whether the line at p (up to end) is "--<b>" or "--<b>--", then only
+ * blanks, for one of the nearest enclosing boundaries (the nesting GMime
+ * honours is bounded by PARTS_SCAN_LINES; 32 levels are what we look at). */
+static bool is_boundary(const char *p, const char *end, const struct bchain *c)
+{
+	for (int depth = 0; c && depth < 32; c = c->up, depth++) {
+		size_t bl = strlen(c->boundary);
+		const char *q = p + 2 + bl;
+
+		if (end - p < (ptrdiff_t)(2 + bl) || memcmp(p + 2, c->boundary, bl))
+			continue;
+		if (end - q >= 2 && q[0] == '-' && q[1] == '-')
+			q += 2;
+		while (q < end && (*q == ' ' || *q == '\t' || *q == '\r'))
+			q++;
+		if (q == end || *q == '\n')
+			return true;
+	}
+	return false;
+}
+
+/* Where GMime ended a nested message that begins at start: before the
+ * newline of the first enclosing boundary line, else at the cut. */
+static int64_t message_end(const struct walk *w, int64_t start, const struct bchain *c)
+{
+	const char *p = w->map + start, *end = w->map + w->cut;
+
+	while (c && p < end) {
+		const char *nl = memchr(p, '\n', end - p);
+		const char *le = nl ? nl : end;
+
+		if (p > w->map + start && le - p >= 2 && p[0] == '-' && p[1] == '-' &&
+		    is_boundary(p, le, c)) {
+			int64_t e = p - w->map - 1;
+
+			if (e > start && w->map[e - 1] == '\r')
+				e--;
+			return e;
+		}
+		if (!nl)
+			break;
+		p = nl + 1;
+	}
+	return w->cut;
+}
+
+static int push(struct walk *w, GMimeObject *o, int dir, int level, const struct bchain *b)
+{
+	struct frame f = { o, dir, level, b };
+
+	g_array_append_val(w->stack, f);
+	return 0;
+}
+
+static int nested(struct walk *w, const struct frame *f, int leafno)
+{
+	GMimeMessage *m = g_mime_message_part_get_message((GMimeMessagePart *)f->obj);
+	GMimeObject *top = m ? g_mime_message_get_mime_part(m) : NULL;
+	int64_t a = first_header((GMimeObject *)m), b = first_header(top);
+	int64_t start = a < 0 ? b : (b < 0 ? a : (a < b ? a : b));
+	const char *fname = g_mime_object_get_content_disposition_parameter(f->obj, "filename");
+	const char *subject = m ? g_mime_message_get_subject(m) : NULL;
+	char stem[32], *eml = NULL, *dname = NULL;
+	bool dir = f->level + 1 <= PARTS_DEPTH_MAX;
+
+	if (!fname)
+		fname = g_mime_object_get_content_type_parameter(f->obj, "name");
+
+	if (!m || start < 0 || start > w->cut)
+		return 0;
+	int64_t end = message_end(w, start, f->bounds);
+	bool whole = !(w->truncated && end >= w->cut);
+
+	if (!whole && !dir)
+		return 0;
+	snprintf(stem, sizeof stem, "message %d", leafno);
+	if (parts_name_message(w->names, f->dir, fname ? fname : subject, !fname, stem,
+			       &eml, &dname) < 0)
+		return -ENOMEM;
+	if (whole) {
+		struct part_rec *r = new_rec(w, f->dir, PART_FILE);
+
+		if (!r)
+			goto full;
+		w->out->n++;
+		r->name = eml;
+		eml = NULL;
+		r->content_type = strdup("message/rfc822");
+		r->off = start;
+		r->len = end - start;
+		r->size = r->len;
+		if (!r->content_type)
+			goto nomem;
+	}
+	if (dir && top) {
+		struct part_rec *r = new_rec(w, f->dir, PART_DIR);
+
+		if (!r)
+			goto full;
+		w->out->n++;
+		r->name = dname;
+		dname = NULL;
+		r->content_type = strdup("message/rfc822");
+		if (!r->content_type)
+			goto nomem;
+		push(w, top, r->n, f->level + 1, f->bounds);
+	}
+	free(eml);
+	free(dname);
+	return 0;
+full:
+	free(eml);
+	free(dname);
+	return w->out->n >= PARTS_MAX ? 0 : -ENOMEM;
+nomem:
+	free(eml);
+	free(dname);
+	return -ENOMEM;
+}
+
+static int multipart(struct walk *w, const struct frame *f)
+{
+	GMimeMultipart *mp = (GMimeMultipart *)f->obj;
+	const char *boundary = g_mime_multipart_get_boundary(mp);
+	const struct bchain *b = f->bounds;
+
+	if (boundary) {
+		struct bchain *c = malloc(sizeof(*c));
+
+		if (!c)
+			return -ENOMEM;
+		c->boundary = boundary;
+		c->up = f->bounds;
+		g_ptr_array_add(w->chains, c);
+		b = c;
+	}
+	/* reversed, so that the stack pops them in order */
+	for (int i = g_mime_multipart_get_count(mp) - 1; i >= 0; i--)
+		push(w, g_mime_multipart_get_part(mp, i), f->dir, f->level, b);
+	return 0;
+}
+
+static int walk_tree(struct walk *w, GMimeObject *top)
+{
+	int rc = 0;
+
+	push(w, top, 0, 0, NULL);
+	while (rc == 0 && w->stack->len > 0 && w->out->n < PARTS_MAX) {
+		struct frame f = g_array_index(w->stack, struct frame, w->stack->len - 1);
+
+		g_array_set_size(w->stack, w->stack->len - 1);
+		if (GMIME_IS_MULTIPART(f.obj))
+			rc = multipart(w, &f);
+		else if (GMIME_IS_MESSAGE_PART(f.obj))
+			rc = nested(w, &f, ++w->leaves[f.dir]);
+		else if (GMIME_IS_PART(f.obj))
+			rc = leaf(w, &f, ++w->leaves[f.dir]);
+	}
+	return rc;
+}
+
+static int analyse_map(GMimeStream *file, int64_t size, struct parts_list *out)
+{
+	struct walk w = { .out = out };
+	GMimeStream *s = file;
+	int rc = -ENOMEM;
+
+	w.map = ((GMimeStreamMmap *)file)->map;
+	w.cut = scan_cut(w.map, size);
+	w.truncated = w.cut < size;
+	if (w.truncated)
+		s = g_mime_stream_substream(file, 0, w.cut);
+	else
+		g_object_ref(s);
+
+	GMimeParser *parser = g_mime_parser_new_with_stream(s);
+
+	g_mime_parser_set_persist_stream(parser, TRUE);
+	GMimeMessage *msg = g_mime_parser_construct_message(parser, NULL);
+	GMimeObject *top = msg ? g_mime_message_get_mime_part(msg) : NULL;
+
+	w.names = parts_names_new();
+	w.leaves = calloc(PARTS_MAX + 1, sizeof(int));
+	w.chains = g_ptr_array_new_with_free_func(free);
+	w.stack = g_array_new(FALSE, FALSE, sizeof(struct frame));
+	if (w.names && w.leaves)
+		rc = top ? walk_tree(&w, top) : 0;
+	g_array_free(w.stack, TRUE);
+	g_ptr_array_free(w.chains, TRUE);
+	free(w.leaves);
+	parts_names_free(w.names);
+	if (msg)
+		g_object_unref(msg);
+	g_object_unref(parser);
+	g_object_unref(s);
+	return rc;
+}
+
+int parts_analyse(int fd, int64_t size, struct parts_list *out)
+{
+	out->v = NULL;
+	out->n = 0;
+	if (size <= 0)
+		return 0;
+	parts_gmime_init();
+
+	/* The stream owns (and closes) its descriptor; mmap does not use the
+	 * file offset, which the dup shares with fd. */
+	int dfd = dup(fd);
+
+	if (dfd < 0)
+		return -EIO;
+	GMimeStream *file = g_mime_stream_mmap_new_with_bounds(dfd, PROT_READ, MAP_PRIVATE, 0, size);
+
+	if (!file || !((GMimeStreamMmap *)file)->map) {
+		if (file)
+			g_object_unref(file);
+		else
+			close(dfd);
+		return -EIO;
+	}
+	int rc = analyse_map(file, size, out);
+
+	g_object_unref(file);
+	if (rc < 0)
+		parts_list_release(out);
+	return rc;
+}
