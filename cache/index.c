@@ -10,7 +10,7 @@
  * and an id must never come back for another message after a purge.
  *
  * The rest of the index is one file per table: index_folder.c,
- * index_msg.c, index_sync.c; index_int.h is what they share.
+ * index_msg.c, index_sync.c, index_parts.c; index_int.h is what they share.
  *
  * Statements are prepared once per connection (SQLITE_PREPARE_PERSISTENT)
  * and reset after each use; bound strings are SQLITE_STATIC because every
@@ -31,7 +31,7 @@
 #include "log.h"
 #include "index_int.h"
 
-#define SCHEMA_VERSION 2
+#define SCHEMA_VERSION 3
 #define BUSY_TIMEOUT_MS 10000
 
 static const char schema_v1[] =
@@ -95,6 +95,37 @@ static const char schema_v2[] =
 	" note TEXT NOT NULL);"
 	"PRAGMA user_version = 2;";
 
+/* Version 3 adds each message's part records (cache/parts.h) and
+ * messages.n_parts: NULL until the message is analysed (every message of
+ * an upgraded index, which the backfill then analyses), else how many
+ * records it has. The records go with their row (ON DELETE CASCADE: a
+ * purge or a dropped row takes them); trash and restore keep the row, so
+ * they keep its parts. marks: the resume marks as (enc_off, dec_off)
+ * deltas from the previous mark (the first from 0, 0), each an unsigned
+ * LEB128 varint (index_parts.c); NULL when there are none. A reader of a
+ * version 1 or 2 index (one no writer of this version has opened yet)
+ * reads every message as not analysed. */
+static const char schema_v3[] =
+	"CREATE TABLE parts ("
+	" msg_id INTEGER NOT NULL REFERENCES messages(id) ON DELETE CASCADE,"
+	" n INTEGER NOT NULL,"
+	" parent INTEGER NOT NULL,"
+	" kind INTEGER NOT NULL,"
+	" name TEXT NOT NULL,"
+	" content_type TEXT,"
+	" enc INTEGER NOT NULL,"
+	" charset TEXT,"
+	" off INTEGER NOT NULL,"
+	" len INTEGER NOT NULL,"
+	" size INTEGER NOT NULL,"
+	" marks BLOB,"
+	" PRIMARY KEY (msg_id, n)) WITHOUT ROWID;"
+	"ALTER TABLE messages ADD COLUMN n_parts INTEGER;"
+	/* What the backfill still has to analyse: empty once it is done. */
+	"CREATE INDEX messages_unanalysed ON messages (folder_id, id)"
+	" WHERE n_parts IS NULL AND state IN (0, 2);"
+	"PRAGMA user_version = 3;";
+
 #define FOLDER_COLS \
 	"f.id, f.user, f.account, f.name, f.path, f.uidvalidity, f.uidnext, " \
 	"f.highestmodseq, f.synced_at, f.changed_at, f.last_error, f.held, " \
@@ -104,7 +135,26 @@ static const char schema_v2[] =
 #define MSG_COLS \
 	"m.id, m.folder_id, m.remote_id, m.message_id, m.size, m.internal_date, " \
 	"m.date, m.sender, m.recipients, m.subject, m.flags, m.store_file, " \
-	"m.view_name, m.state, m.trashed_at, m.trash_sync, m.trash_reason"
+	"m.view_name, m.state, m.trashed_at, m.trash_sync, m.trash_reason, m.n_parts"
+/* The same for a reader of a version 1 or 2 index (see schema_v3). */
+#define MSG_COLS_V2 \
+	"m.id, m.folder_id, m.remote_id, m.message_id, m.size, m.internal_date, " \
+	"m.date, m.sender, m.recipients, m.subject, m.flags, m.store_file, " \
+	"m.view_name, m.state, m.trashed_at, m.trash_sync, m.trash_reason, NULL"
+
+/* The statements that read message rows, for either column list. */
+#define SQL_MSG_GET(C) "SELECT " C " FROM messages m WHERE m.id = ?1"
+/* "state IN (0, 2)" verbatim, so the partial index messages_view serves it. */
+#define SQL_MSG_LOOKUP(C) "SELECT " C " FROM messages m" \
+	" WHERE m.folder_id = ?1 AND m.view_name = ?2 AND m.state IN (0, 2)"
+#define SQL_MSG_EACH_VISIBLE(C) "SELECT " C " FROM messages m" \
+	" WHERE m.folder_id = ?1 AND m.state IN (0, 2) ORDER BY m.view_name"
+#define SQL_MSG_EACH_MASK(C) "SELECT " C " FROM messages m" \
+	" WHERE m.folder_id = ?1 AND ((1 << m.state) & ?2) != 0 ORDER BY m.view_name"
+#define SQL_TRASH_LIST(C) "SELECT " C " FROM messages m JOIN folders f ON f.id = m.folder_id" \
+	" WHERE m.state = 1 AND (?1 IS NULL OR f.user = ?1) ORDER BY m.trashed_at, m.id"
+
+#define PART_COLS "n, parent, kind, name, content_type, enc, charset, off, len, size, marks"
 
 static const char *const stmt_sql[ST_COUNT] = {
 	[ST_BEGIN] = "BEGIN IMMEDIATE",
@@ -146,14 +196,10 @@ static const char *const stmt_sql[ST_COUNT] = {
 		" date, sender, recipients, subject, flags, store_file, view_name, state,"
 		" trashed_at, trash_sync, trash_reason)"
 		" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
-	[ST_MSG_GET] = "SELECT " MSG_COLS " FROM messages m WHERE m.id = ?1",
-	/* "state IN (0, 2)" verbatim, so the partial index messages_view serves it. */
-	[ST_MSG_LOOKUP] = "SELECT " MSG_COLS " FROM messages m"
-		" WHERE m.folder_id = ?1 AND m.view_name = ?2 AND m.state IN (0, 2)",
-	[ST_MSG_EACH_VISIBLE] = "SELECT " MSG_COLS " FROM messages m"
-		" WHERE m.folder_id = ?1 AND m.state IN (0, 2) ORDER BY m.view_name",
-	[ST_MSG_EACH_MASK] = "SELECT " MSG_COLS " FROM messages m"
-		" WHERE m.folder_id = ?1 AND ((1 << m.state) & ?2) != 0 ORDER BY m.view_name",
+	[ST_MSG_GET] = SQL_MSG_GET(MSG_COLS),
+	[ST_MSG_LOOKUP] = SQL_MSG_LOOKUP(MSG_COLS),
+	[ST_MSG_EACH_VISIBLE] = SQL_MSG_EACH_VISIBLE(MSG_COLS),
+	[ST_MSG_EACH_MASK] = SQL_MSG_EACH_MASK(MSG_COLS),
 	[ST_KNOWN_IDS] = "SELECT m.remote_id FROM messages m"
 		" WHERE m.folder_id = ?1 AND m.state = 0 AND m.remote_id IS NOT NULL",
 	[ST_MSG_FIND] = "SELECT m.id FROM messages m"
@@ -169,13 +215,32 @@ static const char *const stmt_sql[ST_COUNT] = {
 	[ST_MSG_SET_VIEW] = "UPDATE messages SET view_name = ?2 WHERE id = ?1 AND state = 1",
 	[ST_MSG_SET_FILE] = "UPDATE messages SET store_file = ?2 WHERE id = ?1",
 	[ST_MSG_DELETE] = "DELETE FROM messages WHERE id = ?1",
-	[ST_TRASH_LIST] = "SELECT " MSG_COLS " FROM messages m JOIN folders f ON f.id = m.folder_id"
-		" WHERE m.state = 1 AND (?1 IS NULL OR f.user = ?1) ORDER BY m.trashed_at, m.id",
+	[ST_TRASH_LIST] = SQL_TRASH_LIST(MSG_COLS),
 	[ST_SYNC_START] = "INSERT INTO syncs (user, account, started_at) VALUES (?1, ?2, ?3)",
 	[ST_SYNC_FINISH] =
 		"UPDATE syncs SET finished_at = ?2, n_new = ?3, n_trashed = ?4, error = ?5 WHERE id = ?1",
 	[ST_SYNC_LAST] = "SELECT started_at, finished_at, error, id FROM syncs"
 		" WHERE user = ?1 AND account = ?2 ORDER BY id DESC LIMIT 1",
+	[ST_PARTS_DELETE] = "DELETE FROM parts WHERE msg_id = ?1",
+	[ST_PARTS_INSERT] = "INSERT INTO parts (msg_id, " PART_COLS ")"
+		" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+	[ST_PARTS_SET_N] = "UPDATE messages SET n_parts = ?2 WHERE id = ?1",
+	[ST_PARTS_N] = "SELECT n_parts FROM messages WHERE id = ?1 AND n_parts IS NOT NULL",
+	[ST_PARTS_GET] = "SELECT " PART_COLS " FROM parts WHERE msg_id = ?1 ORDER BY n",
+	/* The WHERE of messages_unanalysed verbatim, so that index serves it. */
+	[ST_PARTS_PENDING] = "SELECT id FROM messages"
+		" WHERE n_parts IS NULL AND state IN (0, 2) AND id > ?1 ORDER BY id LIMIT ?2",
+	[ST_PARTS_PENDING_IN] = "SELECT id FROM messages WHERE n_parts IS NULL AND"
+		" state IN (0, 2) AND folder_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
+};
+
+/* What a reader of a version 1 or 2 index prepares instead (schema_v3). */
+static const char *const stmt_sql_v2[ST_COUNT] = {
+	[ST_MSG_GET] = SQL_MSG_GET(MSG_COLS_V2),
+	[ST_MSG_LOOKUP] = SQL_MSG_LOOKUP(MSG_COLS_V2),
+	[ST_MSG_EACH_VISIBLE] = SQL_MSG_EACH_VISIBLE(MSG_COLS_V2),
+	[ST_MSG_EACH_MASK] = SQL_MSG_EACH_MASK(MSG_COLS_V2),
+	[ST_TRASH_LIST] = SQL_TRASH_LIST(MSG_COLS_V2),
 };
 
 static int sqlite_errno(int rc)
@@ -212,10 +277,11 @@ int ix_fail(struct index *ix, sqlite3_stmt *st, int rc)
 
 int ix_prepare(struct index *ix, enum stmt_id id, sqlite3_stmt **st_r, unsigned flags)
 {
-	int rc = sqlite3_prepare_v3(ix->db, stmt_sql[id], -1, flags, st_r, NULL);
+	const char *sql = ix->version < 3 && stmt_sql_v2[id] ? stmt_sql_v2[id] : stmt_sql[id];
+	int rc = sqlite3_prepare_v3(ix->db, sql, -1, flags, st_r, NULL);
 
 	if (rc != SQLITE_OK) {
-		log_error("%s: preparing %s: %s", ix->path, stmt_sql[id], sqlite3_errmsg(ix->db));
+		log_error("%s: preparing %s: %s", ix->path, sql, sqlite3_errmsg(ix->db));
 		*st_r = NULL;
 		return sqlite_errno(rc);
 	}
@@ -323,6 +389,8 @@ static int migrate(struct index *ix)
 		rc = ix_exec(ix, schema_v1);
 	if (rc == 0 && v < 2)
 		rc = ix_exec(ix, schema_v2);
+	if (rc == 0 && v < 3)
+		rc = ix_exec(ix, schema_v3);
 	if (rc == 0 && v > SCHEMA_VERSION) {
 		log_error("%s: schema version %d is newer than this maildisk knows (%d)",
 			  ix->path, v, SCHEMA_VERSION);
@@ -399,8 +467,8 @@ int index_open(const char *db_path, bool readonly, struct index **r)
 	rc = user_version(ix, &v);
 	if (rc)
 		goto fail;
-	/* A reader may find version 1 (see schema_v2). */
-	if (v != SCHEMA_VERSION && !(readonly && v == 1)) {
+	/* A reader may find version 1 or 2 (see schema_v2, schema_v3). */
+	if (v != SCHEMA_VERSION && !(readonly && v >= 1 && v < SCHEMA_VERSION)) {
 		log_error("%s: schema version %d, this maildisk reads version %d", db_path, v,
 			  SCHEMA_VERSION);
 		rc = -EPROTO;

@@ -193,5 +193,8 @@ int index_parts_get(struct index *ix, int64_t msg_id, struct parts_list *out);
 /* Up to max ids (ascending, > after) of visible messages never analysed. */
 int index_parts_pending(struct index *ix, int64_t after, int64_t *ids, size_t max,
 			size_t *n_r);
+/* The same among the messages of folder folder_id. */
+int index_parts_pending_in(struct index *ix, int64_t folder_id, int64_t after, int64_t *ids,
+			   size_t max, size_t *n_r);
 
 #endif

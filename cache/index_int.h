@@ -22,6 +22,8 @@ enum stmt_id {
 	ST_KNOWN_IDS, ST_MSG_FIND, ST_MSG_REKEY, ST_MSG_SET_FLAGS, ST_MSG_TRASH,
 	ST_MSG_RESTORE, ST_MSG_SET_VIEW, ST_MSG_SET_FILE, ST_MSG_DELETE, ST_TRASH_LIST,
 	ST_SYNC_START, ST_SYNC_FINISH, ST_SYNC_LAST,
+	ST_PARTS_DELETE, ST_PARTS_INSERT, ST_PARTS_SET_N, ST_PARTS_N, ST_PARTS_GET,
+	ST_PARTS_PENDING, ST_PARTS_PENDING_IN,
 	ST_COUNT
 };
 
@@ -31,7 +33,7 @@ struct index {
 	bool readonly;
 	int depth;                      /* index_begin nesting */
 	bool doomed;                    /* rolled back at an inner depth: the outermost end rolls back */
-	int version;                    /* schema version (a reader may see 1) */
+	int version;                    /* schema version (a reader may see 1 or 2) */
 	sqlite3_stmt *stmts[ST_COUNT];  /* owned, prepared on first use */
 };
 

@@ -45,6 +45,7 @@ static int msg_from_row(sqlite3_stmt *st, struct index_msg *m, bool copy)
 	m->trashed_at = sqlite3_column_int64(st, 14);
 	m->trash_sync = sqlite3_column_int64(st, 15);
 	m->trash_reason = copy ? ix_col_dup(st, 16, &oom) : (char *)sqlite3_column_text(st, 16);
+	m->n_parts = sqlite3_column_type(st, 17) == SQLITE_NULL ? -1 : sqlite3_column_int(st, 17);
 	if (oom) {
 		index_msg_release(m);
 		return -ENOMEM;

@@ -58,6 +58,7 @@ struct settings {
 	uint64_t min_free_bytes;   /* [store] min_free as a size; 0 when given as a percentage */
 	double min_free_fraction;  /* [store] min_free as a fraction of the filesystem */
 	bool min_free_set;         /* given; else the floor is min(1 GiB, 5%) */
+	bool parts;                /* [store] parts, default yes: each user's parts unless it says */
 	struct user_settings *users;       /* owned array */
 	size_t n_users;
 	struct account_settings *accounts; /* owned array */

@@ -65,6 +65,10 @@ struct store_msg;
 
 /* A batch of new messages for one folder (its Maildir is created if needed). */
 int store_batch_create(struct store *s, const struct index_folder *f, struct store_batch **r);
+/* Whether finished messages have their parts analysed (default true); off
+ * for a user whose mount shows no parts ("parts = no"): their rows stay not
+ * analysed, for the backfill if the switch is turned on. */
+void store_batch_set_parts(struct store_batch *b, bool analyse);
 /* Discards files not yet committed. Safe on NULL. */
 void store_batch_destroy(struct store_batch **b);
 
@@ -73,7 +77,10 @@ int store_msg_begin(struct store_batch *b, struct store_msg **m_r);
 int store_msg_write(struct store_msg *m, const void *p, size_t n);
 /* The message is complete: meta (remote_id, dates, headers, flags,
  * view_name) is moved into the batch (its strings are taken and the struct
- * cleared); store_file and size are filled in by the store. */
+ * cleared); store_file and size are filled in by the store. Its parts are
+ * analysed (cache/parts.h) and their records go into the index with its
+ * row, in the same transaction; a message whose analysis fails is stored
+ * all the same, not analysed (n_parts NULL), for a later try. */
 int store_msg_finish(struct store_msg *m, struct index_msg *meta);
 /* The message failed (connection dropped, bad data): its tmp file goes. */
 void store_msg_abort(struct store_msg *m);
@@ -87,7 +94,8 @@ uint64_t store_batch_bytes(const struct store_batch *b);
  *      message; where syncfs is not supported, each file is fsync'd);
  *   2. rename each file tmp/ -> cur/ under its final name;
  *   3. fsync cur/, so the renames are durable;
- *   4. insert the rows in one transaction (with index_folder_touch).
+ *   4. insert the rows and their part records in one transaction (with
+ *      index_folder_touch).
  * Why this order: a name in cur/ must never stand for data a crash can
  * lose (1 before 2), and a committed row must never name a file a crash
  * can take back (3 before 4). A crash before 4 commits leaves files in cur/

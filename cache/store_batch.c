@@ -20,6 +20,7 @@
 #include "buf.h"
 #include "log.h"
 #include "names.h"
+#include "parts.h"
 #include "store_int.h"
 
 struct store_msg {
@@ -29,7 +30,9 @@ struct store_msg {
 	uint64_t size;
 	bool finished;
 	bool dup;               /* at commit: the row already exists, drop this copy */
+	bool analysed;          /* parts holds its records (else n_parts stays NULL) */
 	struct index_msg meta;  /* owned strings once finished */
+	struct parts_list parts;  /* owned: inserted with the row */
 };
 
 struct store_batch {
@@ -40,6 +43,7 @@ struct store_batch {
 	size_t n, cap;
 	size_t n_finished;
 	uint64_t bytes;
+	bool analyse;            /* each finished message's parts are recorded */
 	int sync_fd;             /* the folder's tmp/, open since the batch began: its
 				  * filesystem is synced with syncfs(2), which reports
 				  * writeback errors seen since this open */
@@ -76,6 +80,7 @@ int store_batch_create(struct store *s, const struct index_folder *f, struct sto
 		return rc;
 	b->s = s;
 	b->folder_id = f->id;
+	b->analyse = true;
 	b->sync_fd = open(tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (b->sync_fd < 0) {
 		rc = -errno;
@@ -108,6 +113,7 @@ static void msg_free(struct store_msg *m)
 	if (m->fd >= 0)
 		close(m->fd);
 	index_msg_release(&m->meta);
+	parts_list_release(&m->parts);
 	free(m);
 }
 
@@ -183,7 +189,8 @@ int store_msg_begin(struct store_batch *b, struct store_msg **m_r)
 		rc = msg_path(m, false, path, sizeof path);
 		if (rc)
 			break;
-		m->fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+		/* Read too: store_msg_finish analyses the parts through it. */
+		m->fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
 		if (m->fd < 0 && (errno != EEXIST || tries >= 100)) {
 			rc = -errno;
 			log_error("open(%s): %m", path);
@@ -232,6 +239,19 @@ static bool view_name_ok(const char *v)
 	       strlen(v) <= NAMES_COMPONENT_MAX;
 }
 
+/* The parts while the file is still open and in the page cache. A failure
+ * costs only the parts: the row goes in with n_parts NULL, and the
+ * backfill (fetch/parts_backfill.c) tries again. */
+static void analyse(struct store_msg *m, const struct index_msg *meta)
+{
+	int rc = parts_analyse(m->fd, (int64_t)m->size, &m->parts);
+
+	m->analysed = rc == 0;
+	if (rc)
+		log_warn("%s: message %s: cannot read its parts (%s); a later sync tries again",
+			 m->b->dir, meta->remote_id ? meta->remote_id : "(none)", strerror(-rc));
+}
+
 int store_msg_finish(struct store_msg *m, struct index_msg *meta)
 {
 	struct store_batch *b = m->b;
@@ -252,6 +272,8 @@ int store_msg_finish(struct store_msg *m, struct index_msg *meta)
 	/* Start writeback now, so the syncfs at commit mostly finds it done
 	 * and the disk works while the network delivers the next message. */
 	sync_file_range(m->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+	if (b->analyse)
+		analyse(m, meta);
 	if (close(m->fd) < 0) {
 		rc = -errno;
 		m->fd = -1;
@@ -287,6 +309,11 @@ void store_msg_abort(struct store_msg *m)
 	if (msg_path(m, false, path, sizeof path) == 0)
 		unlink_quiet(path);
 	msg_remove(m);
+}
+
+void store_batch_set_parts(struct store_batch *b, bool analyse)
+{
+	b->analyse = analyse;
 }
 
 size_t store_batch_count(const struct store_batch *b)
@@ -404,6 +431,8 @@ static int batch_insert(struct store_batch *b, struct index *ix, struct store_ms
 		return rc;
 	for (size_t i = 0; i < nd && rc == 0; i++) {
 		rc = insert_row(ix, done[i]);
+		if (rc == 0 && !done[i]->dup && done[i]->analysed)
+			rc = index_parts_put(ix, done[i]->meta.id, &done[i]->parts);
 		if (rc == 0 && !done[i]->dup)
 			ids[(*k_r)++] = done[i]->meta.id;
 	}

@@ -119,6 +119,9 @@ enum fetch_status ingest_open(struct ingest *in, struct ingest_run *run,
 		msgmeta_header_release(&in->hdr);
 		return FETCH_LOCAL_BAD;
 	}
+	/* A user whose mount shows no parts pays nothing for them here. */
+	const struct user_settings *u = run->cfg ? settings_user(run->cfg, run->a->user) : NULL;
+	store_batch_set_parts(in->batch, !u || u->parts);
 	return FETCH_OK;
 }
 

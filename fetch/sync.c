@@ -18,6 +18,7 @@
 #include "driver.h"
 #include "ingest.h"
 #include "msgmeta.h"
+#include "parts_backfill.h"
 #include "secret.h"
 #include "sync_folder.h"
 
@@ -285,6 +286,10 @@ int sync_account(struct store *st, const struct settings *cfg,
 		free(secret);
 	}
 	buf_release(&err);
+	/* After the network part, so new mail is not held up, and whether or
+	 * not the server answered: it is local work. */
+	if (!ingest_stopping(&run))
+		parts_backfill(&run, BACKFILL_SECONDS);
 	ingest_note_status(&run, stat);
 	index_sync_finish(run.ix, run.sync_id, (int64_t)time(NULL), r->n_new, r->n_trashed,
 			  r->status == FETCH_OK ? NULL : r->error[0] ? r->error

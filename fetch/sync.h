@@ -28,6 +28,9 @@ struct sync_observer {
 			char *const *view_names, size_t n);
 	/* a folder row was created (first sync of a folder) */
 	void (*folder_added)(void *ctx, int64_t folder_id);
+	/* msg_ids of folder_id got their part records (the backfill,
+	 * fetch/parts_backfill.c); may be NULL */
+	void (*analysed)(void *ctx, int64_t folder_id, const int64_t *msg_ids, size_t n);
 	/* a sync of user's accounts ended having changed something */
 	void (*user_changed)(void *ctx, const char *user);
 	void *ctx;

@@ -417,7 +417,12 @@ static void finish(struct parse *p)
 		fail(p, p->store.line, "path", "missing in [store]; expected path = DIR (absolute)");
 		return;
 	}
+	int parts_idx = config_key_index(config_user_keys, "parts");
+
 	for (size_t i = 0; i < s->n_users; i++) {
+		/* [store] parts is the default, wherever [store] is in the file. */
+		if (!p->user_meta[i].key_line[parts_idx])
+			s->users[i].parts = s->parts;
 		if (!s->users[i].uid_name) {
 			fail(p, p->user_meta[i].line, "uid",
 			     "missing in [user %s]; expected uid = LOCAL_ACCOUNT or a numeric uid",
@@ -502,6 +507,7 @@ int config_parse_string(const char *text, const char *name, struct settings **r,
 	 * mistake, and refusing it keeps one reply from filling the disk. */
 	p.s->max_message_size = 256ull << 20;
 	p.s->max_folders = 10000;
+	p.s->parts = true;
 
 	/* Debian's libinih turns its compile-time options into globals. No
 	 * continuation lines: an indented key must not be glued to the value

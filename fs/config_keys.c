@@ -20,6 +20,7 @@ const struct keydef config_store_keys[] = {
 	{ .name = "trash_days", .kind = K_INT, .off = offsetof(struct settings, trash_days),
 	  .min = 1, .max = 3650, .unit = "days" },
 	{ .name = "min_free", .kind = K_MIN_FREE },
+	{ .name = "parts", .kind = K_BOOL, .off = offsetof(struct settings, parts) },
 	{ .name = NULL },
 };
 
@@ -36,6 +37,7 @@ const struct keydef config_sync_keys[] = {
 const struct keydef config_user_keys[] = {
 	{ .name = "uid", .kind = K_UID },
 	{ .name = "on_change", .kind = K_COMMAND, .off = offsetof(struct user_settings, on_change) },
+	{ .name = "parts", .kind = K_BOOL, .off = offsetof(struct user_settings, parts) },
 	{ .name = NULL },
 };
 

@@ -272,6 +272,39 @@ static void test_defaults_minimal(void **state)
 	buf_release(&err);
 }
 
+/* parts: [store] parts is every user's default (wherever [store] stands in
+ * the file), a user's own parts overrides it, and it defaults to yes. */
+static void test_parts_switch(void **state)
+{
+	static const struct {
+		const char *text;
+		bool store, alice, bob;
+	} cases[] = {
+		{ "[store]\npath=/s\n[user alice]\nuid = root\n[user bob]\nuid = root\n",
+		  true, true, true },
+		{ "[user alice]\nuid = root\n[user bob]\nuid = root\nparts = yes\n"
+		  "[store]\npath=/s\nparts = no\n", false, false, true },
+		{ "[store]\npath=/s\nparts = On\n[user alice]\nuid = root\nparts = off\n"
+		  "[user bob]\nuid = root\n", true, false, true },
+		{ "[store]\npath=/s\nparts = false\n[user alice]\nuid = root\nparts = no\n"
+		  "[user bob]\nuid = root\nparts = TRUE\n", false, false, true },
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct settings *s = NULL;
+		struct buf err = BUF_INIT(4096);
+
+		if (config_parse_string(cases[i].text, "mem", &s, &err) != 0)
+			fail_msg("case %zu: %s", i, err.data ? err.data : "(no message)");
+		assert_int_equal(s->parts, cases[i].store);
+		assert_int_equal(settings_user(s, "alice")->parts, cases[i].alice);
+		assert_int_equal(settings_user(s, "bob")->parts, cases[i].bob);
+		settings_free(&s);
+		buf_release(&err);
+	}
+}
+
 /* ---- malformed configs: the exact "file:line: key: " start of the error ---- */
 
 #define BASE "[store]\npath = /srv/md\n\n[user alice]\nuid = root\n\n"  /* lines 1-6 */
@@ -330,6 +363,11 @@ static const struct bad_case bad_cases[] = {
 	  ":10: tls: expected on or off, got \"starttls\"" },
 	{ "mirror_deletions maybe", BASE ACCT "mirror_deletions = maybe\n", 0600, -EINVAL,
 	  ":10: mirror_deletions: expected yes or no, got \"maybe\"" },
+	{ "store parts maybe", "[store]\npath = /s\nparts = maybe\n", 0600, -EINVAL,
+	  ":3: parts: expected yes or no, got \"maybe\"" },
+	{ "user parts empty", BASE "parts =\n", 0600, -EINVAL, ":7: parts: no value" },
+	{ "user parts twice", BASE "parts = yes\nparts = no\n", 0600, -EINVAL,
+	  ":8: parts: given twice in [user alice] (first at line 7)" },
 	{ "mass_delete_limit 150%", BASE ACCT "mass_delete_limit = 150%\n", 0600, -EINVAL,
 	  ":10: mass_delete_limit: expected a percentage from 0% to 100% (50%) or a fraction from 0 to 1 (0.5), got \"150%\"" },
 	{ "mass_delete_limit 1.5", BASE ACCT "mass_delete_limit = 1.5\n", 0600, -EINVAL,
@@ -757,6 +795,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_valid_full),
 		cmocka_unit_test(test_defaults_minimal),
+		cmocka_unit_test(test_parts_switch),
 		cmocka_unit_test(test_bad),
 		cmocka_unit_test(test_file_errors),
 		cmocka_unit_test(test_default_path),

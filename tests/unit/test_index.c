@@ -17,6 +17,7 @@
 
 #include "../../cache/index.h"
 #include "../../cache/log.h"
+#include "../../cache/parts.h"
 #include "fixture.h"
 
 struct fixture {
@@ -111,7 +112,10 @@ static void test_schema(void **state)
 	struct fixture *fx = *state;
 	struct stat st;
 
-	assert_int_equal(sql_int(fx->db, "PRAGMA user_version"), 2);
+	assert_int_equal(sql_int(fx->db, "PRAGMA user_version"), 3);
+	assert_int_equal(sql_int(fx->db,
+		"SELECT count(*) FROM pragma_table_info('parts') WHERE name IN ('msg_id', 'n', 'parent',"
+		" 'kind', 'name', 'content_type', 'enc', 'charset', 'off', 'len', 'size', 'marks')"), 12);
 	assert_int_equal(sql_int(fx->db,
 		"SELECT count(*) FROM pragma_table_info('folder_notes') WHERE name IN ('folder_id',"
 		" 'note')"), 2);
@@ -126,7 +130,7 @@ static void test_schema(void **state)
 		"SELECT count(*) FROM pragma_table_info('messages') WHERE name IN ('id', 'folder_id',"
 		" 'remote_id', 'message_id', 'size', 'internal_date', 'date', 'sender', 'recipients',"
 		" 'subject', 'flags', 'store_file', 'view_name', 'state', 'trashed_at', 'trash_sync',"
-		" 'trash_reason')"), 17);
+		" 'trash_reason', 'n_parts')"), 18);
 	assert_int_equal(sql_int(fx->db,
 		"SELECT count(*) FROM pragma_table_info('syncs') WHERE name IN ('id', 'user', 'account',"
 		" 'started_at', 'finished_at', 'n_new', 'n_trashed', 'error')"), 8);
@@ -161,14 +165,15 @@ static void test_schema_upgrade(void **state)
 	int64_t id = add_folder(fx->ix, "alice", "work", "INBOX");
 
 	index_close(&fx->ix);
-	sql_exec(fx->db, "DROP TABLE folder_notes; PRAGMA user_version = 1;");
+	sql_exec(fx->db, "DROP TABLE folder_notes; DROP TABLE parts; DROP INDEX messages_unanalysed;"
+		 " ALTER TABLE messages DROP COLUMN n_parts; PRAGMA user_version = 1;");
 	assert_int_equal(index_open(fx->db, true, &ro), 0);
 	assert_int_equal(index_folder_note(ro, id, &note), 0);
 	assert_null(note);
 	index_close(&ro);
 	assert_int_equal(sql_int(fx->db, "PRAGMA user_version"), 1);
 	assert_int_equal(index_open(fx->db, false, &fx->ix), 0);
-	assert_int_equal(sql_int(fx->db, "PRAGMA user_version"), 2);
+	assert_int_equal(sql_int(fx->db, "PRAGMA user_version"), 3);
 	assert_int_equal(sql_int(fx->db, "SELECT count(*) FROM folders"), 1);
 	assert_int_equal(index_folder_set_note(fx->ix, id, "n"), 0);
 	assert_int_equal(index_folder_note(fx->ix, id, &note), 0);
@@ -176,7 +181,7 @@ static void test_schema_upgrade(void **state)
 	free(note);
 	/* A newer version than this one knows is refused. */
 	index_close(&fx->ix);
-	sql_exec(fx->db, "PRAGMA user_version = 3;");
+	sql_exec(fx->db, "PRAGMA user_version = 4;");
 	assert_int_equal(index_open(fx->db, true, &ro), -EPROTO);
 	assert_int_equal(index_open(fx->db, false, &fx->ix), -EPROTO);
 }
@@ -719,6 +724,236 @@ static void test_two_connections(void **state)
 	assert_int_equal(index_open(fx->db, false, &fx->ix), 0);
 }
 
+/* ---- parts ---- */
+
+/* Three records: a nested message's directory, an attachment with marks
+ * (deltas of every size a varint can take), a body with a charset. */
+static void parts_sample(struct parts_list *l, struct part_mark *marks, size_t n_marks)
+{
+	static struct part_rec v[3];
+
+	v[0] = (struct part_rec){ .n = 1, .parent = 0, .kind = PART_DIR, .name = (char *)"fwd",
+				  .content_type = (char *)"message/rfc822", .off = 10, .len = 500 };
+	v[1] = (struct part_rec){ .n = 2, .parent = 1, .kind = PART_FILE, .name = (char *)"a b.pdf",
+				  .content_type = (char *)"application/pdf", .enc = PART_ENC_BASE64,
+				  .off = 100, .len = 400, .size = 300, .marks = marks,
+				  .n_marks = n_marks };
+	v[2] = (struct part_rec){ .n = 3, .parent = 0, .kind = PART_FILE, .name = (char *)"body.txt",
+				  .content_type = (char *)"text/plain", .enc = PART_ENC_QP,
+				  .charset = (char *)"iso-8859-1", .off = (int64_t)1 << 40, .len = 7,
+				  .size = 5 };
+	l->v = v;
+	l->n = 3;
+}
+
+static void assert_parts_equal(const struct parts_list *a, const struct parts_list *b)
+{
+	assert_int_equal(a->n, b->n);
+	for (size_t i = 0; i < a->n; i++) {
+		const struct part_rec *x = &a->v[i], *y = &b->v[i];
+
+		assert_int_equal(x->n, y->n);
+		assert_int_equal(x->parent, y->parent);
+		assert_int_equal(x->kind, y->kind);
+		assert_string_equal(x->name, y->name);
+		assert_string_equal(x->content_type, y->content_type);
+		assert_int_equal(x->enc, y->enc);
+		assert_true(x->charset ? y->charset && strcmp(x->charset, y->charset) == 0 : !y->charset);
+		assert_int_equal(x->off, y->off);
+		assert_int_equal(x->len, y->len);
+		assert_int_equal(x->size, y->size);
+		assert_int_equal(x->n_marks, y->n_marks);
+		if (x->n_marks)
+			assert_memory_equal(x->marks, y->marks, x->n_marks * sizeof *x->marks);
+	}
+}
+
+/* Put and get round-trip every field, a put replaces, n_parts follows; an
+ * unanalysed or missing message is -ENOENT, and a put for a missing one
+ * leaves the caller's transaction usable; a deleted row takes its records. */
+static void test_parts_roundtrip(void **state)
+{
+	struct fixture *fx = *state;
+	struct part_mark marks[] = { { 0, 0 }, { 87382, 65536 }, { 174764, 131072 },
+				     { INT64_MAX / 2, INT64_MAX / 2 }, { INT64_MAX, INT64_MAX } };
+	struct parts_list in, out, none = { 0 };
+	struct index_msg m;
+	int64_t folder = add_folder(fx->ix, "alice", "work", "INBOX"), id, id2;
+
+	assert_int_equal(add_msg(fx->ix, folder, "1", "one.eml", &id), 0);
+	assert_int_equal(add_msg(fx->ix, folder, "2", "two.eml", &id2), 0);
+	assert_int_equal(index_msg_get(fx->ix, id, &m), 0);
+	assert_int_equal(m.n_parts, -1);
+	index_msg_release(&m);
+	assert_int_equal(index_parts_get(fx->ix, id, &out), -ENOENT);
+	assert_null(out.v);
+
+	parts_sample(&in, marks, sizeof marks / sizeof marks[0]);
+	assert_int_equal(index_parts_put(fx->ix, id, &in), 0);
+	assert_int_equal(index_parts_get(fx->ix, id, &out), 0);
+	assert_parts_equal(&in, &out);
+	parts_list_release(&out);
+	assert_int_equal(index_msg_get(fx->ix, id, &m), 0);
+	assert_int_equal(m.n_parts, 3);
+	index_msg_release(&m);
+	/* Five marks in a few bytes each, not 16. */
+	assert_true(sql_int(fx->db, "SELECT length(marks) FROM parts WHERE n = 2") < 5 * 12);
+
+	/* A put replaces; none at all is analysed with nothing to show. */
+	in.n = 1;
+	assert_int_equal(index_parts_put(fx->ix, id, &in), 0);
+	assert_int_equal(index_parts_get(fx->ix, id, &out), 0);
+	assert_parts_equal(&in, &out);
+	parts_list_release(&out);
+	assert_int_equal(index_parts_put(fx->ix, id2, &none), 0);
+	assert_int_equal(index_parts_get(fx->ix, id2, &out), 0);
+	assert_int_equal(out.n, 0);
+	assert_int_equal(index_msg_get(fx->ix, id2, &m), 0);
+	assert_int_equal(m.n_parts, 0);
+	index_msg_release(&m);
+
+	/* Marks that go backwards are refused, and nothing of the put stays. */
+	marks[1].dec_off = -1;
+	parts_sample(&in, marks, 2);
+	assert_int_equal(index_parts_put(fx->ix, id2, &in), -EINVAL);
+	assert_int_equal(sql_int(fx->db, "SELECT n_parts FROM messages WHERE id = 2"), 0);
+
+	/* A missing message, inside a transaction that still commits. */
+	assert_int_equal(index_begin(fx->ix), 0);
+	assert_int_equal(index_parts_put(fx->ix, 999, &none), -ENOENT);
+	assert_int_equal(index_parts_get(fx->ix, 999, &out), -ENOENT);
+	assert_int_equal(add_msg(fx->ix, folder, "3", "three.eml", NULL), 0);
+	assert_int_equal(index_commit(fx->ix), 0);
+	assert_int_equal(sql_int(fx->db, "SELECT count(*) FROM messages"), 3);
+
+	/* A corrupt marks blob is an -EIO, not a crash. */
+	sql_exec(fx->db, "UPDATE parts SET marks = x'ff' WHERE msg_id = 1");
+	assert_int_equal(index_parts_get(fx->ix, id, &out), -EIO);
+	assert_null(out.v);
+
+	/* The row's end is its records' end (a purge, a row store_recover drops). */
+	assert_int_equal(index_msg_delete(fx->ix, id), 0);
+	assert_int_equal(sql_int(fx->db, "SELECT count(*) FROM parts"), 0);
+}
+
+static void assert_ids(const int64_t *ids, size_t n, const int64_t *want, size_t n_want)
+{
+	assert_int_equal(n, n_want);
+	for (size_t i = 0; i < n; i++)
+		assert_int_equal(ids[i], want[i]);
+}
+
+/* Pending: visible, never analysed, ascending, after and max honoured, by
+ * folder; trash and restore keep a message's records. */
+static void test_parts_pending(void **state)
+{
+	struct fixture *fx = *state;
+	struct parts_list none = { 0 }, out;
+	int64_t a = add_folder(fx->ix, "alice", "work", "INBOX");
+	int64_t b = add_folder(fx->ix, "alice", "work", "Archive");
+	int64_t id[5], ids[8];
+	size_t n;
+
+	for (int i = 0; i < 5; i++) {
+		char rid[8], view[16];
+
+		snprintf(rid, sizeof rid, "%d", i);
+		snprintf(view, sizeof view, "m%d.eml", i);
+		assert_int_equal(add_msg(fx->ix, i < 3 ? a : b, rid, view, &id[i]), 0);
+	}
+	assert_int_equal(index_parts_pending(fx->ix, 0, ids, 8, &n), 0);
+	assert_ids(ids, n, id, 5);
+	assert_int_equal(index_parts_put(fx->ix, id[1], &none), 0);
+	assert_int_equal(index_msg_mark_trashed(fx->ix, id[2], "trash/x", 0, "gone", 5), 0);
+	assert_int_equal(index_parts_pending(fx->ix, 0, ids, 8, &n), 0);
+	assert_ids(ids, n, (int64_t[]){ id[0], id[3], id[4] }, 3);
+	assert_int_equal(index_parts_pending(fx->ix, id[0], ids, 1, &n), 0);
+	assert_ids(ids, n, &id[3], 1);
+	assert_int_equal(index_parts_pending_in(fx->ix, a, 0, ids, 8, &n), 0);
+	assert_ids(ids, n, id, 1);
+	assert_int_equal(index_parts_pending_in(fx->ix, b, id[3], ids, 8, &n), 0);
+	assert_ids(ids, n, &id[4], 1);
+	assert_int_equal(index_parts_pending(fx->ix, 0, ids, 0, &n), 0);
+	assert_int_equal(n, 0);
+
+	/* Trash and restore keep the row, so its records. */
+	assert_int_equal(index_msg_mark_trashed(fx->ix, id[1], "trash/y", 0, "gone", 5), 0);
+	assert_int_equal(index_parts_get(fx->ix, id[1], &out), 0);
+	assert_int_equal(index_msg_mark_restored(fx->ix, id[1], "mail/y"), 0);
+	assert_int_equal(index_parts_get(fx->ix, id[1], &out), 0);
+	assert_int_equal(out.n, 0);
+	/* Restoring a never analysed message makes it pending again. */
+	assert_int_equal(index_msg_mark_restored(fx->ix, id[2], "mail/x"), 0);
+	assert_int_equal(index_parts_pending_in(fx->ix, a, 0, ids, 8, &n), 0);
+	assert_ids(ids, n, (int64_t[]){ id[0], id[2] }, 2);
+}
+
+static int count_unanalysed(void *ctx, const struct index_msg *m)
+{
+	*(int *)ctx += m->n_parts == -1;
+	return 0;
+}
+
+/* A version 2 index (before parts): a reader reads every message as not
+ * analysed; the first writer upgrades it, keeping every row, and every
+ * visible message is then pending. */
+static void test_parts_upgrade(void **state)
+{
+	struct fixture *fx = *state;
+	struct parts_list none = { 0 }, out;
+	struct index_msg m;
+	struct index *ro;
+	int64_t folder = add_folder(fx->ix, "alice", "work", "INBOX"), id[3], ids[4];
+	size_t n;
+
+	for (int i = 0; i < 3; i++) {
+		char rid[8], view[16];
+
+		snprintf(rid, sizeof rid, "%d", i);
+		snprintf(view, sizeof view, "m%d.eml", i);
+		assert_int_equal(add_msg(fx->ix, folder, rid, view, &id[i]), 0);
+	}
+	assert_int_equal(index_msg_mark_trashed(fx->ix, id[2], "trash/x", 0, "gone", 5), 0);
+	index_close(&fx->ix);
+	sql_exec(fx->db, "DROP TABLE parts; DROP INDEX messages_unanalysed;"
+		 " ALTER TABLE messages DROP COLUMN n_parts; PRAGMA user_version = 2;");
+
+	assert_int_equal(index_open(fx->db, true, &ro), 0);
+	assert_int_equal(index_msg_get(ro, id[0], &m), 0);
+	assert_int_equal(m.n_parts, -1);
+	assert_string_equal(m.view_name, "m0.eml");
+	index_msg_release(&m);
+	assert_int_equal(index_parts_get(ro, id[0], &out), -ENOENT);
+	/* Every statement that reads message rows (maildisk check --store). */
+	int unanalysed = 0;
+	assert_int_equal(index_msg_foreach(ro, folder, MSG_VISIBLE_MASK, count_unanalysed,
+					   &unanalysed), 0);
+	assert_int_equal(index_msg_foreach(ro, folder, 1u << MSG_TRASHED, count_unanalysed,
+					   &unanalysed), 0);
+	assert_int_equal(index_trash_foreach(ro, NULL, count_unanalysed, &unanalysed), 0);
+	assert_int_equal(index_msg_lookup(ro, folder, "m1.eml", &m), 0);
+	index_msg_release(&m);
+	assert_int_equal(unanalysed, 4);
+	assert_int_equal(index_parts_pending(ro, 0, ids, 4, &n), 0);
+	assert_int_equal(n, 0);
+	index_close(&ro);
+	assert_int_equal(sql_int(fx->db, "PRAGMA user_version"), 2);
+
+	assert_int_equal(index_open(fx->db, false, &fx->ix), 0);
+	assert_int_equal(sql_int(fx->db, "PRAGMA user_version"), 3);
+	assert_int_equal(sql_int(fx->db, "SELECT count(*) FROM messages"), 3);
+	assert_int_equal(sql_int(fx->db, "SELECT count(*) FROM messages WHERE n_parts IS NULL"), 3);
+	assert_int_equal(index_parts_pending(fx->ix, 0, ids, 4, &n), 0);
+	assert_ids(ids, n, id, 2);
+	assert_int_equal(index_msg_get(fx->ix, id[2], &m), 0);
+	assert_int_equal(m.state, MSG_TRASHED);
+	assert_string_equal(m.store_file, "trash/x");
+	index_msg_release(&m);
+	assert_int_equal(index_parts_put(fx->ix, id[0], &none), 0);
+	assert_int_equal(index_parts_pending(fx->ix, 0, ids, 4, &n), 0);
+	assert_ids(ids, n, &id[1], 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -732,6 +967,9 @@ int main(void)
 		FIXTURE_TEST(test_trash_transitions),
 		FIXTURE_TEST(test_transactions),
 		FIXTURE_TEST(test_two_connections),
+		FIXTURE_TEST(test_parts_roundtrip),
+		FIXTURE_TEST(test_parts_pending),
+		FIXTURE_TEST(test_parts_upgrade),
 	};
 
 	return FIXTURE_RUN("test_index", tests);

@@ -22,43 +22,9 @@
 
 #include "../../cache/log.h"
 #include "../../cache/store.h"
-#include "fixture.h"
+#include "store_fixture.h"
 
-#define FOLDER_PATH "mail/alice/work/INBOX"
 #define TRASH_DIR "trash/alice/work/INBOX"
-
-struct fixture {
-	char dir[64];
-	char root[128];
-	struct store *s;
-	struct index *ix;
-	struct index_folder f;
-};
-
-static int setup(void **state)
-{
-	struct fixture *fx = calloc(1, sizeof *fx);
-
-	assert_true(fixture_mkdtemp(fx->dir, sizeof fx->dir, "test_store"));
-	snprintf(fx->root, sizeof fx->root, "%s/store", fx->dir);
-	assert_int_equal(store_open(fx->root, &fx->s), 0);
-	assert_int_equal(store_index_open(fx->s, false, &fx->ix), 0);
-	assert_int_equal(index_folder_ensure(fx->ix, "alice", "work", "INBOX", FOLDER_PATH, &fx->f), 0);
-	*state = fx;
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	struct fixture *fx = *state;
-
-	index_folder_release(&fx->f);
-	index_close(&fx->ix);
-	store_close(&fx->s);
-	fixture_rmtree(fx->dir);
-	free(fx);
-	return 0;
-}
 
 static void abs_path(struct fixture *fx, const char *rel, char *out, size_t n)
 {
