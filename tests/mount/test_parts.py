@@ -65,9 +65,9 @@ def parts_dir(eml):
     check(eml.endswith(".eml"), "not a .eml: %s" % eml)
     d = eml[:-len(".eml")]
     if not os.path.isdir(d):
-        raise H.Failure("no parts directory %r beside %s (is issue 15's parts feature in this build?)"
-                        % (os.path.basename(d), os.path.basename(eml)),
-                        "the folder holds:", sorted(os.listdir(os.path.dirname(eml)))[:20])
+        check(False, "no parts directory %r beside %s (is issue 15's parts feature in this build?)"
+              % (os.path.basename(d), os.path.basename(eml)),
+              "the folder holds:", sorted(os.listdir(os.path.dirname(eml)))[:20])
     return d
 
 

@@ -45,7 +45,11 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "integration"))
-from harness import Failure, log  # noqa: F401
+from harness import Failure, check, log  # noqa: F401
+
+
+def fail(msg, *detail):
+    check(False, msg, *detail)
 
 MINER_SERVICE = "org.freedesktop.Tracker3.Miner.Files"
 PACKAGES = {"tracker3": "tracker", "/usr/libexec/tracker-miner-fs-3": "tracker-miner-fs",
@@ -126,8 +130,8 @@ class Tracker:
         end = time.monotonic() + timeout
         while not os.path.exists(addr_file):
             if self.proc.poll() is not None or time.monotonic() > end:
-                raise Failure("dbus-run-session gave no bus address (exit %s)" % self.proc.poll(),
-                              self.bus_text())
+                fail("dbus-run-session gave no bus address (exit %s)" % self.proc.poll(),
+                     self.bus_text())
             time.sleep(0.05)
         with open(addr_file) as f:
             env["DBUS_SESSION_BUS_ADDRESS"] = f.read()
@@ -150,8 +154,8 @@ class Tracker:
             p = subprocess.run(["tracker3"] + list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                env=self.env, timeout=timeout)
         except subprocess.TimeoutExpired:
-            raise Failure("tracker3 %s did not answer within %ds" % (" ".join(args), timeout),
-                          "bus log:", self.bus_text())
+            fail("tracker3 %s did not answer within %ds" % (" ".join(args), timeout),
+                 "bus log:", self.bus_text())
         return p.returncode, p.stdout.decode(errors="replace"), p.stderr.decode(errors="replace")
 
     def status(self):
@@ -164,7 +168,7 @@ class Tracker:
              % fts_literal(word))
         rc, out, err = self.tracker3("sparql", "--dbus-service", MINER_SERVICE, "-q", q)
         if rc != 0:
-            raise Failure("tracker3 sparql failed (%d) for %r" % (rc, word), out, err, "bus log:", self.bus_text())
+            fail("tracker3 sparql failed (%d) for %r" % (rc, word), out, err, "bus log:", self.bus_text())
         return sorted({line.strip() for line in out.splitlines() if line.strip().startswith("file://")})
 
     def find(self, words, timeout=120):
@@ -178,7 +182,7 @@ class Tracker:
             if all(got.values()) and "indexing complete" in status:
                 break
             if time.monotonic() > end:
-                raise Failure("Tracker did not find %s within %ds" % (
+                fail("Tracker did not find %s within %ds" % (
                     ", ".join(w for w in words if not got[w]) or "(all found, not idle)", timeout),
                     "found: %r" % got, "\ntracker3 status:\n" + status,
                     "\nbus and miner log:\n" + self.bus_text())
