@@ -13,6 +13,7 @@ MAILDISK_DEPS=(
 	attr acl notmuch isync mpop rsync procps psmisc strace
 	scdoc man-db bash-completion systemd
 	recollcmd maildir-utils poppler-utils
+	tracker tracker-miner-fs tracker-extract dbus-daemon
 )
 
 # Prints the packages of "$@" that are not installed, one per line.
