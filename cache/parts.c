@@ -73,6 +73,10 @@ static int64_t scan_cut(const char *map, int64_t size)
 	const char *p = map, *end = map + size;
 	long lines = 0;
 
+	/* Each such line takes at least 3 bytes ("--\n"): a smaller file
+	 * cannot have too many, and most mail is smaller. */
+	if (size <= (int64_t)PARTS_SCAN_LINES * 3)
+		return size;
 	while (p < end) {
 		if (end - p >= 2 && p[0] == '-' && p[1] == '-' && ++lines > PARTS_SCAN_LINES)
 			return p - map;
