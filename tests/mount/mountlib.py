@@ -15,6 +15,9 @@ Dovecot, the test frame, store inspection). What it adds:
   local_user      a real local account created for the test, removed after.
   grant_fuse      lets such a user open /dev/fuse for the test's duration
                   (an ACL entry, removed after).
+  stem / folder_listing / messages_in
+                  what a folder directory lists now that a message's parts
+                  show as a directory <stem>/ beside its <stem>.eml.
 """
 
 import ctypes
@@ -284,6 +287,42 @@ def folder_dir(mountpoint, row):
     view = {v: k for k, v in H.MAILDIR_SUBS.items()}
     parts = row["path"][len("mail/"):].split("/")
     return os.path.join(mountpoint, *[view.get(p, p) for p in parts])
+
+
+# ---------------------------------------------------------------- parts directories
+
+def stem(view_name):
+    """The name of a message's parts directory: its view name without
+    ".eml" (fs/mnt_parts.c mnt_parts_dir_name)."""
+    check(len(view_name) > 4 and view_name.endswith(".eml"), "not a message name: %r" % view_name)
+    return view_name[:-len(".eml")]
+
+
+def listing(rows, parts=True):
+    """The names a folder directory lists for these message rows (sub-
+    folders aside): each visible row's view name, and beside it its stem
+    when its parts were recorded (n_parts > 0; NULL until analysed, 0 when
+    GMime could not parse it). parts: False where `parts = no`."""
+    out = set()
+    for r in rows:
+        if r["state"] not in (H.ACTIVE, H.RESTORED):
+            continue
+        out.add(r["view_name"])
+        if parts and r["n_parts"]:
+            out.add(stem(r["view_name"]))
+    return out
+
+
+def folder_listing(store, user, account, folder, parts=True):
+    """listing() of one folder's rows in the index."""
+    return listing(store.messages(user, account, folder), parts)
+
+
+def messages_in(names):
+    """The message files (.eml) of a folder directory's listing: a parts
+    directory's name never ends in .eml (a view name ends "~tag.eml" or
+    "~tag (n).eml")."""
+    return {n for n in names if n.endswith(".eml")}
 
 
 def have(tool):

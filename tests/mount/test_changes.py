@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Changes reach a running mount: after SIGUSR1 (never a fixed sleep) a
 message expunged upstream leaves `ls` and a cached stat at once although
-entries are cached for a day, and its file is in the store's trash; a
+entries are cached for a day, its parts directory with it, and its file is
+in the store's trash; a
 reader that had it open reads on to the end; a new message and a new folder
 appear; directory mtimes advance; the user's on_change command runs with
 its environment."""
@@ -76,11 +77,15 @@ def main(ctx):
     acct = os.path.join(mp, "alice", "work")
     before = visible(store, "INBOX")
     # Fill the kernel's caches: entries, attributes, pages.
-    check(set(os.listdir(inbox)) == set(before), "initial listing")
-    stats = {n: os.stat(os.path.join(inbox, n)) for n in before}
+    want = L.listing(before.values())
+    check(set(os.listdir(inbox)) == want, "initial listing", sorted(set(os.listdir(inbox)) ^ want))
+    stats = {n: os.stat(os.path.join(inbox, n)) for n in want}
     gone_uids = uids[2:4]
     gone = {n for n, r in before.items() if int(r["remote_id"]) in gone_uids}
     check(len(gone) == 2, "rows of the UIDs to expunge", gone)
+    # Their parts directories (cached above too) must leave with them.
+    gone_dirs = {L.stem(n) for n in gone if before[n]["n_parts"]}
+    check(gone_dirs, "no parts directory among the messages to expunge", gone)
     held_name = sorted(gone)[0]
     held_bytes = open(os.path.join(inbox, held_name), "rb").read()
     # Unbuffered: what it reads after the expunge comes from the kernel.
@@ -102,7 +107,7 @@ def main(ctx):
     if SYS_getdents64:
         lister = os.open(inbox, os.O_RDONLY | os.O_DIRECTORY)
         listed = []
-        while not gone <= {n for _, n in listed}:
+        while not gone | gone_dirs <= {n for _, n in listed}:
             step = getdents(lister)
             check(step, "listing ended before the messages to expunge", listed)
             listed += step
@@ -117,10 +122,14 @@ def main(ctx):
     log("sent SIGUSR1 to %d" % m.pid)
 
     def settled():
-        names = set(os.listdir(inbox))
+        names = L.messages_in(os.listdir(inbox))
         return not (names & gone) and len(names) == len(before) - 1 and names
     names = L.wait_for(settled, 30, "the expunged messages to leave and the new one to come")
     L.wait_synced(store, [("alice", "work")], marks)
+    now = set(os.listdir(inbox))
+    want = L.folder_listing(store, "alice", "work", "INBOX")
+    check(now == want, "listing after the sync", sorted(now ^ want))
+    check(not (now & gone_dirs), "parts directories of expunged messages still listed", now & gone_dirs)
     # .status shows the sync at once, whole, with the size stat reports.
     status_after = open(status_path, encoding="utf-8").read()
     check(re.search(r"folder INBOX\n\s+messages: %d\n" % (len(before) - 1), status_after),
@@ -131,7 +140,7 @@ def main(ctx):
     check(status_after.endswith("\n") and status_after.startswith("# maildisk status of alice\n"),
           ".status whole", status_after)
 
-    new = names - set(before)
+    new = names - set(before)  # names: the .eml files
     check(len(new) == 1, "new names", new)
     new_name = new.pop()
     check(open(os.path.join(inbox, new_name), "rb").read() ==
@@ -147,18 +156,19 @@ def main(ctx):
             listed += step
         os.close(lister)
         names_listed = [n for _, n in listed if n not in (".", "..")]
-        for n in set(before) - gone:
+        for n in L.listing(r for v, r in before.items() if v not in gone):
             check(names_listed.count(n) == 1, "%r listed %d times across the change" % (
                 n, names_listed.count(n)), names_listed)
 
-    # A dentry the kernel held for a day is gone at once: notify_delete.
-    for n in gone:
+    # A dentry the kernel held for a day is gone at once: notify_delete,
+    # for the message and for its parts directory.
+    for n in gone | gone_dirs:
         try:
             os.stat(os.path.join(inbox, n))
             raise H.Failure("stat of expunged %r still succeeds (stale kernel entry)" % n)
         except FileNotFoundError:
             pass
-    for n in set(before) - gone:
+    for n in L.listing(r for v, r in before.items() if v not in gone):
         check(os.stat(os.path.join(inbox, n)).st_ino == stats[n].st_ino, "inode of %r changed" % n)
 
     # A reader that had it open reads on; the file is in trash. The page
@@ -188,8 +198,9 @@ def main(ctx):
     # The new folder: the account's listing and link count were cached.
     check(sorted(os.listdir(acct)) == ["Archive", "INBOX", "Later"], "new folder", os.listdir(acct))
     check(os.stat(acct).st_nlink == acct_nlink + 1, "account nlink", os.stat(acct).st_nlink, acct_nlink)
-    later = os.listdir(os.path.join(acct, "Later"))
-    check(len(later) == 1, "Later listing", later)
+    later = set(os.listdir(os.path.join(acct, "Later")))
+    check(len(L.messages_in(later)) == 1 and later == L.folder_listing(store, "alice", "work", "Later"),
+          "Later listing", later)
 
     # on_change ran once (or twice) as the user, with its environment.
     line = L.wait_for(lambda: os.path.exists(marker) and open(marker).read(), 20, "on_change output")

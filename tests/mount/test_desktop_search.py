@@ -5,7 +5,9 @@
     message by a word of its subject, by a word inside a text/plain
     attachment, and by a word inside a PDF attachment (recoll's PDF filter
     runs pdftotext): each query answers exactly the .eml file of the mount
-    that holds it;
+    that holds it and, beside it, what of its parts holds the word: the
+    parts directory (a subject word is in its name), the attachment's file
+    (recoll reads both; the parts alone: test_parts_search.py);
   - mu (maildir-utils) indexes the store's Maildir folders and finds the
     message by subject, at its store path (mutt, mu and notmuch read the
     store without the mount);
@@ -133,6 +135,10 @@ def main(ctx):
         raise H.Failure("no file in %s holds the message" % inbox)
     by_subject, by_text, by_pdf = (mount_path_of(raw) for raw in wanted)
 
+    def parts_of(eml, *name):
+        """The message's parts directory, or a file in it."""
+        return os.path.join(inbox, L.stem(os.path.basename(eml)), *name)
+
     # recoll on the mount.
     confdir = os.path.join(ctx.tmp, "recoll")
     os.mkdir(confdir, 0o700)
@@ -141,10 +147,13 @@ def main(ctx):
     env = dict(os.environ, HOME=ctx.tmp, RECOLL_CONFDIR=confdir)
     rc, out, err = run(["recollindex", "-c", confdir, "-z"], env=env, timeout=150)
     check(rc == 0, "recollindex", out[-2000:], err[-4000:])
-    check(recoll_find(confdir, SUBJECT_WORD) == [by_subject], "recoll finds the subject word")
+    check(recoll_find(confdir, SUBJECT_WORD) == sorted([by_subject, parts_of(by_subject)]),
+          "recoll finds the subject word (the .eml, and its parts directory by name)")
     check(recoll_find(confdir, "subject:" + SUBJECT_WORD) == [by_subject], "recoll subject: query")
-    check(recoll_find(confdir, TEXT_WORD) == [by_text], "recoll finds the word in the text attachment")
-    check(recoll_find(confdir, PDF_WORD) == [by_pdf], "recoll finds the word in the PDF attachment")
+    check(recoll_find(confdir, TEXT_WORD) == sorted([by_text, parts_of(by_text, "notes.txt")]),
+          "recoll finds the word in the text attachment (the .eml and the part)")
+    check(recoll_find(confdir, PDF_WORD) == sorted([by_pdf, parts_of(by_pdf, "budget.pdf")]),
+          "recoll finds the word in the PDF attachment (the .eml and the part)")
     check(recoll_find(confdir, "nosuchwordanywhere") == [], "recoll: no hit for an absent word")
     m.unmount()
 

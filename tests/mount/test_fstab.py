@@ -86,10 +86,16 @@ def mounted_and_synced(ctx, conf, mp, store, dc, n):
     check(H.pid_alive(pid), "the daemon %d runs" % pid)
     L.wait_synced(store, [("ursula", "mail")])
     inbox = os.path.join(mp, "ursula", "mail", "INBOX")
-    names = L.wait_for(lambda: os.path.isdir(inbox) and len(os.listdir(inbox)) == n and os.listdir(inbox),
-                       30, "%d messages in %s" % (n, inbox))
+    # n messages, and beside each its parts directory (cache/parts.h); the
+    # rows are polled too: a sync of an earlier mount satisfies wait_synced.
+
+    def shown():
+        want = L.folder_listing(store, "ursula", "mail", "INBOX")
+        return (len(L.messages_in(want)) == n and os.path.isdir(inbox) and set(os.listdir(inbox)) == want
+                and want)
+    want = L.wait_for(shown, 30, "%d messages and their parts directories in %s" % (n, inbox))
     bodies = dc.fetch_bodies("ursula", "INBOX")
-    with open(os.path.join(inbox, sorted(names)[0]), "rb") as f:
+    with open(os.path.join(inbox, sorted(L.messages_in(want))[0]), "rb") as f:
         check(f.read() in bodies.values(), "a message read through the mount is a server's message")
     return pid
 

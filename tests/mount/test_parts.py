@@ -62,8 +62,7 @@ def msg_dir(mp, row):
 
 def parts_dir(eml):
     """The parts directory beside eml (<stem>.eml -> <stem>/)."""
-    check(eml.endswith(".eml"), "not a .eml: %s" % eml)
-    d = eml[:-len(".eml")]
+    d = os.path.join(os.path.dirname(eml), L.stem(os.path.basename(eml)))
     if not os.path.isdir(d):
         check(False, "no parts directory %r beside %s (is issue 15's parts feature in this build?)"
               % (os.path.basename(d), os.path.basename(eml)),
@@ -203,7 +202,7 @@ def check_hostile(mp, store, dc, pid):
         with open(eml, "rb") as f:
             data = f.read()
         check(data == bodies[int(r["remote_id"])], "%s: bytes differ from BODY.PEEK[]" % eml)
-        pd = eml[:-len(".eml")]
+        pd = os.path.join(d, L.stem(r["view_name"]))
         if not os.path.isdir(pd):
             log("hostile: %r has no parts directory" % r["subject"])
             continue

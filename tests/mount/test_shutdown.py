@@ -5,7 +5,8 @@ cleanly (exit 0, unmounted) and leave the store consistent (nothing in
 tmp/, every cur/ file has its row and every visible row its file); the next
 run carries on and converges to the server. Then the daemon as a daemon
 (no -f): it detaches, the store lock names its PID, `maildisk sync` asks it
-to sync through that PID, and `fusermount3 -u` ends it."""
+to sync through that PID (the messages it expunges leave the mount with
+their parts directories), and `fusermount3 -u` ends it."""
 
 import os
 import signal
@@ -92,14 +93,26 @@ def main(ctx):
     L.wait_synced(store, [("alice", "work")], marks, timeout=120)
     H.assert_folder_matches(store, dc, "alice", "work", "INBOX", sample=40)
     inbox = L.folder_dir(mp, store.folder("alice", "work", "INBOX"))
-    want = {r["view_name"] for r in store.messages("alice", "work", "INBOX", H.ACTIVE)}
-    check(set(os.listdir(inbox)) == want and len(want) == N, "listing after convergence", len(want))
+    want = L.folder_listing(store, "alice", "work", "INBOX")
+    got = set(os.listdir(inbox))
+    check(got == want and len(L.messages_in(want)) == N, "listing after convergence",
+          len(L.messages_in(want)), sorted(got ^ want)[:5])
 
     # `maildisk sync` beside the mount goes through the daemon's PID.
-    dc.expunge("alice", "INBOX", dc.uids("alice", "INBOX")[:3])
+    expunged = dc.uids("alice", "INBOX")[:3]
+    gone = {r["view_name"] for r in store.messages("alice", "work", "INBOX", H.ACTIVE)
+            if int(r["remote_id"]) in expunged}
+    gone |= {L.stem(r["view_name"]) for r in store.messages("alice", "work", "INBOX", H.ACTIVE)
+             if int(r["remote_id"]) in expunged and r["n_parts"]}
+    check(len(gone) > 3 and gone <= got, "the messages to expunge and their parts directories", gone)
+    dc.expunge("alice", "INBOX", expunged)
     r = H.maildisk("sync", conf, timeout=120, expect=0)
     check(str(pid) in r.text, "maildisk sync did not ask the daemon", r.text)
-    L.wait_for(lambda: len(os.listdir(inbox)) == N - 3, 20, "the expunged messages to leave the mount")
+    L.wait_for(lambda: len(L.messages_in(os.listdir(inbox))) == N - 3, 20,
+               "the expunged messages to leave the mount")
+    got = set(os.listdir(inbox))
+    check(not (got & gone) and got == L.folder_listing(store, "alice", "work", "INBOX"),
+          "listing after the expunge", sorted(got & gone))
     consistent(store, "after a sync through the daemon")
 
     L.fusermount_u(mp)

@@ -4,7 +4,10 @@ bytes equal to BODY.PEEK[], sizes, mtimes, modes, link counts, extended
 attributes (values, listing, size probe, ERANGE, ENODATA), /<user>/.status,
 EROFS for every kind of write, statfs, grep -r / find -newer / cp -a /
 rsync -a out of the mount, one writer per store, and inode numbers that
-survive a remount."""
+survive a remount. Each message with parts has its parts directory beside
+it (the parts themselves: test_parts.py), and a folder directory then
+counts 1 link ("not counted"); with `parts = no` in [store] the folders
+list the messages alone and count 2 + sub-directories again."""
 
 import email.parser
 import email.policy
@@ -42,6 +45,40 @@ def header_date(raw):
     if not d:
         return None
     return int(email.utils.parsedate_to_datetime(d).timestamp())
+
+
+def check_dirs(mp, store, frows, parts):
+    """Every folder directory lists its messages (their parts directories
+    beside them when parts are shown) and its sub-folders; link counts are
+    1 for a folder's directory when parts are shown ("not counted"), else
+    2 + sub-directories, as for a directory that only holds sub-folders.
+    Each parts directory: 0500, root's, one link, the message's mtime, the
+    inode of part 0 of its row (row id << 12 | 1)."""
+    fdirs = {L.folder_dir(mp, f): f for f in frows.values()}
+    acct = os.path.join(mp, "alice", "work")
+    below = {os.path.join(acct, *os.path.relpath(d, acct).split(os.sep)[:i])
+             for d in fdirs for i in range(1, len(os.path.relpath(d, acct).split(os.sep)) + 1)}
+    for d in sorted(below):
+        subs = {os.path.relpath(x, d).split(os.sep)[0] for x in below if x.startswith(d + os.sep)}
+        f = fdirs.get(d)
+        rows = store.messages("alice", "work", f["name"]) if f else []
+        want = L.listing(rows, parts) | subs
+        got = set(os.listdir(d))
+        check(got == want, "%s: listing differs from the index" % d, sorted(got ^ want)[:10])
+        nlink = 1 if f and parts else 2 + len(subs)
+        check(os.stat(d).st_nlink == nlink, "%s nlink (parts %s)" % (d, parts), os.stat(d).st_nlink, nlink)
+        for r in rows:
+            if not (parts and r["n_parts"] and r["state"] in (H.ACTIVE, H.RESTORED)):
+                continue
+            pd = os.path.join(d, L.stem(r["view_name"]))
+            st, est = os.stat(pd), os.stat(os.path.join(d, r["view_name"]))
+            check(stat.S_ISDIR(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o500 and st.st_uid == 0,
+                  "%s: mode %o owner %d" % (pd, st.st_mode, st.st_uid))
+            check(st.st_nlink == 1 and st.st_ino == (r["id"] << 12) | 1, "%s: nlink %d inode %d, row %d" % (
+                pd, st.st_nlink, st.st_ino, r["id"]))
+            check(int(st.st_mtime) == int(est.st_mtime), "%s: mtime %d, its .eml's %d" % (
+                pd, st.st_mtime, est.st_mtime))
+    return below
 
 
 def main(ctx):
@@ -104,16 +141,14 @@ def main(ctx):
     for folder in layout:
         for uid, body in dc.fetch_bodies("alice", folder).items():
             bodies[(folder, uid)] = body
+    with_parts = [r for r in rows if r["n_parts"]]
+    check(len(with_parts) > len(rows) // 2, "messages with parts recorded", len(with_parts), len(rows))
+    dirs = check_dirs(mp, store, frows, parts=True)
     seen_files = 0
     for folder, f in frows.items():
         d = L.folder_dir(mp, f)
         vis = {r["view_name"]: r for r in store.messages("alice", "work", folder) if r["state"] in (H.ACTIVE, H.RESTORED)}
-        subdirs = {n for n in os.listdir(d) if os.path.isdir(os.path.join(d, n))}
-        files = set(os.listdir(d)) - subdirs
-        check(files == set(vis), "%r: listing differs from the index" % folder,
-              sorted(files ^ set(vis))[:10])
         dst = os.stat(d)
-        check(dst.st_nlink == 2 + len(subdirs), "%r nlink" % folder, dst.st_nlink, len(subdirs))
         check(int(dst.st_mtime) == f["changed_at"], "%r dir mtime %d != changed_at %d" % (
             folder, dst.st_mtime, f["changed_at"]))
         for name, r in vis.items():
@@ -158,7 +193,7 @@ def main(ctx):
     check(seen_files == len(msgs), "files seen", seen_files, len(msgs))
 
     inbox = L.folder_dir(mp, frows["INBOX"])
-    one = os.path.join(inbox, sorted(os.listdir(inbox))[0])
+    one = os.path.join(inbox, sorted(L.messages_in(os.listdir(inbox)))[0])
     flagged = [r for r in store.messages("alice", "work", "INBOX") if r["remote_id"] == "1"][0]
     check("\\Flagged" in os.getxattr(os.path.join(inbox, flagged["view_name"]), "user.mail.flags").decode(),
           "flags xattr lacks \\Flagged")
@@ -249,7 +284,8 @@ def main(ctx):
     got = sorted(os.path.relpath(x, alice) for x in p.stdout.decode().splitlines())
     check(p.returncode == 0 and got == want and got, "grep -r", got, want)
 
-    ref = os.path.join(inbox, sorted(os.listdir(inbox))[len(os.listdir(inbox)) // 2])
+    inbox_msgs = sorted(L.messages_in(os.listdir(inbox)))
+    ref = os.path.join(inbox, inbox_msgs[len(inbox_msgs) // 2])
     ref_m = os.stat(ref).st_mtime_ns
     want = sorted(k for k, s in files.items() if s.st_mtime_ns > ref_m)
     p = subprocess.run(["find", alice, "-type", "f", "-newer", ref], stdout=subprocess.PIPE, timeout=60)
@@ -302,6 +338,18 @@ def main(ctx):
     check(before == after, "inode numbers changed across a remount",
           [(k, before.get(k), after.get(k)) for k in set(before) | set(after) if before.get(k) != after.get(k)][:5])
     m2.unmount()
+
+    # ---- parts = no in [store]: the messages alone, the old link counts,
+    # the same inode numbers for what is still shown
+    conf_off = ctx.config(accounts, name="noparts.conf", users={"alice": "root", "carol": "root"},
+                          extra_store={"parts": "no"})
+    m3 = L.Mount(ctx, conf_off, mp).start()
+    check(check_dirs(mp, store, frows, parts=False) == dirs, "directories with parts = no")
+    off = inodes()
+    shown = {k: v for k, v in before.items() if not (v & 3 == 1 and v != 1)}   # no part inodes
+    check(off == shown and len(shown) < len(before), "with parts = no: the tree without the parts, "
+          "same inode numbers", sorted(set(off) ^ set(shown))[:5])
+    m3.unmount()
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """One user running maildisk unprivileged on their own config and store:
 `maildisk sync` and `maildisk mount -f` as that user (fusermount3 does the
-mounting), everything in the mount belongs to them (root directory 0500),
+mounting), everything in the mount belongs to them (root directory 0500,
+parts directories too),
 without allow_other nobody else gets in (not even root), SIGUSR1 syncs and
 `fusermount3 -u` run by the user ends the daemon cleanly. Where /dev/fuse
 is mode 0600 the user is granted access to it for the test's duration
@@ -83,15 +84,24 @@ def main(ctx):
     check(lines == ["%d %d 500 directory" % (pw.pw_uid, pw.pw_gid)] * 3, "owners and modes", lines)
     p = L.as_user(pw.pw_name, ["ls", "-1", mp + "/ursula/mail/INBOX"])
     names = p.stdout.decode().splitlines()
-    want = {r["view_name"] for r in store.messages("ursula", "mail", "INBOX", H.ACTIVE)}
-    check(set(names) == want, "listing", names)
+    want = L.folder_listing(store, "ursula", "mail", "INBOX")
+    check(set(names) == want and len(names) == len(want), "listing", names)
     bodies = dc.fetch_bodies("ursula", "INBOX")
     by_name = {r["view_name"]: int(r["remote_id"]) for r in store.messages("ursula", "mail", "INBOX", H.ACTIVE)}
-    for n in names:
+    messages = sorted(L.messages_in(names))
+    check(len(messages) == 8 and len(names) > 8, "messages and parts directories listed", names)
+    for n in messages:
         p = L.as_user(pw.pw_name, ["cat", os.path.join(mp, "ursula/mail/INBOX", n)])
         check(p.returncode == 0 and p.stdout == bodies[by_name[n]], "bytes of %r" % n)
-    p = L.as_user(pw.pw_name, ["stat", "-c", "%u %a", os.path.join(mp, "ursula/mail/INBOX", names[0])])
+    p = L.as_user(pw.pw_name, ["stat", "-c", "%u %a", os.path.join(mp, "ursula/mail/INBOX", messages[0])])
     check(p.stdout.decode().split() == [str(pw.pw_uid), "400"], "file owner/mode", p.stdout)
+    # A parts directory and what is in it belong to the user as well.
+    pd = os.path.join(mp, "ursula/mail/INBOX", sorted(set(names) - set(messages))[0])
+    p = L.as_user(pw.pw_name, ["find", pd, "-printf", "%U %G %m %y\n"])
+    lines = p.stdout.decode().splitlines()
+    mine = "%d %d " % (pw.pw_uid, pw.pw_gid)
+    check(p.returncode == 0 and lines[0] == mine + "500 d" and len(lines) > 1 and
+          set(lines[1:]) <= {mine + "400 f", mine + "500 d"}, "parts directory owners and modes", lines, p.stderr)
 
     # SIGUSR1 to the daemon (our grandchild: runuser's child, found by PID).
     kids = H.children_of(proc.pid)
@@ -100,8 +110,11 @@ def main(ctx):
     dc.append("ursula", "INBOX", msgs[8].raw)
     os.kill(daemon[0], signal.SIGUSR1)
     L.wait_synced(store, [("ursula", "mail")], marks)
-    L.wait_for(lambda: len(L.as_user(pw.pw_name, ["ls", "-1", mp + "/ursula/mail/INBOX"]).stdout.splitlines()) == 9,
-               20, "the new message in the user's mount")
+    want = L.folder_listing(store, "ursula", "mail", "INBOX")
+    check(len(L.messages_in(want)) == 9, "rows after the second sync", sorted(want))
+    L.wait_for(lambda: set(L.as_user(pw.pw_name, ["ls", "-1", mp + "/ursula/mail/INBOX"]).stdout.decode()
+                           .splitlines()) == want,
+               20, "the new message (and its parts directory) in the user's mount")
 
     p = L.as_user(pw.pw_name, ["fusermount3", "-u", mp])
     check(p.returncode == 0, "fusermount3 -u as the user", p.stderr.decode(errors="replace"))

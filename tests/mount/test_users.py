@@ -4,7 +4,9 @@ allow_other,default_permissions: each user owns and reads their own tree,
 neither can list the root or touch the other's tree (EACCES), each user's
 on_change runs as that user after the mount's first sync, and `notmuch new`
 (alice's on_change, and run by hand) indexes every message of the read-only
-mount with the database elsewhere (notmuch >= 0.32: database.mail_root)."""
+mount with the database elsewhere (notmuch >= 0.32: database.mail_root),
+forwarded messages in the parts directories included. Each user lists and
+reads their own parts directories; the other's are refused."""
 
 import os
 import stat
@@ -78,14 +80,27 @@ def main(ctx):
     check(st.st_uid == 0 and stat.S_IMODE(st.st_mode) == 0o711, "root dir", st.st_uid, oct(st.st_mode))
 
     # ---- each user reads their own tree
-    files = {}
+    files, parts = {}, {}
     for user, pw in (("alice", ua), ("bob", ub)):
         inbox = os.path.join(mp, user, "work", "INBOX")
-        names = sorted(os.listdir(inbox))
+        names = sorted(L.folder_listing(store, user, "work", "INBOX"))
         p = L.as_user(pw.pw_name, ["ls", "-1", inbox])
         check(p.returncode == 0 and sorted(p.stdout.decode().splitlines()) == names,
-              "%s lists own INBOX" % user, p.stderr)
-        one = os.path.join(inbox, names[0])
+              "%s lists own INBOX" % user, p.stderr, names)
+        one = os.path.join(inbox, sorted(L.messages_in(names))[0])
+        # and a message's parts, the parts directory owned like the rest
+        row = [r for r in store.messages(user, "work", "INBOX", H.ACTIVE) if r["n_parts"]][0]
+        pd = os.path.join(inbox, L.stem(row["view_name"]))
+        p = L.as_user(pw.pw_name, ["ls", "-1", pd])
+        check(p.returncode == 0 and sorted(p.stdout.decode().splitlines()) == sorted(os.listdir(pd)),
+              "%s lists own parts directory" % user, p.stderr)
+        st = os.stat(pd)
+        check((st.st_uid, stat.S_IMODE(st.st_mode)) == (pw.pw_uid, 0o500), "%s: owner/mode" % pd,
+              st.st_uid, oct(st.st_mode))
+        part = os.path.join(pd, sorted(os.listdir(pd))[0])
+        p = L.as_user(pw.pw_name, ["cat", part])
+        check(p.returncode == 0 and p.stdout == open(part, "rb").read(), "%s reads own part" % user, p.stderr)
+        parts[user] = pd
         p = L.as_user(pw.pw_name, ["cat", one])
         check(p.returncode == 0 and p.stdout == open(one, "rb").read(), "%s reads own message" % user)
         p = L.as_user(pw.pw_name, ["cat", os.path.join(mp, user, ".status")])
@@ -102,6 +117,7 @@ def main(ctx):
         denied(L.as_user(pw.pw_name, ["cat", files[other]]), "%s reading %s's message" % (user, other))
         denied(L.as_user(pw.pw_name, ["cat", os.path.join(mp, other, ".status")]), "%s reading %s's .status" % (user, other))
         denied(L.as_user(pw.pw_name, ["stat", files[other]]), "%s stat of %s's message" % (user, other))
+        denied(L.as_user(pw.pw_name, ["ls", parts[other]]), "%s listing %s's parts" % (user, other))
         denied(L.as_user(pw.pw_name, ["getfattr", "-d", files[other]]), "%s reading %s's xattrs" % (user, other))
 
     # ---- on_change ran as the user
@@ -114,7 +130,11 @@ def main(ctx):
 
     # ---- notmuch over the mount, as alice
     alice_files = L.mount_files(os.path.join(mp, "alice"))
+    # Every .eml, a forwarded message's inside a parts directory too: notmuch
+    # takes those for mail as well (and the other parts files for not mail).
     n_mail = len([p for p in alice_files if p.endswith(".eml")])
+    log("%d .eml files below /alice, %d of them in parts directories" % (
+        n_mail, n_mail - len([p for p in alice_files if p.endswith(".eml") and p.count(os.sep) == 2])))
     env = {"NOTMUCH_CONFIG": nm_conf, "HOME": home_a}
 
     def counted():
