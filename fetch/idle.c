@@ -403,22 +403,29 @@ static void *loop_main(void *arg)
 /* Three descriptors per watched account: its socket, and the socketpair
  * libcurl 7.88 gives every handle (to wake its event loop, which a
  * CONNECT_ONLY handle keeps until it is freed); beside them the store's,
- * FUSE's and the syncs'. Past the hard limit, the accounts that find no
- * descriptor are synced at their interval. */
-static void raise_fd_limit(size_t n)
+ * FUSE's and the syncs' (FD_RESERVE). Returns how many of the n accounts
+ * may idle: past the hard limit, the others are left to their interval
+ * rather than take the descriptors the syncs need. */
+#define FD_RESERVE 256
+static size_t raise_fd_limit(size_t n)
 {
 	struct rlimit rl;
-	rlim_t want = (rlim_t)n * 3 + 256;
+	rlim_t want = (rlim_t)n * 3 + FD_RESERVE;
 
 	if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= want)
-		return;
+		return n;
 	rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > want ? want : rl.rlim_max;
-	if (setrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur < want)
-		log_warn("IDLE: %zu accounts need about %llu descriptors, the limit is %llu: "
-			 "about %llu can idle, the others are synced at their interval; raise the "
-			 "hard limit (LimitNOFILE= in the systemd unit, ulimit -Hn)", n,
-			 (unsigned long long)want, (unsigned long long)rl.rlim_cur,
-			 (unsigned long long)(rl.rlim_cur > 256 ? (rl.rlim_cur - 256) / 3 : 0));
+	if (setrlimit(RLIMIT_NOFILE, &rl) < 0 && getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return n;
+	if (rl.rlim_cur >= want)
+		return n;
+	size_t fit = rl.rlim_cur > FD_RESERVE ? (size_t)(rl.rlim_cur - FD_RESERVE) / 3 : 0;
+
+	log_warn("IDLE: %zu accounts need about %llu descriptors, the limit is %llu: the first "
+		 "%zu idle, the others are synced at their interval; raise the hard limit "
+		 "(LimitNOFILE= in the systemd unit, ulimit -Hn)", n, (unsigned long long)want,
+		 (unsigned long long)rl.rlim_cur, fit);
+	return fit;
 }
 
 int idle_start(const struct idle_account *accts, size_t n, int cancel_fd,
@@ -431,17 +438,16 @@ int idle_start(const struct idle_account *accts, size_t n, int cancel_fd,
 	if (!h)
 		return -ENOMEM;
 	h->notify[0] = h->notify[1] = h->ep = -1;
-	h->n = n;
 	h->cancel_fd = cancel_fd;
 	h->wake = wake;
 	h->rnd = (uint64_t)now_ms() * 2654435761u ^ (uint64_t)getpid() ^ 0x9e3779b97f4a7c15u;
 	pthread_mutex_init(&h->lock, NULL);
 	pthread_cond_init(&h->cond, NULL);
+	h->n = n = raise_fd_limit(n);
 	h->w = calloc(n ? n : 1, sizeof(*h->w));
 	h->queue = calloc(n ? n : 1, sizeof(*h->queue));
 	if (!h->w || !h->queue)
 		goto fail;
-	raise_fd_limit(n);
 	for (size_t i = 0; i < n; i++)
 		h->w[i] = (struct watch){ .a = accts[i].a, .ctx = accts[i].ctx, .state = W_WAIT,
 					  .backoff = BACKOFF_MIN };
