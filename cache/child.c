@@ -236,10 +236,16 @@ int child_spawn(const struct child_user *u, char *const argv[], char *const envp
 
 int child_cloexec_all(void)
 {
-	DIR *d = opendir("/proc/self/fd");
+	DIR *d;
 	struct dirent *de;
 	int marked = 0;
 
+	/* One call, whatever the number of descriptors: a scan of
+	 * /proc/self/fd per connection made 10,000 IDLE connections cost
+	 * 10,000 scans of up to 10,000 entries (Linux 5.11 and later). */
+	if (close_range(3, ~0u, CLOSE_RANGE_CLOEXEC) == 0)
+		return 0;
+	d = opendir("/proc/self/fd");
 	if (!d) {
 		for (int fd = 3; fd < 1024; fd++) {
 			int fl = fcntl(fd, F_GETFD);

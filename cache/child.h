@@ -60,7 +60,8 @@ int child_spawn(const struct child_user *u, char *const argv[], char *const envp
 /* Marks every open descriptor above 2 close-on-exec. For descriptors a
  * library opens without the flag and without a hook to add it (libcurl
  * before 8.8 creates its wakeup socketpair that way): call right after the
- * library call that opened them. Returns how many it had to mark. */
+ * library call that opened them. Returns how many it had to mark, or 0
+ * when the kernel marked them all at once (close_range). */
 int child_cloexec_all(void);
 
 #endif

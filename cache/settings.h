@@ -48,6 +48,13 @@ struct account_settings {
 	size_t max_folders;        /* [sync] max_folders, copied here: a LIST with more fails */
 };
 
+/* Users or accounts by name: open addressing, slots hold index + 1 (0 is
+ * empty), so that 10,000 sections are found without a scan each. */
+struct settings_map {
+	uint32_t *slot;    /* owned, cap of them */
+	size_t cap, used;
+};
+
 struct settings {
 	char *path;        /* owned: the file these came from */
 	char *store_path;  /* owned: [store] path */
@@ -63,10 +70,23 @@ struct settings {
 	size_t n_users;
 	struct account_settings *accounts; /* owned array */
 	size_t n_accounts;
+	struct settings_map user_map;      /* every user, by name */
+	struct settings_map account_map;   /* every account, by user and name */
 };
 
 /* Frees the tree and sets *s to NULL. Safe on NULL. */
 void settings_free(struct settings **s);
+
+/* Files users[i] or accounts[i] (its names set) under its name for the
+ * lookups below; the parser calls it for each section it adds. 0 or
+ * -ENOMEM. */
+int settings_map_user(struct settings *s, size_t i);
+int settings_map_account(struct settings *s, size_t i);
+/* The index of the user or account with these names (lengths given: the
+ * parser's names are not NUL-terminated), or -1. */
+long settings_user_index(const struct settings *s, const char *name, size_t n);
+long settings_account_index(const struct settings *s, const char *user, size_t un,
+			    const char *name, size_t nn);
 
 /* Lookups; NULL when absent. Returned pointers are borrowed from s. */
 const struct user_settings *settings_user(const struct settings *s, const char *name);

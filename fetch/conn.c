@@ -326,6 +326,11 @@ void conn_close(struct conn **cp)
 
 	if (!c)
 		return;
+	/* The goodbyes are the protocols' (imap.c's LOGOUT, pop3.c's QUIT).
+	 * libcurl's cleanup sends its own and blocks for the answer: a round
+	 * trip per connection (10,000 IDLE connections stopped one after
+	 * another), and minutes on a server that stalls. */
+	conn_cut(c);
 	curl_easy_cleanup(c->curl);
 	free(c);
 	*cp = NULL;

@@ -47,6 +47,8 @@ struct conn_opts {
  * retry_r saying whether retrying can help. */
 enum fetch_status conn_open(const struct conn_opts *o, struct conn **r,
 			    enum fetch_retry *retry_r, struct buf *err);
+/* Cuts the connection (conn_cut: no goodbye is sent here, nor waited
+ * for) and frees it; sets *c to NULL. Safe on NULL. */
 void conn_close(struct conn **c);
 
 /* Blocks until some bytes arrive (up to n), the peer closes (0), or an

@@ -27,6 +27,7 @@ struct slot {
 	const struct account_settings *a;   /* borrowed from cfg */
 	struct sched *s;                    /* borrowed: the owner, for idle wake-ups */
 	time_t due;
+	size_t heap_pos;                    /* in s->heap; meaningless while running */
 	bool running;
 	bool again;                         /* asked for while running: due at once after */
 	unsigned failures;
@@ -40,6 +41,11 @@ struct sched {
 	pthread_cond_t cond;
 	struct slot *slots;                 /* owned; protected by lock */
 	size_t n_slots;
+	/* The slots not running, earliest due first (ties: config order), so
+	 * that a worker finds the next sync without a scan of 10,000 slots.
+	 * Owned; protected by lock. */
+	struct slot **heap;
+	size_t n_heap;
 	pthread_t *workers;                 /* owned */
 	size_t n_workers;
 	pthread_t waker;
@@ -65,6 +71,71 @@ static time_t next_delay(const struct slot *sl, const struct sync_result *r)
 	return d < BACKOFF_MAX ? d : (base > BACKOFF_MAX ? base : BACKOFF_MAX);
 }
 
+/* ---- the heap of slots by due time ---- */
+
+static bool due_before(const struct slot *a, const struct slot *b)
+{
+	return a->due < b->due || (a->due == b->due && a < b);
+}
+
+static void heap_set(struct sched *s, size_t i, struct slot *sl)
+{
+	s->heap[i] = sl;
+	sl->heap_pos = i;
+}
+
+static void sift_up(struct sched *s, size_t i)
+{
+	struct slot *sl = s->heap[i];
+
+	for (; i > 0 && due_before(sl, s->heap[(i - 1) / 2]); i = (i - 1) / 2)
+		heap_set(s, i, s->heap[(i - 1) / 2]);
+	heap_set(s, i, sl);
+}
+
+static void sift_down(struct sched *s, size_t i)
+{
+	struct slot *sl = s->heap[i];
+
+	for (;;) {
+		size_t c = 2 * i + 1;
+
+		if (c >= s->n_heap)
+			break;
+		if (c + 1 < s->n_heap && due_before(s->heap[c + 1], s->heap[c]))
+			c++;
+		if (!due_before(s->heap[c], sl))
+			break;
+		heap_set(s, i, s->heap[c]);
+		i = c;
+	}
+	heap_set(s, i, sl);
+}
+
+static void heap_push(struct sched *s, struct slot *sl)
+{
+	heap_set(s, s->n_heap++, sl);
+	sift_up(s, s->n_heap - 1);
+}
+
+static struct slot *heap_pop(struct sched *s)
+{
+	struct slot *top = s->heap[0];
+
+	if (--s->n_heap) {
+		heap_set(s, 0, s->heap[s->n_heap]);
+		sift_down(s, 0);
+	}
+	return top;
+}
+
+/* sl's due time went down. */
+static void heap_raise(struct sched *s, struct slot *sl)
+{
+	if (!sl->running)
+		sift_up(s, sl->heap_pos);
+}
+
 /* An idle watcher saw new mail: that account is due now. */
 static void idle_wake(void *ctx)
 {
@@ -73,6 +144,7 @@ static void idle_wake(void *ctx)
 	pthread_mutex_lock(&sl->s->lock);
 	sl->due = 0;
 	sl->again = sl->running;
+	heap_raise(sl->s, sl);
 	pthread_cond_broadcast(&sl->s->cond);
 	pthread_mutex_unlock(&sl->s->lock);
 }
@@ -83,24 +155,15 @@ static void *worker_main(void *arg)
 
 	pthread_mutex_lock(&s->lock);
 	while (!atomic_load(&s->stop)) {
-		time_t now = time(NULL), earliest = 0;
-		struct slot *pick = NULL;
+		time_t now = time(NULL);
 
-		for (size_t i = 0; i < s->n_slots; i++) {
-			struct slot *sl = &s->slots[i];
-
-			if (sl->running)
-				continue;
-			if (sl->due <= now && (!pick || sl->due < pick->due))
-				pick = sl;
-			if (!earliest || sl->due < earliest)
-				earliest = sl->due;
-		}
-		if (!pick) {
-			struct timespec ts = { .tv_sec = earliest ? earliest : now + 3600 };
+		if (!s->n_heap || s->heap[0]->due > now) {
+			struct timespec ts = { .tv_sec = s->n_heap ? s->heap[0]->due : now + 3600 };
 			pthread_cond_timedwait(&s->cond, &s->lock, &ts);
 			continue;
 		}
+		struct slot *pick = heap_pop(s);
+
 		pick->running = true;
 		pthread_mutex_unlock(&s->lock);
 
@@ -117,6 +180,7 @@ static void *worker_main(void *arg)
 		/* A request that came during the sync may have missed its changes. */
 		pick->due = pick->again ? 0 : time(NULL) + next_delay(pick, &r);
 		pick->again = false;
+		heap_push(s, pick);
 		pthread_cond_broadcast(&s->cond);
 	}
 	pthread_mutex_unlock(&s->lock);
@@ -144,6 +208,9 @@ static void *waker_main(void *arg)
 			s->slots[i].due = 0;
 			s->slots[i].again = s->slots[i].running;
 		}
+		/* all due at 0: config order is the heap's order */
+		for (size_t i = s->n_heap / 2; i-- > 0;)
+			sift_down(s, i);
 		pthread_cond_broadcast(&s->cond);
 		pthread_mutex_unlock(&s->lock);
 	}
@@ -172,7 +239,8 @@ int sched_start(struct store *st, const struct settings *cfg,
 	if (s->n_workers > s->n_slots)
 		s->n_workers = s->n_slots ? s->n_slots : 1;
 	s->workers = calloc(s->n_workers, sizeof(*s->workers));
-	if (!s->slots || !s->workers) {
+	s->heap = calloc(s->n_slots ? s->n_slots : 1, sizeof(*s->heap));
+	if (!s->slots || !s->workers || !s->heap) {
 		rc = -ENOMEM;
 		goto fail;
 	}
@@ -183,6 +251,7 @@ int sched_start(struct store *st, const struct settings *cfg,
 	for (size_t i = 0; i < s->n_slots; i++) {
 		s->slots[i].a = &cfg->accounts[i];
 		s->slots[i].s = s;
+		heap_set(s, s->n_heap++, &s->slots[i]);    /* all due at 0, in order */
 	}
 	if ((rc = -pthread_create(&s->waker, NULL, waker_main, s)) < 0)
 		goto fail;
@@ -255,6 +324,7 @@ void sched_stop(struct sched **sp)
 	pthread_cond_destroy(&s->cond);
 	pthread_mutex_destroy(&s->lock);
 	free(s->workers);
+	free(s->heap);
 	free(s->slots);
 	free(s);
 	*sp = NULL;

@@ -151,11 +151,10 @@ static void *grow_sections(struct parse *p, void *arr, size_t elem, struct sect_
 static int add_user(struct parse *p, const char *hdr, const char *name, size_t n)
 {
 	struct settings *s = p->s;
+	long dup = settings_user_index(s, name, n);
 
-	for (size_t i = 0; i < s->n_users; i++)
-		if (strlen(s->users[i].name) == n && memcmp(s->users[i].name, name, n) == 0)
-			return fail(p, p->line, hdr, "given twice (first at line %d)",
-				    p->user_meta[i].line);
+	if (dup >= 0)
+		return fail(p, p->line, hdr, "given twice (first at line %d)", p->user_meta[dup].line);
 	struct user_settings *users = grow_sections(p, s->users, sizeof(*users), &p->user_meta,
 						    s->n_users, &p->users_cap);
 	if (!users)
@@ -167,21 +166,18 @@ static int add_user(struct parse *p, const char *hdr, const char *name, size_t n
 		return fail_nomem(p);
 	p->cur = SECT_USER;
 	p->cur_idx = s->n_users++;
-	return 0;
+	return settings_map_user(s, p->cur_idx) < 0 ? fail_nomem(p) : 0;
 }
 
 static int add_account(struct parse *p, const char *hdr, const char *user, size_t un,
 		       const char *name, size_t nn)
 {
 	struct settings *s = p->s;
+	long dup = settings_account_index(s, user, un, name, nn);
 
-	for (size_t i = 0; i < s->n_accounts; i++) {
-		struct account_settings *a = &s->accounts[i];
-		if (strlen(a->user) == un && memcmp(a->user, user, un) == 0 &&
-		    strlen(a->name) == nn && memcmp(a->name, name, nn) == 0)
-			return fail(p, p->line, hdr, "given twice (first at line %d)",
-				    p->account_meta[i].line);
-	}
+	if (dup >= 0)
+		return fail(p, p->line, hdr, "given twice (first at line %d)",
+			    p->account_meta[dup].line);
 	struct account_settings *accounts = grow_sections(p, s->accounts, sizeof(*accounts),
 							  &p->account_meta, s->n_accounts,
 							  &p->accounts_cap);
@@ -198,7 +194,7 @@ static int add_account(struct parse *p, const char *hdr, const char *user, size_
 	p->cur_idx = s->n_accounts++;
 	a->user = strndup(user, un);
 	a->name = strndup(name, nn);
-	if (!a->user || !a->name)
+	if (!a->user || !a->name || settings_map_account(s, p->cur_idx) < 0)
 		return fail_nomem(p);
 	return 0;
 }

@@ -48,8 +48,12 @@
 
 /* Longest accepted config line, newline included. */
 #define CONFIG_LINE_MAX 4096
-/* Largest accepted config file. */
-#define CONFIG_FILE_MAX (1024 * 1024)
+/* Largest accepted config file. An account takes 150 to 400 bytes (url,
+ * login, a password_file or ca_file path, folders) and its [user] 30, so
+ * 10,000 accounts, each its own user, fill 2 to 4 MiB: 16 MiB holds
+ * 40,000 or more, and still refuses a wrong path (a log, a disk image)
+ * before it is read. The file is read into a buffer of its own size. */
+#define CONFIG_FILE_MAX (16 * 1024 * 1024)
 
 /* Reads and checks the config at path. On success returns 0 and *r owns a
  * new tree (free with settings_free); a warning is logged for each account

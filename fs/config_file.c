@@ -84,16 +84,43 @@ static int check_file(const struct stat *st, const char *path, struct buf *err)
 	return 0;
 }
 
-/* Reads fd to its end into text (CONFIG_FILE_MAX + 1 bytes) and
- * NUL-terminates it. *n_r counts the bytes read, also on failure, so the
- * caller can wipe them. 0, or a negative errno with the message in err. */
-static int read_text(int fd, const char *path, char *text, size_t *n_r, struct buf *err)
+/* Moves the n bytes read so far into a buffer of cap bytes, wiping the
+ * old one: it may hold a password. */
+static char *grow_text(char *text, size_t n, size_t cap)
 {
-	size_t n = 0;
+	char *t = malloc(cap);
+
+	if (t && n)
+		memcpy(t, text, n);
+	if (text) {
+		explicit_bzero(text, n);
+		free(text);
+	}
+	return t;
+}
+
+/* Reads fd to its end into *text_r, NUL-terminated, starting with room for
+ * the size fstat gave (the file may still grow, up to CONFIG_FILE_MAX).
+ * *n_r counts the bytes read, also on failure, so the caller can wipe them.
+ * 0, or a negative errno with the message in err. */
+static int read_text(int fd, const char *path, size_t size, char **text_r, size_t *n_r,
+		     struct buf *err)
+{
+	size_t n = 0, cap = size + 2;   /* one byte to see a growth, one for the NUL */
+	char *text = grow_text(NULL, 0, cap);
 	int rc;
 
 	for (;;) {
-		ssize_t got = read(fd, text + n, CONFIG_FILE_MAX + 1 - n);
+		if (text && n + 1 == cap) {
+			cap = cap - 1 > CONFIG_FILE_MAX / 2 ? (size_t)CONFIG_FILE_MAX + 2 : 2 * cap;
+			text = grow_text(text, n, cap);
+		}
+		*text_r = text;
+		if (!text) {
+			*n_r = 0;
+			return file_fail(err, -ENOMEM, path, "out of memory");
+		}
+		ssize_t got = read(fd, text + n, cap - 1 - n);
 		if (got < 0 && errno == EINTR)
 			continue;
 		if (got < 0) {
@@ -136,12 +163,7 @@ int config_load(const char *path, struct settings **r, struct buf *err)
 	}
 	if ((rc = check_file(&st, path, err)) < 0)
 		goto out;
-	text = malloc(CONFIG_FILE_MAX + 1);
-	if (!text) {
-		rc = file_fail(err, -ENOMEM, path, "out of memory");
-		goto out;
-	}
-	if ((rc = read_text(fd, path, text, &n, err)) < 0)
+	if ((rc = read_text(fd, path, (size_t)st.st_size, &text, &n, err)) < 0)
 		goto out;
 	rc = config_parse_string(text, path, r, err);
 	if (rc < 0)

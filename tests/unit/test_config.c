@@ -525,6 +525,103 @@ static void test_file_errors(void **state)
 	free(missing);
 }
 
+/* Writes n bytes to dir/name: text, then "#xxx...\n" comment lines. */
+static char *write_padded(const char *name, const char *text, size_t n)
+{
+	char *path = xmalloc(strlen(dir) + strlen(name) + 2);
+	char *body = xmalloc(n);
+	size_t at = strlen(text);
+	int fd;
+
+	memcpy(body, text, at);
+	memset(body + at, 'x', n - at);
+	for (size_t i = at; i < n; i += 100)
+		body[i] = '#';
+	for (size_t i = at + 99; i < n; i += 100)
+		body[i] = '\n';
+	body[n - 1] = '\n';
+	sprintf(path, "%s/%s", dir, name);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, body, n), (ssize_t)n);
+	close(fd);
+	free(body);
+	return path;
+}
+
+/* The cap, and a file whose size fstat does not tell (read as it grows). */
+static void test_file_size(void **state)
+{
+	struct settings *s = NULL;
+	struct buf err = BUF_INIT(4096);
+	char *path, want[256];
+
+	(void)state;
+	path = write_padded("big.conf", "[store]\npath = /s\n", CONFIG_FILE_MAX);
+	assert_int_equal(config_load(path, &s, &err), 0);
+	assert_string_equal(s->store_path, "/s");
+	settings_free(&s);
+	free(path);
+
+	path = write_padded("big.conf", "[store]\npath = /s\n", CONFIG_FILE_MAX + 1);
+	assert_int_equal(config_load(path, &s, &err), -EINVAL);
+	snprintf(want, sizeof(want), "%s: larger than %d bytes; is this a config file?", path,
+		 CONFIG_FILE_MAX);
+	assert_string_equal(err.data, want);
+	assert_null(s);
+	unlink(path);
+	free(path);
+
+	/* a regular file of size 0 with text in it: the text is parsed */
+	assert_int_equal(config_load("/proc/self/status", &s, &err), -EINVAL);
+	assert_non_null(strstr(err.data, "/proc/self/status:1: Name: before any section"));
+	buf_release(&err);
+}
+
+/* 10,000 users and accounts: each found by name, a repeat still named. */
+static void test_many_sections(void **state)
+{
+	enum { N = 10000 };
+	struct settings *s = NULL;
+	struct buf text = BUF_INIT(8u << 20), err = BUF_INIT(4096);
+	char user[32], name[32];
+	size_t end;
+
+	(void)state;
+	buf_appends(&text, "[store]\npath = /s\n");
+	for (int i = 0; i < N; i++)
+		buf_printf(&text, "[user u%05d]\nuid = root\n", i);
+	for (int i = 0; i < N; i++)
+		buf_printf(&text, "[account u%05d/a%d]\nurl = imaps://h%d\nlogin = x\n"
+			   "password_command = true\n", i, i % 3, i);
+	assert_int_equal(config_parse_string(text.data, "mem", &s, &err), 0);
+	assert_int_equal(s->n_users, N);
+	assert_int_equal(s->n_accounts, N);
+	for (int i = 0; i < N; i++) {
+		snprintf(user, sizeof(user), "u%05d", i);
+		snprintf(name, sizeof(name), "a%d", i % 3);
+		assert_ptr_equal(settings_user(s, user), &s->users[i]);
+		assert_ptr_equal(settings_account(s, user, name), &s->accounts[i]);
+		assert_int_equal(s->accounts[i].uid, 0);
+		snprintf(name, sizeof(name), "a%d", (i + 1) % 3);
+		assert_null(settings_account(s, user, name));
+	}
+	assert_null(settings_user(s, "u10000"));
+	assert_null(settings_user(s, "u0000"));
+	settings_free(&s);
+
+	end = text.len;
+	buf_appends(&text, "[account u09999/a0]\n");
+	assert_int_equal(config_parse_string(text.data, "mem", &s, &err), -EINVAL);
+	assert_string_equal(err.data, "mem:60003: [account u09999/a0]: given twice (first at line 59999)");
+	text.len = end;
+	buf_appends(&text, "[user u00000]\n");
+	assert_int_equal(config_parse_string(text.data, "mem", &s, &err), -EINVAL);
+	assert_string_equal(err.data, "mem:60003: [user u00000]: given twice (first at line 3)");
+	buf_release(&text);
+	buf_release(&err);
+}
+
 static void test_default_path(void **state)
 {
 	char out[4096], small[8];
@@ -798,6 +895,8 @@ int main(void)
 		cmocka_unit_test(test_parts_switch),
 		cmocka_unit_test(test_bad),
 		cmocka_unit_test(test_file_errors),
+		cmocka_unit_test(test_file_size),
+		cmocka_unit_test(test_many_sections),
 		cmocka_unit_test(test_default_path),
 		cmocka_unit_test(test_secret_sources),
 		cmocka_unit_test(test_secret_commands),
