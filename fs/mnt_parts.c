@@ -9,6 +9,7 @@
 #include "mnt_int.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -366,6 +367,24 @@ void mnt_parts_readdir(fuse_req_t req, struct mnt *m, fuse_ino_t ino, size_t siz
 	free(out);
 }
 
+/* The encoded bytes a reader of part p at decoded offset off will want
+ * next are asked from the disk at once (POSIX_FADV_WILLNEED does not
+ * wait). The kernel's own readahead cannot do it: the READs of one part
+ * come on several worker threads, each with its own descriptor of the
+ * message file, so none of them looks sequential, and a cold part was
+ * decoded from 32 KiB synchronous reads (4.6 times slower than the .eml). */
+#define MNT_PART_AHEAD ((int64_t)4 << 20)
+
+static void part_readahead(int fd, const struct part_rec *p, int64_t off)
+{
+	/* Encoded offsets grow about in proportion to decoded ones. */
+	int64_t from = p->size > 0 ? (int64_t)((double)off / (double)p->size * (double)p->len) : 0;
+	int64_t n = p->len - from < MNT_PART_AHEAD ? p->len - from : MNT_PART_AHEAD;
+
+	if (n > 0)
+		posix_fadvise(fd, p->off + from, n, POSIX_FADV_WILLNEED);
+}
+
 /* READ of a part file. Like a message's READ it does not look at the
  * message's state: a reader finishes a part whose message was trashed. */
 void mnt_parts_read(fuse_req_t req, struct mnt *m, fuse_ino_t ino, size_t size, off_t off)
@@ -396,6 +415,10 @@ void mnt_parts_read(fuse_req_t req, struct mnt *m, fuse_ino_t ino, size_t size, 
 		fuse_reply_err(req, -fd);
 		return;
 	}
+	/* Once per MNT_PART_AHEAD / 4 of the part: the window stays ahead. */
+	if (off == 0 || (p->len > MNT_PART_AHEAD && (off / (MNT_PART_AHEAD / 4)) !=
+						   ((off + (int64_t)len) / (MNT_PART_AHEAD / 4))))
+		part_readahead(fd, p, off);
 	if (part_is_plain(p)) {
 		struct fuse_bufvec bv = FUSE_BUFVEC_INIT(len);
 
