@@ -11,10 +11,10 @@
 #include "parts.h"
 
 /* GMime's data wrapper decodes a part by reading its stream 4096 bytes at a
- * time (g_mime_stream_write_to_stream) and filtering each read. Its base64
- * decoder drops the output of a trailing '=' only when it ends a slice, so
- * the decoded bytes depend on where the slices fall: we slice the same way,
- * from the part's start, and marks lie only on slice boundaries. */
+ * time (g_mime_stream_write_to_stream) and filtering each read. Some GMime
+ * versions' base64 decoders treat a '=' differently when it ends a read, so
+ * we slice the same way, from the part's start, and marks lie only on slice
+ * boundaries: the bytes are GMime's whatever its decoder does there. */
 #define PARTS_SLICE 4096
 
 /* g_mime_init once per process, from any thread. */

@@ -21,7 +21,7 @@ struct parts_names *parts_names_new(void)
 	if (!s)
 		return NULL;
 	s->taken = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
-	s->next = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+	s->next = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
 	return s;
 }
 
