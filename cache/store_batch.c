@@ -30,7 +30,8 @@ struct store_msg {
 	uint64_t size;
 	bool finished;
 	bool dup;               /* at commit: the row already exists, drop this copy */
-	bool analysed;          /* parts holds its records (else n_parts stays NULL) */
+	bool queued;            /* its parts are (being) analysed into parts */
+	int parts_rc;           /* the analysis: 0, -errno, -EINPROGRESS (store_analyse.c) */
 	struct index_msg meta;  /* owned strings once finished */
 	struct parts_list parts;  /* owned: inserted with the row */
 };
@@ -44,6 +45,9 @@ struct store_batch {
 	size_t n_finished;
 	uint64_t bytes;
 	bool analyse;            /* each finished message's parts are recorded */
+	struct store_analyser *an;  /* owned, from the first finished message; NULL:
+				  * none yet, or none could start (then inline) */
+	bool an_failed;          /* no thread could start: analyse inline */
 	int sync_fd;             /* the folder's tmp/, open since the batch began: its
 				  * filesystem is synced with syncfs(2), which reports
 				  * writeback errors seen since this open */
@@ -149,6 +153,7 @@ void store_batch_destroy(struct store_batch **bp)
 
 	if (!b)
 		return;
+	store_analyse_stop(&b->an);
 	/* Uncommitted files are still in tmp/ (commit moves only what it
 	 * also indexes, or takes it back). */
 	for (size_t i = 0; i < b->n; i++) {
@@ -239,17 +244,20 @@ static bool view_name_ok(const char *v)
 	       strlen(v) <= NAMES_COMPONENT_MAX;
 }
 
-/* The parts while the file is still open and in the page cache. A failure
- * costs only the parts: the row goes in with n_parts NULL, and the
- * backfill (fetch/parts_backfill.c) tries again. */
-static void analyse(struct store_msg *m, const struct index_msg *meta)
+/* The parts, while the file is still open and in the page cache: on the
+ * batch's analysing thread, else inline. */
+static void analyse(struct store_msg *m)
 {
-	int rc = parts_analyse(m->fd, (int64_t)m->size, &m->parts);
+	struct store_batch *b = m->b;
+	int rc = -1;
 
-	m->analysed = rc == 0;
+	if (!b->an && !b->an_failed)
+		b->an_failed = store_analyse_start(&b->an) != 0;
+	if (b->an)
+		rc = store_analyse_add(b->an, m->fd, (int64_t)m->size, &m->parts, &m->parts_rc);
 	if (rc)
-		log_warn("%s: message %s: cannot read its parts (%s); a later sync tries again",
-			 m->b->dir, meta->remote_id ? meta->remote_id : "(none)", strerror(-rc));
+		m->parts_rc = parts_analyse(m->fd, (int64_t)m->size, &m->parts);
+	m->queued = true;
 }
 
 int store_msg_finish(struct store_msg *m, struct index_msg *meta)
@@ -273,7 +281,7 @@ int store_msg_finish(struct store_msg *m, struct index_msg *meta)
 	 * and the disk works while the network delivers the next message. */
 	sync_file_range(m->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
 	if (b->analyse)
-		analyse(m, meta);
+		analyse(m);
 	if (close(m->fd) < 0) {
 		rc = -errno;
 		m->fd = -1;
@@ -302,6 +310,8 @@ void store_msg_abort(struct store_msg *m)
 
 	if (!m)
 		return;
+	if (m->queued)
+		store_analyse_wait(m->b->an);   /* it writes into m */
 	if (m->fd >= 0) {
 		close(m->fd);
 		m->fd = -1;
@@ -420,6 +430,21 @@ static int batch_rename(struct store_msg **done, size_t nd, size_t *renamed_r)
 	return rc;
 }
 
+/* m's part records, with its row. A failed analysis costs only the parts:
+ * the row goes in with n_parts NULL, and the backfill
+ * (fetch/parts_backfill.c) tries again. */
+static int insert_parts(struct index *ix, struct store_msg *m)
+{
+	if (!m->queued || m->dup)
+		return 0;
+	if (m->parts_rc == 0)
+		return index_parts_put(ix, m->meta.id, &m->parts);
+	log_warn("%s: message %s: cannot read its parts (%s); a later sync tries again",
+		 m->b->dir, m->meta.remote_id ? m->meta.remote_id : "(none)",
+		 strerror(-m->parts_rc));
+	return 0;
+}
+
 /* Step 4: the rows, in one transaction; ids gets the ids of the rows added
  * (*k_r of them: duplicates add none). */
 static int batch_insert(struct store_batch *b, struct index *ix, struct store_msg **done,
@@ -431,8 +456,8 @@ static int batch_insert(struct store_batch *b, struct index *ix, struct store_ms
 		return rc;
 	for (size_t i = 0; i < nd && rc == 0; i++) {
 		rc = insert_row(ix, done[i]);
-		if (rc == 0 && !done[i]->dup && done[i]->analysed)
-			rc = index_parts_put(ix, done[i]->meta.id, &done[i]->parts);
+		if (rc == 0)
+			rc = insert_parts(ix, done[i]);
 		if (rc == 0 && !done[i]->dup)
 			ids[(*k_r)++] = done[i]->meta.id;
 	}
@@ -493,6 +518,9 @@ int store_batch_commit(struct store_batch *b, struct index *ix, int64_t now,
 		snprintf(cur, sizeof cur, "%s/%s/cur", b->s->root, b->dir);
 		rc = store_fsync_dir(cur);
 	}
+	/* The parts, analysed meanwhile; also before a failure frees the
+	 * handles the analysis writes into. */
+	store_analyse_wait(b->an);
 	/* 4. The rows last, in one transaction. A crash before the commit
 	 *    leaves complete files in cur/ without rows: store_recover removes
 	 *    them, and the next sync fetches them again from the server, which

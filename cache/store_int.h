@@ -49,6 +49,24 @@ int store_dirset_add_parent(struct store_dirset *d, const char *file);
 int store_dirset_sync(struct store_dirset *d);
 void store_dirset_free(struct store_dirset *d);
 
+/* ---- parts (store_analyse.c) ---- */
+
+/* A thread that analyses the parts of a batch's finished messages. */
+struct store_analyser;
+struct parts_list;
+/* 0, or a negative errno (logged) when no thread can start: then analyse
+ * inline. */
+int store_analyse_start(struct store_analyser **r);
+/* Queues the file fd (dup'd: the caller may close fd) of size bytes;
+ * parts_analyse fills *out and then sets *rc_out, which is -EINPROGRESS
+ * until then. Blocks while the queue is full. 0, or -errno of dup. */
+int store_analyse_add(struct store_analyser *a, int fd, int64_t size, struct parts_list *out,
+		      int *rc_out);
+/* Returns once everything queued is analysed. Safe on NULL. */
+void store_analyse_wait(struct store_analyser *a);
+/* Finishes what is queued and ends the thread. Safe on NULL. */
+void store_analyse_stop(struct store_analyser **a);
+
 /* ---- names (store_fs.c) ---- */
 
 /* "trash/<user>/<account>/<folder path>/<file>" for a folder whose Maildir
