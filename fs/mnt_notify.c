@@ -113,6 +113,13 @@ static void obs_added(void *ctx, int64_t folder_id, const int64_t *msg_ids, size
 	folder_changed(ctx, folder_id, msg_ids, NULL, n);
 }
 
+/* The backfill recorded parts of msg_ids: their parts directories appear,
+ * which changes the folder's listing as added messages do. */
+static void obs_analysed(void *ctx, int64_t folder_id, const int64_t *msg_ids, size_t n)
+{
+	folder_changed(ctx, folder_id, msg_ids, NULL, n);
+}
+
 static void obs_removed(void *ctx, int64_t folder_id, const int64_t *msg_ids,
 			char *const *view_names, size_t n)
 {
@@ -153,6 +160,7 @@ void mnt_notify_init(struct mnt *m)
 	m->obs = (struct sync_observer){
 		.added = obs_added,
 		.removed = obs_removed,
+		.analysed = obs_analysed,
 		.folder_added = obs_folder_added,
 		.user_changed = obs_user_changed,
 		.ctx = m,
