@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +28,7 @@
 #include "conn.h"
 #include "idle_scan.h"
 #include "imap.h"
+#include "minheap.h"
 #include "secret.h"
 
 #define BACKOFF_MIN 5
@@ -58,6 +60,8 @@ struct watch {
 	bool reported;                      /* a failure was logged; quiet until a success */
 	bool changed;                       /* the connector saw a change on the way */
 	enum fetch_status result;           /* the connector's */
+	int64_t deadline;                   /* loop only: its key in the timers (INT64_MAX: none) */
+	size_t timer_pos;                   /* loop only: in the timers */
 	uint32_t n_tags;                    /* renewals so far: their tags */
 	char tag[16];                       /* of the IDLE running */
 	struct idle_scan sc;
@@ -77,6 +81,9 @@ struct idle {
 	int notify[2];                      /* a byte when ready gets one */
 	int ep;
 	uint64_t rnd;                       /* loop only: jitter */
+	/* loop only: every watch by deadline, so that a wake-up of the loop
+	 * finds what is due without a scan of 10,000 watches */
+	struct minheap timers;
 	pthread_t loop;
 	bool loop_started;
 	pthread_t conn[IDLE_CONNECTORS];
@@ -114,6 +121,30 @@ static int64_t jittered_ms(struct idle *h, int seconds)
 static void label_of(const struct watch *w, char *b, size_t n)
 {
 	snprintf(b, n, "%s/%s", w->a->user, w->a->name);
+}
+
+static bool deadline_before(const void *a, const void *b)
+{
+	const struct watch *x = a, *y = b;
+
+	return x->deadline < y->deadline || (x->deadline == y->deadline && x < y);
+}
+
+/* w's state or times changed: its place in the timers follows. Loop only
+ * (the connectors never change a deadline: W_QUEUED and W_CONNECTING have
+ * none). */
+static void rekey(struct idle *h, struct watch *w)
+{
+	int64_t d = INT64_MAX;
+
+	if (w->state == W_WAIT)
+		d = w->due_ms;
+	else if (w->state == W_IDLE)
+		d = w->answer_by_ms ? w->answer_by_ms : w->due_ms;
+	if (d != w->deadline) {
+		w->deadline = d;
+		minheap_fix(&h->timers, w);
+	}
 }
 
 /* ---- connectors ---- */
@@ -210,6 +241,7 @@ static void queue_connect(struct idle *h, struct watch *w)
 	w->state = W_QUEUED;
 	pthread_cond_signal(&h->cond);
 	pthread_mutex_unlock(&h->lock);
+	rekey(h, w);
 }
 
 static void retry_later(struct idle *h, struct watch *w)
@@ -217,6 +249,7 @@ static void retry_later(struct idle *h, struct watch *w)
 	w->state = W_WAIT;
 	w->due_ms = now_ms() + jittered_ms(h, w->backoff);
 	w->backoff = w->backoff * 2 > BACKOFF_MAX ? BACKOFF_MAX : w->backoff * 2;
+	rekey(h, w);
 }
 
 /* Closes w's connection and connects again after the back-off. */
@@ -242,6 +275,7 @@ static void take_over(struct idle *h, struct watch *w)
 {
 	if (w->result == FETCH_STOPPED) {
 		w->state = W_OFF;
+		rekey(h, w);
 		return;
 	}
 	if (w->result != FETCH_OK) {
@@ -255,6 +289,7 @@ static void take_over(struct idle *h, struct watch *w)
 	w->state = W_IDLE;
 	w->backoff = BACKOFF_MIN;
 	w->due_ms = now_ms() + (int64_t)IDLE_PERIOD * 1000;
+	rekey(h, w);
 	if (epoll_ctl(h->ep, EPOLL_CTL_ADD, imap_idle_fd(w->s), &ev) < 0) {
 		drop(h, w, strerror(errno));
 		return;
@@ -289,6 +324,7 @@ static int scan(struct idle *h, struct watch *w, const char *p, size_t n)
 	if (waiting && !idle_scan_waiting(&w->sc)) {
 		w->answer_by_ms = 0;
 		w->due_ms = now_ms() + (int64_t)IDLE_PERIOD * 1000;
+		rekey(h, w);
 	}
 	return 0;
 }
@@ -328,32 +364,27 @@ static void renew(struct idle *h, struct watch *w)
 	}
 	idle_scan_expect(&w->sc, old);
 	w->answer_by_ms = now_ms() + ANSWER_TIMEOUT * 1000;
+	rekey(h, w);
 }
 
-/* Connections due, renewals due, answers late; returns the next deadline. */
+/* Connections due, renewals due, answers late; returns the next deadline.
+ * Each action moves its watch's deadline past now (or to none); the count
+ * bounds the round should one not. */
 static int64_t timers(struct idle *h)
 {
-	int64_t now = now_ms(), next = now + 3600 * 1000;
+	int64_t now = now_ms();
+	struct watch *w;
 
-	for (size_t i = 0; i < h->n; i++) {
-		struct watch *w = &h->w[i];
-
-		if (w->state == W_WAIT && w->due_ms <= now)
+	for (size_t i = 0; i < h->n && (w = minheap_top(&h->timers)) && w->deadline <= now; i++) {
+		if (w->state == W_WAIT)
 			queue_connect(h, w);
-		else if (w->state == W_IDLE && w->answer_by_ms && w->answer_by_ms <= now)
+		else if (w->answer_by_ms)
 			drop(h, w, "no answer to DONE");
-		else if (w->state == W_IDLE && !w->answer_by_ms && w->due_ms <= now)
+		else
 			renew(h, w);
-		if (w->state == W_WAIT && w->due_ms < next)
-			next = w->due_ms;
-		if (w->state == W_IDLE) {
-			int64_t d = w->answer_by_ms ? w->answer_by_ms : w->due_ms;
-
-			if (d < next)
-				next = d;
-		}
 	}
-	return next;
+	w = minheap_top(&h->timers);
+	return w && w->deadline != INT64_MAX ? w->deadline : now + 3600 * 1000;
 }
 
 static void *loop_main(void *arg)
@@ -446,11 +477,15 @@ int idle_start(const struct idle_account *accts, size_t n, int cancel_fd,
 	h->n = n = raise_fd_limit(n);
 	h->w = calloc(n ? n : 1, sizeof(*h->w));
 	h->queue = calloc(n ? n : 1, sizeof(*h->queue));
-	if (!h->w || !h->queue)
+	if (!h->w || !h->queue ||
+	    minheap_init(&h->timers, n, offsetof(struct watch, timer_pos), deadline_before) < 0)
 		goto fail;
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; i < n; i++) {
+		/* all due at 0, in order: a heap already */
 		h->w[i] = (struct watch){ .a = accts[i].a, .ctx = accts[i].ctx, .state = W_WAIT,
 					  .backoff = BACKOFF_MIN };
+		minheap_push(&h->timers, &h->w[i]);
+	}
 	if (pipe2(h->notify, O_CLOEXEC | O_NONBLOCK) < 0 || (h->ep = epoll_create1(EPOLL_CLOEXEC)) < 0) {
 		rc = -errno;
 		goto fail;
@@ -543,6 +578,7 @@ void idle_stop(struct idle **ip)
 			close(h->notify[i]);
 	pthread_cond_destroy(&h->cond);
 	pthread_mutex_destroy(&h->lock);
+	minheap_release(&h->timers);
 	free(h->queue);
 	free(h->w);
 	free(h);

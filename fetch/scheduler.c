@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <stddef.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,7 @@
 #include <unistd.h>
 
 #include "../cache/log.h"
+#include "due_queue.h"
 #include "idle.h"
 
 /* Back-off after failures: interval doubled per failure, at most this. */
@@ -26,10 +28,10 @@
 struct slot {
 	const struct account_settings *a;   /* borrowed from cfg */
 	struct sched *s;                    /* borrowed: the owner, for idle wake-ups */
-	time_t due;
-	size_t heap_pos;                    /* in s->heap; meaningless while running */
+	struct dueq_item q;                 /* in s->queue while not running */
 	bool running;
 	bool again;                         /* asked for while running: due at once after */
+	bool again_pushed;                  /* woken by IDLE while running: pushed after */
 	unsigned failures;
 };
 
@@ -41,11 +43,10 @@ struct sched {
 	pthread_cond_t cond;
 	struct slot *slots;                 /* owned; protected by lock */
 	size_t n_slots;
-	/* The slots not running, earliest due first (ties: config order), so
-	 * that a worker finds the next sync without a scan of 10,000 slots.
-	 * Owned; protected by lock. */
-	struct slot **heap;
-	size_t n_heap;
+	/* The slots not running: those IDLE woke first, then the earliest due
+	 * (ties: config order), so that a worker finds the next sync without a
+	 * scan of 10,000 slots. Owned; protected by lock. */
+	struct dueq queue;
 	pthread_t *workers;                 /* owned */
 	size_t n_workers;
 	pthread_t waker;
@@ -71,80 +72,21 @@ static time_t next_delay(const struct slot *sl, const struct sync_result *r)
 	return d < BACKOFF_MAX ? d : (base > BACKOFF_MAX ? base : BACKOFF_MAX);
 }
 
-/* ---- the heap of slots by due time ---- */
-
-static bool due_before(const struct slot *a, const struct slot *b)
+static struct slot *slot_of(struct dueq_item *it)
 {
-	return a->due < b->due || (a->due == b->due && a < b);
+	return (struct slot *)((char *)it - offsetof(struct slot, q));
 }
 
-static void heap_set(struct sched *s, size_t i, struct slot *sl)
-{
-	s->heap[i] = sl;
-	sl->heap_pos = i;
-}
-
-static void sift_up(struct sched *s, size_t i)
-{
-	struct slot *sl = s->heap[i];
-
-	for (; i > 0 && due_before(sl, s->heap[(i - 1) / 2]); i = (i - 1) / 2)
-		heap_set(s, i, s->heap[(i - 1) / 2]);
-	heap_set(s, i, sl);
-}
-
-static void sift_down(struct sched *s, size_t i)
-{
-	struct slot *sl = s->heap[i];
-
-	for (;;) {
-		size_t c = 2 * i + 1;
-
-		if (c >= s->n_heap)
-			break;
-		if (c + 1 < s->n_heap && due_before(s->heap[c + 1], s->heap[c]))
-			c++;
-		if (!due_before(s->heap[c], sl))
-			break;
-		heap_set(s, i, s->heap[c]);
-		i = c;
-	}
-	heap_set(s, i, sl);
-}
-
-static void heap_push(struct sched *s, struct slot *sl)
-{
-	heap_set(s, s->n_heap++, sl);
-	sift_up(s, s->n_heap - 1);
-}
-
-static struct slot *heap_pop(struct sched *s)
-{
-	struct slot *top = s->heap[0];
-
-	if (--s->n_heap) {
-		heap_set(s, 0, s->heap[s->n_heap]);
-		sift_down(s, 0);
-	}
-	return top;
-}
-
-/* sl's due time went down. */
-static void heap_raise(struct sched *s, struct slot *sl)
-{
-	if (!sl->running)
-		sift_up(s, sl->heap_pos);
-}
-
-/* An idle watcher saw new mail: that account is due now. */
+/* An idle watcher saw new mail: that account goes before the due ones. */
 static void idle_wake(void *ctx)
 {
 	struct slot *sl = ctx;
 
 	pthread_mutex_lock(&sl->s->lock);
-	sl->due = 0;
-	sl->again = sl->running;
-	heap_raise(sl->s, sl);
+	if (sl->running)
+		sl->again_pushed = true;
+	else
+		dueq_wake(&sl->s->queue, &sl->q);
 	pthread_cond_broadcast(&sl->s->cond);
 	pthread_mutex_unlock(&sl->s->lock);
 }
@@ -155,14 +97,15 @@ static void *worker_main(void *arg)
 
 	pthread_mutex_lock(&s->lock);
 	while (!atomic_load(&s->stop)) {
-		time_t now = time(NULL);
+		time_t now = time(NULL), next;
+		struct dueq_item *it = dueq_pick(&s->queue, now, &next);
 
-		if (!s->n_heap || s->heap[0]->due > now) {
-			struct timespec ts = { .tv_sec = s->n_heap ? s->heap[0]->due : now + 3600 };
+		if (!it) {
+			struct timespec ts = { .tv_sec = next ? next : now + 3600 };
 			pthread_cond_timedwait(&s->cond, &s->lock, &ts);
 			continue;
 		}
-		struct slot *pick = heap_pop(s);
+		struct slot *pick = slot_of(it);
 
 		pick->running = true;
 		pthread_mutex_unlock(&s->lock);
@@ -178,9 +121,11 @@ static void *worker_main(void *arg)
 		pick->running = false;
 		pick->failures = r.status == FETCH_OK ? 0 : pick->failures + 1;
 		/* A request that came during the sync may have missed its changes. */
-		pick->due = pick->again ? 0 : time(NULL) + next_delay(pick, &r);
-		pick->again = false;
-		heap_push(s, pick);
+		if (pick->again_pushed)
+			dueq_wake(&s->queue, &pick->q);
+		else
+			dueq_add(&s->queue, &pick->q, pick->again ? 0 : time(NULL) + next_delay(pick, &r));
+		pick->again = pick->again_pushed = false;
 		pthread_cond_broadcast(&s->cond);
 	}
 	pthread_mutex_unlock(&s->lock);
@@ -204,13 +149,9 @@ static void *waker_main(void *arg)
 		if (atomic_load(&s->stop))
 			break;
 		pthread_mutex_lock(&s->lock);
-		for (size_t i = 0; i < s->n_slots; i++) {
-			s->slots[i].due = 0;
-			s->slots[i].again = s->slots[i].running;
-		}
-		/* all due at 0: config order is the heap's order */
-		for (size_t i = s->n_heap / 2; i-- > 0;)
-			sift_down(s, i);
+		for (size_t i = 0; i < s->n_slots; i++)
+			s->slots[i].again |= s->slots[i].running;
+		dueq_all_now(&s->queue);
 		pthread_cond_broadcast(&s->cond);
 		pthread_mutex_unlock(&s->lock);
 	}
@@ -239,8 +180,7 @@ int sched_start(struct store *st, const struct settings *cfg,
 	if (s->n_workers > s->n_slots)
 		s->n_workers = s->n_slots ? s->n_slots : 1;
 	s->workers = calloc(s->n_workers, sizeof(*s->workers));
-	s->heap = calloc(s->n_slots ? s->n_slots : 1, sizeof(*s->heap));
-	if (!s->slots || !s->workers || !s->heap) {
+	if (!s->slots || !s->workers || dueq_init(&s->queue, s->n_slots) < 0) {
 		rc = -ENOMEM;
 		goto fail;
 	}
@@ -251,7 +191,7 @@ int sched_start(struct store *st, const struct settings *cfg,
 	for (size_t i = 0; i < s->n_slots; i++) {
 		s->slots[i].a = &cfg->accounts[i];
 		s->slots[i].s = s;
-		heap_set(s, s->n_heap++, &s->slots[i]);    /* all due at 0, in order */
+		dueq_add(&s->queue, &s->slots[i].q, 0);    /* all due now, in order */
 	}
 	if ((rc = -pthread_create(&s->waker, NULL, waker_main, s)) < 0)
 		goto fail;
@@ -324,7 +264,7 @@ void sched_stop(struct sched **sp)
 	pthread_cond_destroy(&s->cond);
 	pthread_mutex_destroy(&s->lock);
 	free(s->workers);
-	free(s->heap);
+	dueq_release(&s->queue);
 	free(s->slots);
 	free(s);
 	*sp = NULL;

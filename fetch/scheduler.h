@@ -1,7 +1,9 @@
 /* scheduler (functions sched_*): the background syncing inside the daemon. A small pool of sync
  * workers ([sync] workers, default 4); each account is synced every
  * `interval` seconds, never by two workers at once; failures back off;
- * sched_sync_now (SIGUSR1, `maildisk sync`) makes every account due now.
+ * sched_sync_now (SIGUSR1, `maildisk sync`) makes every account due now;
+ * an account whose IDLE saw new mail goes before the due ones
+ * (due_queue.h).
  *
  * Threads: sched_start/sched_stop from the main thread; sched_sync_now from
  * any thread or a signal handler (async-signal-safe: it writes to a pipe). */

@@ -109,7 +109,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		fuse_reply_err(req, dir ? ENOTDIR : ENOENT);
 		return;
 	}
-	c = mnt_tree_child(dir, name);
+	c = mnt_tree_child(m->tree, dir, name);
 	if (c) {
 		entry_of_node(m, c, &e);
 		status = c->kind == MNT_NODE_STATUS;

@@ -10,7 +10,9 @@
 #include "../cache/log.h"
 #include "../cache/names.h"
 
-/* An open-addressing map from a non-zero 64-bit key to a node. */
+/* An open-addressing map from a non-zero 64-bit key to a node. by_ino and
+ * by_folder hold one node per key; by_name keys a node by a hash of its
+ * parent and name, so keys may repeat and a lookup checks both. */
 struct mnt_map {
 	uint64_t *keys;             /* owned; 0 marks a free slot */
 	struct mnt_node **vals;     /* owned array of borrowed nodes */
@@ -25,6 +27,7 @@ struct mnt_tree {
 	size_t n_nodes, cap_nodes;
 	struct mnt_map by_ino;
 	struct mnt_map by_folder;
+	struct mnt_map by_name;       /* every node but the root: mnt_tree_child without a scan */
 	bool warned_foreign;          /* logged once: rows of users not configured */
 };
 
@@ -48,11 +51,13 @@ static struct mnt_node *map_get(const struct mnt_map *m, uint64_t key)
 	}
 }
 
-static void map_place(struct mnt_map *m, uint64_t key, struct mnt_node *v)
+/* replace: a node of the same key gives way (by_ino, by_folder); else the
+ * next free slot takes it (by_name, and every rehash). */
+static void map_place(struct mnt_map *m, uint64_t key, struct mnt_node *v, bool replace)
 {
 	size_t i = map_slot(key, m->cap);
 
-	while (m->keys[i] && m->keys[i] != key)
+	while (m->keys[i] && !(replace && m->keys[i] == key))
 		i = (i + 1) & (m->cap - 1);
 	if (!m->keys[i])
 		m->n++;
@@ -60,7 +65,8 @@ static void map_place(struct mnt_map *m, uint64_t key, struct mnt_node *v)
 	m->vals[i] = v;
 }
 
-static int map_put(struct mnt_map *m, uint64_t key, struct mnt_node *v)
+/* Room for one more key, so that a map_place after it cannot fail. */
+static int map_reserve(struct mnt_map *m)
 {
 	if ((m->n + 1) * 2 > m->cap) {
 		struct mnt_map g = { 0 };
@@ -75,12 +81,11 @@ static int map_put(struct mnt_map *m, uint64_t key, struct mnt_node *v)
 		}
 		for (size_t i = 0; i < m->cap; i++)
 			if (m->keys[i])
-				map_place(&g, m->keys[i], m->vals[i]);
+				map_place(&g, m->keys[i], m->vals[i], false);
 		free(m->keys);
 		free(m->vals);
 		*m = g;
 	}
-	map_place(m, key, v);
 	return 0;
 }
 
@@ -99,6 +104,14 @@ static uint64_t fnv1a(uint64_t h, const char *s)
 		h *= 0x100000001b3ull;
 	} while (*s++);
 	return h;
+}
+
+/* by_name's key: the parent's number and the name. Never 0 (a free slot). */
+static uint64_t name_key(const struct mnt_node *parent, const char *name)
+{
+	uint64_t h = fnv1a(0xcbf29ce484222325ull ^ (parent->ino * 0x9E3779B97F4A7C15ull), name);
+
+	return h ? h : 1;
 }
 
 /* The stable number of a node that has no row of its own: a hash of what
@@ -169,8 +182,12 @@ static struct mnt_node *node_add(struct mnt_tree *t, struct mnt_node *parent,
 	    (parent && buf_array_grow(&parent->children, &parent->cap_children, parent->n_children,
 				      sizeof(*parent->children), 8) < 0))
 		goto fail;
-	if (map_put(&t->by_ino, ino, n))
+	/* Both maps take the node, or neither does. */
+	if (map_reserve(&t->by_ino) || (parent && map_reserve(&t->by_name)))
 		goto fail;
+	map_place(&t->by_ino, ino, n, true);
+	if (parent)
+		map_place(&t->by_name, name_key(parent, name), n, false);
 	t->nodes[t->n_nodes++] = n;
 	if (parent) {
 		parent->children[parent->n_children++] = n;
@@ -198,18 +215,25 @@ struct mnt_node *mnt_tree_by_folder(const struct mnt_tree *t, int64_t folder_id)
 	return folder_id > 0 ? map_get(&t->by_folder, (uint64_t)folder_id) : NULL;
 }
 
-struct mnt_node *mnt_tree_child(const struct mnt_node *dir, const char *name)
+struct mnt_node *mnt_tree_child(const struct mnt_tree *t, const struct mnt_node *dir,
+				const char *name)
 {
-	for (size_t i = 0; i < dir->n_children; i++)
-		if (strcmp(dir->children[i]->name, name) == 0)
-			return dir->children[i];
+	const struct mnt_map *m = &t->by_name;
+	uint64_t key = name_key(dir, name);
+
+	if (!m->cap)
+		return NULL;
+	for (size_t i = map_slot(key, m->cap); m->keys[i]; i = (i + 1) & (m->cap - 1))
+		if (m->keys[i] == key && m->vals[i]->parent == dir &&
+		    strcmp(m->vals[i]->name, name) == 0)
+			return m->vals[i];
 	return NULL;
 }
 
 static struct mnt_node *ensure_account(struct mnt_tree *t, struct mnt_node *un,
 				       const char *account)
 {
-	struct mnt_node *an = mnt_tree_child(un, account);
+	struct mnt_node *an = mnt_tree_child(t, un, account);
 
 	if (an)
 		return an->kind == MNT_NODE_ACCOUNT ? an : NULL;
@@ -233,7 +257,7 @@ int mnt_tree_create(const struct settings *cfg, struct mnt_tree **r)
 		struct mnt_node *un;
 
 		if (!mnt_tree_name_ok(u->name) || u->name[0] == '.' ||
-		    mnt_tree_child(t->root, u->name)) {
+		    mnt_tree_child(t, t->root, u->name)) {
 			log_warn("user %s: not a usable directory name, left out of the mount", u->name);
 			continue;
 		}
@@ -245,11 +269,11 @@ int mnt_tree_create(const struct settings *cfg, struct mnt_tree **r)
 	}
 	for (size_t i = 0; i < cfg->n_accounts; i++) {
 		const struct account_settings *a = &cfg->accounts[i];
-		struct mnt_node *un = mnt_tree_child(t->root, a->user);
+		struct mnt_node *un = mnt_tree_child(t, t->root, a->user);
 
 		if (!un || !mnt_tree_name_ok(a->name) || a->name[0] == '.')
 			continue;
-		if (!ensure_account(t, un, a->name) && !mnt_tree_child(un, a->name))
+		if (!ensure_account(t, un, a->name) && !mnt_tree_child(t, un, a->name))
 			goto nomem;
 	}
 	*r = t;
@@ -270,6 +294,7 @@ void mnt_tree_destroy(struct mnt_tree **tp)
 	free(t->nodes);
 	map_release(&t->by_ino);
 	map_release(&t->by_folder);
+	map_release(&t->by_name);
 	free(t);
 	*tp = NULL;
 }
@@ -304,7 +329,7 @@ static bool split_path(const char *path, const struct index_folder *f, const cha
 
 static int merge_one(struct mnt_tree *t, const struct index_folder *f)
 {
-	struct mnt_node *un = mnt_tree_child(t->root, f->user), *dir;
+	struct mnt_node *un = mnt_tree_child(t, t->root, f->user), *dir;
 	const char *rest, *p;
 	char comp[256];
 
@@ -323,7 +348,7 @@ static int merge_one(struct mnt_tree *t, const struct index_folder *f)
 	}
 	dir = ensure_account(t, un, f->account);
 	if (!dir)
-		return mnt_tree_child(un, f->account) ? 0 : -ENOMEM;
+		return mnt_tree_child(t, un, f->account) ? 0 : -ENOMEM;
 	for (p = rest; *p;) {
 		const char *slash = strchr(p, '/');
 		size_t len = slash ? (size_t)(slash - p) : strlen(p);
@@ -345,7 +370,7 @@ static int merge_one(struct mnt_tree *t, const struct index_folder *f)
 				 f->account, f->name, f->path);
 			return 0;
 		}
-		c = mnt_tree_child(dir, comp);
+		c = mnt_tree_child(t, dir, comp);
 		if (c && c->kind != MNT_NODE_DIR) {
 			log_warn("%s/%s %s: %s clashes with another name, not shown", f->user,
 				 f->account, f->name, f->path);
@@ -384,10 +409,11 @@ static int merge_one(struct mnt_tree *t, const struct index_folder *f)
 	if (!dir->folder_id) {
 		char *name = strdup(f->name ? f->name : "");
 
-		if (!name || map_put(&t->by_folder, (uint64_t)f->id, dir)) {
+		if (!name || map_reserve(&t->by_folder)) {
 			free(name);
 			return -ENOMEM;
 		}
+		map_place(&t->by_folder, (uint64_t)f->id, dir, true);
 		dir->folder_id = f->id;
 		dir->folder_name = name;
 	}

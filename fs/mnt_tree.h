@@ -116,7 +116,9 @@ struct mnt_node *mnt_tree_root(const struct mnt_tree *t);
 /* NULL when absent. */
 struct mnt_node *mnt_tree_by_ino(const struct mnt_tree *t, uint64_t ino);
 struct mnt_node *mnt_tree_by_folder(const struct mnt_tree *t, int64_t folder_id);
-struct mnt_node *mnt_tree_child(const struct mnt_node *dir, const char *name);
+/* dir's child of that name, from a hash map (no scan of the children). */
+struct mnt_node *mnt_tree_child(const struct mnt_tree *t, const struct mnt_node *dir,
+				const char *name);
 
 /* True for a string that can be a name in the mount: 1..255 bytes, no '/',
  * no NUL, not "." or "..". */
