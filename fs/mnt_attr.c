@@ -63,12 +63,14 @@ int64_t mnt_msg_time(const struct index_msg *msg)
 	return msg->date > 0 ? msg->date : msg->internal_date > 0 ? msg->internal_date : 0;
 }
 
-void mnt_file_stat(struct stat *st, uint64_t ino, int64_t size, int64_t mtime, uid_t uid,
-		   gid_t gid)
+/* Something with one link: a message, a part, or a parts directory
+ * (whose 1 says "not counted", see mnt_parts_dir_stat). */
+void mnt_leaf_stat(struct stat *st, uint64_t ino, mode_t mode, int64_t size, int64_t mtime,
+		   uid_t uid, gid_t gid)
 {
 	memset(st, 0, sizeof *st);
 	st->st_ino = ino;
-	st->st_mode = S_IFREG | 0400;
+	st->st_mode = mode;
 	st->st_nlink = 1;
 	st->st_uid = uid;
 	st->st_gid = gid;
@@ -78,6 +80,11 @@ void mnt_file_stat(struct stat *st, uint64_t ino, int64_t size, int64_t mtime, u
 	mnt_set_times(st, mtime);
 }
 
+void mnt_file_stat(struct stat *st, uint64_t ino, int64_t size, int64_t mtime, uid_t uid,
+		   gid_t gid)
+{
+	mnt_leaf_stat(st, ino, S_IFREG | 0400, size, mtime, uid, gid);
+}
 
 bool mnt_folder_info(struct mnt *m, int64_t folder_id, struct folder_info *fi)
 {

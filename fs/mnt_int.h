@@ -132,6 +132,8 @@ void mnt_set_times(struct stat *st, int64_t t);
 /* Caller holds m->lock. */
 void mnt_node_stat(const struct mnt *m, const struct mnt_node *n, struct stat *st);
 int64_t mnt_msg_time(const struct index_msg *msg);
+void mnt_leaf_stat(struct stat *st, uint64_t ino, mode_t mode, int64_t size, int64_t mtime,
+		   uid_t uid, gid_t gid);
 void mnt_file_stat(struct stat *st, uint64_t ino, int64_t size, int64_t mtime, uid_t uid,
 		   gid_t gid);
 /* False when the folder has no node; takes m->lock. */

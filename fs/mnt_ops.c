@@ -229,24 +229,26 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	fuse_reply_attr(req, &st, status ? 0 : MNT_DIR_TIMEOUT);
 }
 
+static void readdir_any(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plus)
+{
+	if (MNT_INO_IS_PART(ino))
+		mnt_parts_readdir(req, fuse_req_userdata(req), ino, size, off, plus);
+	else
+		mnt_readdir(req, ino, size, off, plus);
+}
+
 static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		       struct fuse_file_info *fi)
 {
 	(void)fi;
-	if (MNT_INO_IS_PART(ino))
-		mnt_parts_readdir(req, fuse_req_userdata(req), ino, size, off, false);
-	else
-		mnt_readdir(req, ino, size, off, false);
+	readdir_any(req, ino, size, off, false);
 }
 
 static void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			   struct fuse_file_info *fi)
 {
 	(void)fi;
-	if (MNT_INO_IS_PART(ino))
-		mnt_parts_readdir(req, fuse_req_userdata(req), ino, size, off, true);
-	else
-		mnt_readdir(req, ino, size, off, true);
+	readdir_any(req, ino, size, off, true);
 }
 
 /* With FUSE_CAP_NO_OPENDIR_SUPPORT the kernel sends one OPENDIR, takes our

@@ -133,14 +133,7 @@ bool mnt_parts_shown(const struct user_settings *u, const struct index_msg *msg)
  * (the folder directories holding them say 1 as well, mnt_node_stat). */
 void mnt_parts_dir_stat(struct stat *st, uint64_t ino, int64_t mtime, uid_t uid, gid_t gid)
 {
-	memset(st, 0, sizeof *st);
-	st->st_ino = ino;
-	st->st_mode = S_IFDIR | 0500;
-	st->st_nlink = 1;
-	st->st_uid = uid;
-	st->st_gid = gid;
-	st->st_blksize = 4096;
-	mnt_set_times(st, mtime);
+	mnt_leaf_stat(st, ino, S_IFDIR | 0500, 0, mtime, uid, gid);
 }
 
 /* What part inode ino is, loaded: its message row (owned), the folder's
