@@ -480,25 +480,26 @@ static int analyse_stream(GMimeStream *file, const char *map, bool mapped, int64
 	return rc;
 }
 
-/* A small file: mapped whole, the same map for GMime and for us. */
+/* A small file: read whole into memory, which GMime parses in place. */
 static int analyse_small(int fd, int64_t size, struct parts_list *out)
 {
-	/* The stream owns (and closes) its descriptor; mmap does not use the
-	 * file offset, which the dup shares with fd. */
-	int dfd = dup(fd);
+	GByteArray *a = g_byte_array_sized_new((guint)size);
+	int64_t got = 0;
 
-	if (dfd < 0)
-		return -EIO;
-	GMimeStream *file = g_mime_stream_mmap_new_with_bounds(dfd, PROT_READ, MAP_PRIVATE, 0, size);
+	g_byte_array_set_size(a, (guint)size);
+	while (got < size) {
+		ssize_t n = pread(fd, a->data + got, size - got, got);
 
-	if (!file || !((GMimeStreamMmap *)file)->map) {
-		if (file)
-			g_object_unref(file);
-		else
-			close(dfd);
-		return -EIO;
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			g_byte_array_free(a, TRUE);
+			return -EIO;
+		}
+		got += n;
 	}
-	int rc = analyse_stream(file, ((GMimeStreamMmap *)file)->map, false, size, out);
+	GMimeStream *file = g_mime_stream_mem_new_with_byte_array(a);
+	int rc = analyse_stream(file, (const char *)a->data, false, size, out);
 
 	g_object_unref(file);
 	return rc;
