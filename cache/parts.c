@@ -50,6 +50,8 @@ struct walk {
 	bool mapped;               /* a mapping whose pages we give back */
 	int64_t cut;
 	bool truncated;            /* cut < size: a leaf reaching cut is dropped */
+	int64_t head_end;          /* > 0: GMime saw only [0, head_end), a leaf
+	                            * ending there really ends at cut */
 	struct parts_list *out;
 	size_t cap;
 	struct parts_names *names;
@@ -227,16 +229,19 @@ static int leaf(struct walk *w, const struct frame *f, int leafno)
 	GMimeDataWrapper *content = g_mime_part_get_content(part);
 	GMimeStream *s = content ? g_mime_data_wrapper_get_stream(content) : NULL;
 
-	if (!s || s->bound_start < 0 || s->bound_end < s->bound_start)
+	int64_t end = s && w->head_end > 0 && s->bound_end == w->head_end ? w->cut :
+		      s ? s->bound_end : -1;
+
+	if (!s || s->bound_start < 0 || end < s->bound_start)
 		return 0;
-	if (w->truncated && s->bound_end >= w->cut)
+	if (w->truncated && end >= w->cut)
 		return 0;
 	struct part_rec *r = new_rec(w, f->dir, PART_FILE);
 
 	if (!r)
 		return w->out->n >= PARTS_MAX ? 0 : -ENOMEM;
 	r->off = s->bound_start;
-	r->len = s->bound_end - s->bound_start;
+	r->len = end - s->bound_start;
 	switch (g_mime_data_wrapper_get_encoding(content)) {
 	case GMIME_CONTENT_ENCODING_BASE64: r->enc = PART_ENC_BASE64; break;
 	case GMIME_CONTENT_ENCODING_QUOTEDPRINTABLE: r->enc = PART_ENC_QP; break;
@@ -442,9 +447,59 @@ static int walk_tree(struct walk *w, GMimeObject *top)
 	return rc;
 }
 
+/* Where the first empty line of the message ends, or -1. */
+static int64_t blank_line_end(const struct walk *w)
+{
+	const char *p = w->map, *end = w->map + w->cut;
+
+	while (p < end) {
+		const char *nl = memchr(p, '\n', end - p);
+
+		if (!nl)
+			break;
+		if (nl == p || (nl == p + 1 && *p == '\r'))
+			return nl + 1 - w->map;
+		p = nl + 1;
+	}
+	return -1;
+}
+
+/* Most mail is a single part: GMime is given only the bytes up to the first
+ * empty line, which hold every header it reads. When the top part is then
+ * a leaf whose content runs to the end of what GMime saw, a parse of the
+ * whole would give the same tree, the content running to the end: a leaf's
+ * content is not scanned for anything but boundaries, and it has none.
+ * Else (a multipart, a nested message, a leaf cut short) NULL. */
+static GMimeMessage *parse_head(struct walk *w, GMimeStream *s, GMimeParser **pp)
+{
+	int64_t he = blank_line_end(w);
+
+	if (he <= 0 || he >= w->cut)
+		return NULL;
+	GMimeStream *head = g_mime_stream_substream(s, 0, he);
+	GMimeParser *parser = g_mime_parser_new_with_stream(head);
+
+	g_object_unref(head);
+	g_mime_parser_set_persist_stream(parser, TRUE);
+	GMimeMessage *msg = g_mime_parser_construct_message(parser, NULL);
+	GMimeObject *top = msg ? g_mime_message_get_mime_part(msg) : NULL;
+	GMimeDataWrapper *c = top && GMIME_IS_PART(top) ? g_mime_part_get_content((GMimePart *)top) : NULL;
+	GMimeStream *cs = c ? g_mime_data_wrapper_get_stream(c) : NULL;
+
+	if (!cs || cs->bound_end != he) {
+		if (msg)
+			g_object_unref(msg);
+		g_object_unref(parser);
+		return NULL;
+	}
+	w->head_end = he;
+	*pp = parser;
+	return msg;
+}
+
 /* Parses file (the message; map: the same bytes) and walks its tree. */
 static int analyse_stream(GMimeStream *file, const char *map, bool mapped, int64_t size,
-			  struct parts_list *out)
+			  bool fast, struct parts_list *out)
 {
 	struct walk w = { .map = map, .mapped = mapped, .out = out };
 	GMimeStream *s = file;
@@ -457,10 +512,14 @@ static int analyse_stream(GMimeStream *file, const char *map, bool mapped, int64
 	else
 		g_object_ref(s);
 
-	GMimeParser *parser = g_mime_parser_new_with_stream(s);
+	GMimeParser *parser = NULL;
+	GMimeMessage *msg = fast ? parse_head(&w, s, &parser) : NULL;
 
-	g_mime_parser_set_persist_stream(parser, TRUE);
-	GMimeMessage *msg = g_mime_parser_construct_message(parser, NULL);
+	if (!msg) {
+		parser = g_mime_parser_new_with_stream(s);
+		g_mime_parser_set_persist_stream(parser, TRUE);
+		msg = g_mime_parser_construct_message(parser, NULL);
+	}
 	GMimeObject *top = msg ? g_mime_message_get_mime_part(msg) : NULL;
 
 	w.names = parts_names_new();
@@ -481,7 +540,7 @@ static int analyse_stream(GMimeStream *file, const char *map, bool mapped, int64
 }
 
 /* A small file: read whole into memory, which GMime parses in place. */
-static int analyse_small(int fd, int64_t size, struct parts_list *out)
+static int analyse_small(int fd, int64_t size, bool fast, struct parts_list *out)
 {
 	GByteArray *a = g_byte_array_sized_new((guint)size);
 	int64_t got = 0;
@@ -499,7 +558,7 @@ static int analyse_small(int fd, int64_t size, struct parts_list *out)
 		got += n;
 	}
 	GMimeStream *file = g_mime_stream_mem_new_with_byte_array(a);
-	int rc = analyse_stream(file, (const char *)a->data, false, size, out);
+	int rc = analyse_stream(file, (const char *)a->data, false, size, fast, out);
 
 	g_object_unref(file);
 	return rc;
@@ -519,7 +578,7 @@ static int own_fd(int fd)
 
 /* A large file: GMime reads it (GMimeStreamFs), our passes use a map whose
  * pages they give back as they go. */
-static int analyse_large(int fd, int64_t size, struct parts_list *out)
+static int analyse_large(int fd, int64_t size, bool fast, struct parts_list *out)
 {
 	void *map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
 	int sfd = map == MAP_FAILED ? -1 : own_fd(fd);
@@ -530,14 +589,14 @@ static int analyse_large(int fd, int64_t size, struct parts_list *out)
 		return -EIO;
 	}
 	GMimeStream *file = g_mime_stream_fs_new_with_bounds(sfd, 0, size);
-	int rc = analyse_stream(file, map, true, size, out);
+	int rc = analyse_stream(file, map, true, size, fast, out);
 
 	g_object_unref(file);
 	munmap(map, size);
 	return rc;
 }
 
-int parts_analyse(int fd, int64_t size, struct parts_list *out)
+int parts_analyse_how(int fd, int64_t size, bool fast, struct parts_list *out)
 {
 	int rc;
 
@@ -547,10 +606,15 @@ int parts_analyse(int fd, int64_t size, struct parts_list *out)
 		return 0;
 	parts_gmime_init();
 	if (size <= PARTS_MAP_FROM)
-		rc = analyse_small(fd, size, out);
+		rc = analyse_small(fd, size, fast, out);
 	else
-		rc = analyse_large(fd, size, out);
+		rc = analyse_large(fd, size, fast, out);
 	if (rc < 0)
 		parts_list_release(out);
 	return rc;
+}
+
+int parts_analyse(int fd, int64_t size, struct parts_list *out)
+{
+	return parts_analyse_how(fd, size, true, out);
 }
