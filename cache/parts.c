@@ -1,10 +1,12 @@
 /* parts: a message's MIME structure (RFC 2045-2049, RFC 2231 and RFC 2047
  * file names, via GMime 3) turned into the records of parts.h.
  *
- * The message file is mapped once (GMimeStreamMmap) and the parser keeps
- * that stream (persist_stream), so each leaf's content is a substream whose
- * bounds are the offsets of its encoded bytes in the file. Decoded sizes
- * come from running GMime's own decoders over those bytes (parts_dec.c).
+ * The parser keeps its stream (persist_stream), so each leaf's content is a
+ * substream whose bounds are the offsets of its encoded bytes in the file.
+ * Decoded sizes come from running GMime's own decoders over those bytes
+ * (parts_dec.c). Memory stays bounded whatever the message's size: a large
+ * file is given to GMime as a GMimeStreamFs (read, not mapped) and our own
+ * passes over its map give back the pages behind them (drop_to).
  * The walk uses an explicit stack: GMime's tree may be deep (bounded only by
  * PARTS_SCAN_LINES), our own stack must not be. */
 #include "parts_int.h"
@@ -12,6 +14,8 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -31,10 +35,23 @@ struct frame {
 	const struct bchain *bounds;
 };
 
+/* Files larger than this are mapped, read by GMime through a GMimeStreamFs,
+ * and their pages given back every DROP_EVERY bytes of a pass. */
+#define PARTS_MAP_FROM (1 << 20)
+#define DROP_EVERY (1 << 20)
+
+/* A forward pass over the map from some offset: what it has given back. */
+struct pass {
+	int64_t dropped;
+};
+
 struct walk {
 	const char *map;           /* the file, [0, cut) as GMime saw it */
+	bool mapped;               /* a mapping whose pages we give back */
 	int64_t cut;
 	bool truncated;            /* cut < size: a leaf reaching cut is dropped */
+	int64_t head_end;          /* > 0: GMime saw only [0, head_end), a leaf
+	                            * ending there really ends at cut */
 	struct parts_list *out;
 	size_t cap;
 	struct parts_names *names;
@@ -66,11 +83,28 @@ bool part_is_plain(const struct part_rec *p)
 	return p->kind == PART_FILE && p->enc == PART_ENC_IDENTITY && !p->charset;
 }
 
+/* Gives back the pages of the map from where pass ps last did up to off,
+ * once DROP_EVERY bytes lie between them or when the pass ends (last):
+ * file-backed pages count in RSS for as long as they are mapped. Only
+ * whole pages; one another pass still reads is read again from the file. */
+static void drop_to(const struct walk *w, struct pass *ps, int64_t off, bool last)
+{
+	if (!w->mapped || (!last && off - ps->dropped < DROP_EVERY))
+		return;
+	int64_t page = sysconf(_SC_PAGESIZE), a = ps->dropped / page * page, b = off / page * page;
+
+	if (b > a) {
+		madvise((char *)w->map + a, b - a, MADV_DONTNEED);
+		ps->dropped = b;
+	}
+}
+
 /* The offset of the first line beyond the first PARTS_SCAN_LINES lines
  * beginning with "--", or size. */
-static int64_t scan_cut(const char *map, int64_t size)
+static int64_t scan_cut(const struct walk *w, int64_t size)
 {
-	const char *p = map, *end = map + size;
+	const char *map = w->map, *p = map, *end = map + size;
+	struct pass ps = { 0 };
 	long lines = 0;
 
 	/* Each such line takes at least 3 bytes ("--\n"): a smaller file
@@ -79,13 +113,15 @@ static int64_t scan_cut(const char *map, int64_t size)
 		return size;
 	while (p < end) {
 		if (end - p >= 2 && p[0] == '-' && p[1] == '-' && ++lines > PARTS_SCAN_LINES)
-			return p - map;
+			break;
 		p = memchr(p, '\n', end - p);
 		if (!p)
 			break;
 		p++;
+		drop_to(w, &ps, p - map, false);
 	}
-	return size;
+	drop_to(w, &ps, size, true);
+	return p && p < end ? p - map : size;
 }
 
 static struct part_rec *new_rec(struct walk *w, int dir, enum part_kind kind)
@@ -131,6 +167,7 @@ static int measure(struct walk *w, struct part_rec *r)
 {
 	struct parts_dec d;
 	int64_t pos = 0, dec = 0, last_mark = 0;
+	struct pass ps = { r->off };
 	const char *o;
 	size_t on, mcap = 0;
 	bool marks = !r->charset && (r->enc == PART_ENC_BASE64 || r->enc == PART_ENC_QP);
@@ -148,6 +185,7 @@ static int measure(struct walk *w, struct part_rec *r)
 		parts_dec_step(&d, w->map + r->off + pos, n, false, &o, &on);
 		pos += n;
 		dec += on;
+		drop_to(w, &ps, r->off + pos, false);
 		if (marks && pos < r->len && dec - last_mark >= PARTS_MARK_EVERY &&
 		    parts_dec_clean(&d)) {
 			if (add_mark(r, &mcap, pos, dec) < 0) {
@@ -157,6 +195,7 @@ static int measure(struct walk *w, struct part_rec *r)
 			last_mark = dec;
 		}
 	}
+	drop_to(w, &ps, r->off + r->len, true);
 	parts_dec_step(&d, NULL, 0, true, &o, &on);
 	dec += on;
 	parts_dec_release(&d);
@@ -190,16 +229,19 @@ static int leaf(struct walk *w, const struct frame *f, int leafno)
 	GMimeDataWrapper *content = g_mime_part_get_content(part);
 	GMimeStream *s = content ? g_mime_data_wrapper_get_stream(content) : NULL;
 
-	if (!s || s->bound_start < 0 || s->bound_end < s->bound_start)
+	int64_t end = s && w->head_end > 0 && s->bound_end == w->head_end ? w->cut :
+		      s ? s->bound_end : -1;
+
+	if (!s || s->bound_start < 0 || end < s->bound_start)
 		return 0;
-	if (w->truncated && s->bound_end >= w->cut)
+	if (w->truncated && end >= w->cut)
 		return 0;
 	struct part_rec *r = new_rec(w, f->dir, PART_FILE);
 
 	if (!r)
 		return w->out->n >= PARTS_MAX ? 0 : -ENOMEM;
 	r->off = s->bound_start;
-	r->len = s->bound_end - s->bound_start;
+	r->len = end - s->bound_start;
 	switch (g_mime_data_wrapper_get_encoding(content)) {
 	case GMIME_CONTENT_ENCODING_BASE64: r->enc = PART_ENC_BASE64; break;
 	case GMIME_CONTENT_ENCODING_QUOTEDPRINTABLE: r->enc = PART_ENC_QP; break;
@@ -267,6 +309,8 @@ static bool is_boundary(const char *p, const char *end, const struct bchain *c)
 static int64_t message_end(const struct walk *w, int64_t start, const struct bchain *c)
 {
 	const char *p = w->map + start, *end = w->map + w->cut;
+	struct pass ps = { start };
+	int64_t e = w->cut;
 
 	while (c && p < end) {
 		const char *nl = memchr(p, '\n', end - p);
@@ -274,17 +318,18 @@ static int64_t message_end(const struct walk *w, int64_t start, const struct bch
 
 		if (p > w->map + start && le - p >= 2 && p[0] == '-' && p[1] == '-' &&
 		    is_boundary(p, le, c)) {
-			int64_t e = p - w->map - 1;
-
+			e = p - w->map - 1;
 			if (e > start && w->map[e - 1] == '\r')
 				e--;
-			return e;
+			break;
 		}
 		if (!nl)
 			break;
 		p = nl + 1;
+		drop_to(w, &ps, p - w->map, false);
 	}
-	return w->cut;
+	drop_to(w, &ps, p - w->map, true);
+	return e;
 }
 
 static int push(struct walk *w, GMimeObject *o, int dir, int level, const struct bchain *b)
@@ -402,24 +447,79 @@ static int walk_tree(struct walk *w, GMimeObject *top)
 	return rc;
 }
 
-static int analyse_map(GMimeStream *file, int64_t size, struct parts_list *out)
+/* Where the first empty line of the message ends, or -1. */
+static int64_t blank_line_end(const struct walk *w)
 {
-	struct walk w = { .out = out };
+	const char *p = w->map, *end = w->map + w->cut;
+
+	while (p < end) {
+		const char *nl = memchr(p, '\n', end - p);
+
+		if (!nl)
+			break;
+		if (nl == p || (nl == p + 1 && *p == '\r'))
+			return nl + 1 - w->map;
+		p = nl + 1;
+	}
+	return -1;
+}
+
+/* Most mail is a single part: GMime is given only the bytes up to the first
+ * empty line, which hold every header it reads. When the top part is then
+ * a leaf whose content runs to the end of what GMime saw, a parse of the
+ * whole would give the same tree, the content running to the end: a leaf's
+ * content is not scanned for anything but boundaries, and it has none.
+ * Else (a multipart, a nested message, a leaf cut short) NULL. */
+static GMimeMessage *parse_head(struct walk *w, GMimeStream *s, GMimeParser **pp)
+{
+	int64_t he = blank_line_end(w);
+
+	if (he <= 0 || he >= w->cut)
+		return NULL;
+	GMimeStream *head = g_mime_stream_substream(s, 0, he);
+	GMimeParser *parser = g_mime_parser_new_with_stream(head);
+
+	g_object_unref(head);
+	g_mime_parser_set_persist_stream(parser, TRUE);
+	GMimeMessage *msg = g_mime_parser_construct_message(parser, NULL);
+	GMimeObject *top = msg ? g_mime_message_get_mime_part(msg) : NULL;
+	GMimeDataWrapper *c = top && GMIME_IS_PART(top) ? g_mime_part_get_content((GMimePart *)top) : NULL;
+	GMimeStream *cs = c ? g_mime_data_wrapper_get_stream(c) : NULL;
+
+	if (!cs || cs->bound_end != he) {
+		if (msg)
+			g_object_unref(msg);
+		g_object_unref(parser);
+		return NULL;
+	}
+	w->head_end = he;
+	*pp = parser;
+	return msg;
+}
+
+/* Parses file (the message; map: the same bytes) and walks its tree. */
+static int analyse_stream(GMimeStream *file, const char *map, bool mapped, int64_t size,
+			  bool fast, struct parts_list *out)
+{
+	struct walk w = { .map = map, .mapped = mapped, .out = out };
 	GMimeStream *s = file;
 	int rc = -ENOMEM;
 
-	w.map = ((GMimeStreamMmap *)file)->map;
-	w.cut = scan_cut(w.map, size);
+	w.cut = scan_cut(&w, size);
 	w.truncated = w.cut < size;
 	if (w.truncated)
 		s = g_mime_stream_substream(file, 0, w.cut);
 	else
 		g_object_ref(s);
 
-	GMimeParser *parser = g_mime_parser_new_with_stream(s);
+	GMimeParser *parser = NULL;
+	GMimeMessage *msg = fast ? parse_head(&w, s, &parser) : NULL;
 
-	g_mime_parser_set_persist_stream(parser, TRUE);
-	GMimeMessage *msg = g_mime_parser_construct_message(parser, NULL);
+	if (!msg) {
+		parser = g_mime_parser_new_with_stream(s);
+		g_mime_parser_set_persist_stream(parser, TRUE);
+		msg = g_mime_parser_construct_message(parser, NULL);
+	}
 	GMimeObject *top = msg ? g_mime_message_get_mime_part(msg) : NULL;
 
 	w.names = parts_names_new();
@@ -439,33 +539,82 @@ static int analyse_map(GMimeStream *file, int64_t size, struct parts_list *out)
 	return rc;
 }
 
-int parts_analyse(int fd, int64_t size, struct parts_list *out)
+/* A small file: read whole into memory, which GMime parses in place. */
+static int analyse_small(int fd, int64_t size, bool fast, struct parts_list *out)
 {
+	GByteArray *a = g_byte_array_sized_new((guint)size);
+	int64_t got = 0;
+
+	g_byte_array_set_size(a, (guint)size);
+	while (got < size) {
+		ssize_t n = pread(fd, a->data + got, size - got, got);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			g_byte_array_free(a, TRUE);
+			return -EIO;
+		}
+		got += n;
+	}
+	GMimeStream *file = g_mime_stream_mem_new_with_byte_array(a);
+	int rc = analyse_stream(file, (const char *)a->data, false, size, fast, out);
+
+	g_object_unref(file);
+	return rc;
+}
+
+/* A descriptor of its own for the file in fd (GMimeStreamFs moves its
+ * offset): a fresh open of the same file, else a dup. */
+static int own_fd(int fd)
+{
+	char path[64];
+	int r;
+
+	snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+	r = open(path, O_RDONLY | O_CLOEXEC);
+	return r >= 0 ? r : dup(fd);
+}
+
+/* A large file: GMime reads it (GMimeStreamFs), our passes use a map whose
+ * pages they give back as they go. */
+static int analyse_large(int fd, int64_t size, bool fast, struct parts_list *out)
+{
+	void *map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
+	int sfd = map == MAP_FAILED ? -1 : own_fd(fd);
+
+	if (sfd < 0) {
+		if (map != MAP_FAILED)
+			munmap(map, size);
+		return -EIO;
+	}
+	GMimeStream *file = g_mime_stream_fs_new_with_bounds(sfd, 0, size);
+	int rc = analyse_stream(file, map, true, size, fast, out);
+
+	g_object_unref(file);
+	munmap(map, size);
+	return rc;
+}
+
+int parts_analyse_how(int fd, int64_t size, bool fast, struct parts_list *out)
+{
+	int rc;
+
 	out->v = NULL;
 	out->n = 0;
 	if (size <= 0)
 		return 0;
 	parts_gmime_init();
-
-	/* The stream owns (and closes) its descriptor; mmap does not use the
-	 * file offset, which the dup shares with fd. */
-	int dfd = dup(fd);
-
-	if (dfd < 0)
-		return -EIO;
-	GMimeStream *file = g_mime_stream_mmap_new_with_bounds(dfd, PROT_READ, MAP_PRIVATE, 0, size);
-
-	if (!file || !((GMimeStreamMmap *)file)->map) {
-		if (file)
-			g_object_unref(file);
-		else
-			close(dfd);
-		return -EIO;
-	}
-	int rc = analyse_map(file, size, out);
-
-	g_object_unref(file);
+	if (size <= PARTS_MAP_FROM)
+		rc = analyse_small(fd, size, fast, out);
+	else
+		rc = analyse_large(fd, size, fast, out);
 	if (rc < 0)
 		parts_list_release(out);
 	return rc;
+}
+
+int parts_analyse(int fd, int64_t size, struct parts_list *out)
+{
+	return parts_analyse_how(fd, size, true, out);
 }

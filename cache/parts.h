@@ -97,8 +97,11 @@ struct parts_list {
 };
 
 /* Reads the message in fd (a regular file of size bytes; the offset of fd
- * is not used) and fills *out. 0 (out->n may be 0), or -ENOMEM / -EIO.
- * A malformed message is not an error: it has fewer parts. */
+ * is not used, and moved only where /proc/self/fd is missing) and fills
+ * *out. 0 (out->n may be 0), or -ENOMEM / -EIO. A malformed message is not
+ * an error: it has fewer parts. Memory (RSS included: no more than a few
+ * MiB of the file is mapped in at a time) does not grow with the size of
+ * the message's parts. */
 int parts_analyse(int fd, int64_t size, struct parts_list *out);
 void parts_list_release(struct parts_list *l);
 void part_rec_release(struct part_rec *p);

@@ -17,6 +17,10 @@
  * boundaries: the bytes are GMime's whatever its decoder does there. */
 #define PARTS_SLICE 4096
 
+/* parts_analyse, with or without (fast false) its single-part shortcut
+ * (parse_head in parts.c): the tests check that both give the same. */
+int parts_analyse_how(int fd, int64_t size, bool fast, struct parts_list *out);
+
 /* g_mime_init once per process, from any thread. */
 void parts_gmime_init(void);
 

@@ -221,7 +221,13 @@ def main(ctx):
     names_in_mount = set()
     for key in rows:
         fdir = mountlib.folder_dir(mp, st.folder(USER, key[0], "INBOX"))
-        names_in_mount.update((key[0], x) for x in os.listdir(fdir))
+        listing = os.listdir(fdir)
+        for x in listing:
+            if os.path.isdir(os.path.join(fdir, x)):
+                # a message's parts directory, beside its .eml (parts.h)
+                check(x + ".eml" in listing, "a directory %r without its .eml" % x)
+            else:
+                names_in_mount.add((key[0], x))
     check(names_in_mount == set(names), "names in the mount differ from the index",
           sorted(names_in_mount ^ set(names))[:10])
     log("%d messages read back through the mount byte-exact" % n)

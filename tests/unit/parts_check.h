@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "../../cache/parts.h"
+#include "../../cache/parts_int.h"
 
 /* A file holding len bytes of data (memfd). */
 static inline int parts_check_file(const void *data, size_t len)
@@ -24,6 +25,36 @@ static inline int parts_check_file(const void *data, size_t len)
 	if (fd < 0 || (len && write(fd, data, len) != (ssize_t)len))
 		abort();
 	return fd;
+}
+
+static inline bool parts_check_str_eq(const char *a, const char *b)
+{
+	return a == b || (a && b && !strcmp(a, b));
+}
+
+/* Whether the shortcut for single-part mail (fast) gives exactly the
+ * records of a full parse, for the message in fd. */
+static inline bool parts_check_fast(int fd, int64_t size, const struct parts_list *l)
+{
+	struct parts_list full;
+	bool same;
+
+	if (parts_analyse_how(fd, size, false, &full) != 0)
+		return false;
+	same = full.n == l->n;
+	for (size_t i = 0; same && i < l->n; i++) {
+		const struct part_rec *a = &l->v[i], *b = &full.v[i];
+
+		same = a->n == b->n && a->parent == b->parent && a->kind == b->kind &&
+		       a->enc == b->enc && a->off == b->off && a->len == b->len &&
+		       a->size == b->size && a->n_marks == b->n_marks &&
+		       parts_check_str_eq(a->name, b->name) &&
+		       parts_check_str_eq(a->content_type, b->content_type) &&
+		       parts_check_str_eq(a->charset, b->charset) &&
+		       (!a->n_marks || !memcmp(a->marks, b->marks, a->n_marks * sizeof(*a->marks)));
+	}
+	parts_list_release(&full);
+	return same;
 }
 
 struct parts_check_ref {
@@ -111,6 +142,10 @@ static inline bool parts_check_all(int fd, int64_t size, const struct parts_list
 	*why = NULL;
 	if (size <= 0)
 		return l->n == 0;
+	if (!parts_check_fast(fd, size, l)) {
+		*why = "the single-part shortcut differs from a full parse";
+		return false;
+	}
 	GMimeStream *s = g_mime_stream_mmap_new_with_bounds(dup(fd), PROT_READ, MAP_PRIVATE, 0, size);
 	GMimeParser *p = g_mime_parser_new_with_stream(s);
 

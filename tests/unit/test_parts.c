@@ -275,6 +275,58 @@ static void test_malformed(void **state)
 	}
 }
 
+/* Single-part mail, which parts.c parses from its header block alone: the
+ * records are those of a full parse (parts_check_fast, through analyse). */
+static void test_single_part(void **state)
+{
+	(void)state;
+	static const char *const msgs[] = {
+		HDR "Content-Type: text/plain; charset=iso-8859-1\r\n"
+		"Content-Transfer-Encoding: quoted-printable\r\n\r\ncaf=E9\r\n\r\n",
+		HDR "Content-Type: application/pdf; name=\"=?utf-8?q?r=C3=A9sum=C3=A9?=.pdf\"\r\n"
+		"Content-Disposition: attachment\r\n"
+		"Content-Transfer-Encoding: base64\r\n\r\nJVBERi0xLjQK\r\n\r\n--x\r\n",
+		/* LF only; a folded header; a blank line inside the body */
+		"Subject: a\n b\nContent-Type: text/html\n\n<p>\n\n</p>\n",
+		/* a line that is no header before the empty line */
+		"Subject: a\r\nnot a header\r\nContent-Type: image/png\r\n\r\nxx",
+		/* a header line of blanks only; "\r" alone; "\n\r\n" */
+		"Subject: a\r\n \r\nContent-Type: text/plain\r\n\r\nx",
+		"Subject: a\r\r\n\r\nx\r\n",
+		"Subject: a\n\r\nx",
+		/* an mbox From line; a body that is one empty line */
+		"From a@b Mon Jan  1 00:00:00 2024\nSubject: a\n\nbody\n",
+		"Subject: a\r\n\r\n\r\n",
+		/* not single parts: the full parse is used */
+		HDR "Content-Type: message/rfc822\r\n\r\nSubject: in\r\n\r\ninner\r\n",
+		HDR "Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n\r\nx\r\n--b--\r\n",
+		HDR "Content-Type: multipart/mixed; boundary=b\r\n\r\nno parts at all\r\n",
+	};
+
+	for (size_t i = 0; i < sizeof msgs / sizeof msgs[0]; i++) {
+		struct parts_list l = analyse(msgs[i], strlen(msgs[i]), NULL);
+
+		assert_names_ok(&l);
+		parts_list_release(&l);
+	}
+
+	/* over 1 MiB (read through GMimeStreamFs), and a body cut short by
+	 * PARTS_SCAN_LINES: dropped either way */
+	for (int cut = 0; cut < 2; cut++) {
+		struct buf b = BUF_INIT(8 << 20);
+
+		buf_appends(&b, HDR "Content-Type: application/zip; name=z.zip\r\n"
+			    "Content-Transfer-Encoding: base64\r\n\r\n");
+		for (int i = 0; i < 30000; i++)
+			buf_appends(&b, cut ? "--QUJD\r\n" : "QUJDQUJDQUJDQUJDQUJDQUJDQUJDQUJDQUJDQUJD\r\n");
+		struct parts_list l = analyse(b.data, b.len, NULL);
+
+		assert_int_equal(l.n, cut ? 0 : 1);
+		parts_list_release(&l);
+		buf_release(&b);
+	}
+}
+
 static void test_charsets(void **state)
 {
 	(void)state;
@@ -444,6 +496,7 @@ int main(void)
 		cmocka_unit_test(test_nested),
 		cmocka_unit_test(test_deep),
 		cmocka_unit_test(test_malformed),
+		cmocka_unit_test(test_single_part),
 		cmocka_unit_test(test_charsets),
 		cmocka_unit_test(test_big_irregular),
 		cmocka_unit_test(test_50mb),
