@@ -18,17 +18,17 @@ static bool is_empty_line(const char *p, const char *le)
 	return (le - p == 1 && p[0] == '\n') || (le - p == 2 && p[0] == '\r' && p[1] == '\n');
 }
 
-/* The length of the field name of a header line p[0..n), 0 if the line is
- * not one (n > 0, p[0] not a blank). */
-static size_t name_len(const char *p, size_t n)
+/* The length of the field name at the start of p[0..n) (p[0] not a blank),
+ * and in *k where the blanks after it end. */
+static size_t scan_name(const char *p, size_t n, size_t *k)
 {
-	size_t i = 0, k;
+	size_t i = 0;
 
 	while (i < n && p[i] != ':' && (unsigned char)p[i] > ' ' && p[i] != 0x7f)
 		i++;
-	for (k = i; k < n && (p[k] == ' ' || p[k] == '\t'); k++)
+	for (*k = i; *k < n && (p[*k] == ' ' || p[*k] == '\t'); ++*k)
 		;
-	return i > 0 && k < n && p[k] == ':' ? i : 0;
+	return i;
 }
 
 static bool wanted(const char *name, size_t n, const char *const *names)
@@ -55,7 +55,11 @@ size_t hdrfilter(const char *in, size_t len, const char *const *names, char *out
 			*end = le - in;
 			return o + (le - p);
 		}
-		size_t nl = p[0] == ' ' || p[0] == '\t' ? 0 : name_len(p, le - p);
+		size_t k = 0, nl = p[0] == ' ' || p[0] == '\t' ? 0 : scan_name(p, le - p, &k);
+		bool cut = nl && k == (size_t)(le - p);  /* a name cut by the end */
+
+		if (!(k < (size_t)(le - p) && p[k] == ':'))
+			nl = 0;
 		bool keep = nl ? wanted(p, nl, names) : !seen;
 
 		seen = seen || nl;
@@ -64,6 +68,9 @@ size_t hdrfilter(const char *in, size_t len, const char *const *names, char *out
 
 		while (fe < e && (*fe == ' ' || *fe == '\t'))
 			fe = line_end(fe, e);
+		/* GMime fails on a name cut by the end: so must it here */
+		if (cut)
+			keep = true;
 		if (keep) {
 			memcpy(out + o, p, fe - p);
 			o += fe - p;

@@ -8,7 +8,8 @@
  * begin with a space or a tab are its continuation; a line that is not a
  * header after one that is, is skipped by GMime and dropped here; before the
  * first header (an mbox "From " line, or garbage that makes GMime fail),
- * lines are kept as they are, so GMime sees the same start. The block ends
+ * lines are kept as they are, so GMime sees the same start; so is a last
+ * line cut by the end of the input inside its name (GMime fails on it). The block ends
  * at the first empty line (LF or CRLF), which is kept. */
 #ifndef MAILDISK_HDRFILTER_H
 #define MAILDISK_HDRFILTER_H
