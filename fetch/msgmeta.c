@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../cache/hdrfilter.h"
+
 void msgmeta_init(void)
 {
 	g_mime_init();
@@ -42,12 +44,14 @@ static char *addresses(InternetAddressList *l)
 	return r;
 }
 
-int msgmeta_parse(const char *hdr, size_t len, struct msgmeta *r)
-{
-	memset(r, 0, sizeof(*r));
-	if (len == 0)
-		return 0;
+/* The fields parse reads: msgmeta_parse gives GMime only these
+ * (hdrfilter.h), as it spends most of its time on one object per line. */
+static const char *const wanted[] = {
+	"From", "To", "Subject", "Date", "Message-ID", NULL
+};
 
+static void parse(const char *hdr, size_t len, struct msgmeta *r)
+{
 	GMimeStream *stream = g_mime_stream_mem_new_with_buffer(hdr, len);
 	GMimeParser *parser = g_mime_parser_new_with_stream(stream);
 	GMimeMessage *msg = g_mime_parser_construct_message(parser, NULL);
@@ -66,6 +70,29 @@ int msgmeta_parse(const char *hdr, size_t len, struct msgmeta *r)
 	}
 	g_object_unref(parser);
 	g_object_unref(stream);
+}
+
+int msgmeta_parse(const char *hdr, size_t len, struct msgmeta *r)
+{
+	memset(r, 0, sizeof(*r));
+	if (len == 0)
+		return 0;
+
+	char *cut = malloc(len);
+	size_t end;
+
+	if (!cut)
+		return -ENOMEM;
+	parse(cut, hdrfilter(hdr, len, wanted, cut, &end), r);
+	free(cut);
+	return 0;
+}
+
+int msgmeta_parse_whole(const char *hdr, size_t len, struct msgmeta *r)
+{
+	memset(r, 0, sizeof(*r));
+	if (len > 0)
+		parse(hdr, len, r);
 	return 0;
 }
 

@@ -26,6 +26,9 @@ void msgmeta_init(void);
  * blank line, or as much of it as was kept). Never fails on bad input: what
  * cannot be parsed is left NULL/0. Returns 0 or -ENOMEM. */
 int msgmeta_parse(const char *hdr, size_t len, struct msgmeta *r);
+/* The same from GMime's reading of the whole block, not of the fields
+ * msgmeta_parse keeps for it: the reference its tests compare with. */
+int msgmeta_parse_whole(const char *hdr, size_t len, struct msgmeta *r);
 void msgmeta_release(struct msgmeta *m);
 
 /* Length of the header block at the start of p[0..len): up to and including

@@ -3,6 +3,9 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
 
@@ -220,6 +223,81 @@ static void test_header_keep(void **state)
 	msgmeta_header_release(&h);
 }
 
+static bool str_eq(const char *a, const char *b)
+{
+	return a == b || (a && b && !strcmp(a, b));
+}
+
+/* msgmeta_parse (GMime given the fields it reads) equals GMime's reading of
+ * the whole block, for hdr[0..len) and for prefixes of it (a kept header
+ * may be cut anywhere). */
+static void same_as_whole(const char *hdr, size_t len, const char *what)
+{
+	size_t cuts[] = { len, len / 2, 64, 7 };
+
+	for (size_t i = 0; i < sizeof cuts / sizeof *cuts; i++) {
+		struct msgmeta a, b;
+		size_t n = cuts[i] < len ? cuts[i] : len;
+
+		assert_int_equal(msgmeta_parse(hdr, n, &a), 0);
+		assert_int_equal(msgmeta_parse_whole(hdr, n, &b), 0);
+		if (!str_eq(a.message_id, b.message_id) || !str_eq(a.subject, b.subject) ||
+		    !str_eq(a.from, b.from) || !str_eq(a.to, b.to) || a.date != b.date)
+			fail_msg("%s, first %zu bytes: filtered and whole parse differ", what, n);
+		msgmeta_release(&a);
+		msgmeta_release(&b);
+	}
+}
+
+/* Over odd blocks, and over each file of the directories in
+ * $MAILDISK_MSGMETA_CORPUS (colon-separated; meson gives the parts corpus,
+ * a mailgen.py directory may be given by hand). */
+static void test_filtered_same_as_whole(void **state)
+{
+	static const char *const odd[] = {
+		"From a@b Sat Jan  3 01:05:34 1996\nSubject: s\nFrom: x@y\n\n",
+		"bogus\nSubject: s\n\n",
+		"Subject: s\nbogus line\n folded\nTo: a@b, c@d\nTo: e@f\n\n",
+		"Received: from x\n\tby y\nSubject: one\nSubject: two\nDate: Mon, 2 Jan 2006 15:04:05 -0700\n\n",
+		"Message-ID: <a@b>\r\nMessage-Id: <c@d>\r\nFROM: =?utf-8?q?J=C3=BCrgen?= <j@x>\r\n\r\n",
+		"Subject : spaced\nSub ject: no\nTo:\n\n",
+		"Subj\xe9\x63t: x\nSubject: caf\xe9\nFrom: \xe9 <a@b>\n\n",
+		"X-A: 1\nbody line\n",
+		"Subject: a\r\n\rX\nTo: b\n\n",
+	};
+	const char *env = getenv("MAILDISK_MSGMETA_CORPUS");
+	char *dirs = strdup(env ? env : ""), *save = NULL;
+	int files = 0;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof odd / sizeof *odd; i++)
+		same_as_whole(odd[i], strlen(odd[i]), odd[i]);
+	for (char *d = strtok_r(dirs, ":", &save); d; d = strtok_r(NULL, ":", &save)) {
+		DIR *dir = opendir(d);
+		struct dirent *e;
+
+		assert_non_null(dir);
+		while ((e = readdir(dir))) {
+			char path[4096];
+			gchar *data;
+			gsize n;
+
+			snprintf(path, sizeof path, "%s/%s", d, e->d_name);
+			if (e->d_name[0] == '.' || !g_file_get_contents(path, &data, &n, NULL))
+				continue;
+			size_t hl = msgmeta_header_len(data, n);
+
+			same_as_whole(data, hl ? hl : n, path);
+			g_free(data);
+			files++;
+		}
+		closedir(dir);
+	}
+	if (env)
+		printf("compared %d files\n", files);
+	free(dirs);
+}
+
 int main(void)
 {
 	msgmeta_init();
@@ -229,6 +307,7 @@ int main(void)
 		cmocka_unit_test(test_header_split_anywhere),
 		cmocka_unit_test(test_header_piece_after_line_break),
 		cmocka_unit_test(test_header_keep),
+		cmocka_unit_test(test_filtered_same_as_whole),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

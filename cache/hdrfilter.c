@@ -1,0 +1,85 @@
+/* hdrfilter: see hdrfilter.h for the rules, which are GMime 3.2's. */
+#include "hdrfilter.h"
+
+#include <stdbool.h>
+#include <string.h>
+#include <strings.h>
+
+/* The end of the line at p (after its '\n'), or end. */
+static const char *line_end(const char *p, const char *end)
+{
+	const char *nl = memchr(p, '\n', end - p);
+
+	return nl ? nl + 1 : end;
+}
+
+static bool is_empty_line(const char *p, const char *le)
+{
+	return (le - p == 1 && p[0] == '\n') || (le - p == 2 && p[0] == '\r' && p[1] == '\n');
+}
+
+/* The length of the field name at the start of p[0..n) (p[0] not a blank),
+ * and in *k where the blanks after it end. */
+static size_t scan_name(const char *p, size_t n, size_t *k)
+{
+	size_t i = 0;
+
+	while (i < n && p[i] != ':' && (unsigned char)p[i] > ' ' && p[i] != 0x7f)
+		i++;
+	for (*k = i; *k < n && (p[*k] == ' ' || p[*k] == '\t'); ++*k)
+		;
+	return i;
+}
+
+static bool wanted(const char *name, size_t n, const char *const *names)
+{
+	for (; *names; names++)
+		if (strlen(*names) == n && !strncasecmp(*names, name, n))
+			return true;
+	return false;
+}
+
+size_t hdrfilter(const char *in, size_t len, const char *const *names, char *out,
+		 size_t *end)
+{
+	const char *p = in, *e = in + len;
+	size_t o = 0;
+	bool seen = false;     /* a header line was met: GMime skips bad lines */
+
+	*end = len;
+	while (p < e) {
+		const char *le = line_end(p, e);
+
+		if (is_empty_line(p, le)) {
+			memcpy(out + o, p, le - p);
+			*end = le - in;
+			return o + (le - p);
+		}
+		size_t k = 0, nl = p[0] == ' ' || p[0] == '\t' ? 0 : scan_name(p, le - p, &k);
+		bool cut = nl && k == (size_t)(le - p);  /* a name cut by the end */
+
+		if (!(k < (size_t)(le - p) && p[k] == ':'))
+			nl = 0;
+		bool keep = nl ? wanted(p, nl, names) : !seen;
+
+		seen = seen || nl;
+		/* the field: this line, then those that begin with a blank */
+		const char *fe = le;
+
+		while (fe < e && (*fe == ' ' || *fe == '\t'))
+			fe = line_end(fe, e);
+		/* GMime fails on a name cut by the end: so must it here */
+		if (cut)
+			keep = true;
+		if (keep) {
+			memcpy(out + o, p, fe - p);
+			o += fe - p;
+		}
+		p = fe;
+	}
+	/* nothing kept and no end: GMime fails on nothing, not on an empty
+	 * block (a message without fields) */
+	if (o == 0 && len > 0)
+		out[o++] = '\n';
+	return o;
+}
