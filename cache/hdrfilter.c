@@ -83,3 +83,81 @@ size_t hdrfilter(const char *in, size_t len, const char *const *names, char *out
 		out[o++] = '\n';
 	return o;
 }
+
+/* Overwrites p[0..n) (a line, without its line end) as the first line of
+ * a placeholder field, or as a continuation of the one before. */
+static void blank_line(char *p, size_t n, bool first)
+{
+	size_t i = 0;
+
+	if (first && n >= 2) {
+		p[0] = 'X';
+		p[1] = ':';
+		i = 2;
+	} else if (n >= 1) {
+		p[0] = ' ';
+		i = 1;
+	}
+	memset(p + i, 'x', n - i);
+}
+
+/* The length of the line p..le without its line end. */
+static size_t body_len(const char *p, const char *le)
+{
+	size_t n = le - p;
+
+	if (n && p[n - 1] == '\n')
+		n--;
+	if (n && p[n - 1] == '\r')
+		n--;
+	return n;
+}
+
+size_t hdrfilter_blank(char *buf, size_t len, const char *const *names)
+{
+	char *p = buf, *e = buf + len, *blank_end = NULL;
+	size_t fields = 0;
+
+	if (!hdrfilter_has_end(buf, len))
+		return 0;
+	while (p < e) {
+		char *le = (char *)line_end(p, e);
+
+		if (is_empty_line(p, le))
+			break;
+		size_t k = 0, nl = p[0] == ' ' || p[0] == '\t' ? 0 : scan_name(p, le - p, &k);
+
+		if (!(k < (size_t)(le - p) && p[k] == ':'))
+			nl = 0;
+		char *fe = le;
+
+		while (fe < e && (*fe == ' ' || *fe == '\t'))
+			fe = (char *)line_end(fe, e);
+		/* A line that begins with "--" stays: callers count those. */
+		if (nl && p[0] != '-' && !wanted(p, nl, names)) {
+			/* Right after another placeholder: one field for both. */
+			bool first = blank_end != p;
+
+			for (char *q = p; q < fe; q = (char *)line_end(q, fe))
+				blank_line(q, body_len(q, line_end(q, fe)), first && q == p);
+			blank_end = fe;
+			fields++;
+		}
+		p = fe;
+	}
+	return fields;
+}
+
+bool hdrfilter_has_end(const char *in, size_t len)
+{
+	const char *p = in, *e = in + len;
+
+	while (p < e) {
+		const char *le = line_end(p, e);
+
+		if (is_empty_line(p, le))
+			return true;
+		p = le;
+	}
+	return false;
+}

@@ -14,6 +14,7 @@
 #ifndef MAILDISK_HDRFILTER_H
 #define MAILDISK_HDRFILTER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 /* Copies into out (room for len bytes: the result is never longer) the
@@ -23,5 +24,17 @@
  * *end gets where the block ends in in: after its empty line, else len. */
 size_t hdrfilter(const char *in, size_t len, const char *const *names, char *out,
 		 size_t *end);
+
+/* True when the header block at in[0..len) ends with an empty line. */
+bool hdrfilter_has_end(const char *in, size_t len);
+
+/* In place, without moving a byte: when the header block at buf[0..len)
+ * ends with an empty line, each field whose name is not in names (and
+ * its continuation lines) is overwritten with a placeholder ("X:xxx",
+ * continued " xxx"), consecutive ones as one field; line ends, wanted
+ * fields and lines GMime skips stay. GMime then builds one header for
+ * each run instead of one per field, and every offset stays the file's.
+ * Returns the fields overwritten (0: nothing changed). */
+size_t hdrfilter_blank(char *buf, size_t len, const char *const *names);
 
 #endif

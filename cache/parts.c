@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "buf.h"
+#include "hdrfilter.h"
 
 /* Enclosing multipart boundaries, innermost first, to find where GMime
  * ended a nested message. */
@@ -470,7 +471,7 @@ static int64_t blank_line_end(const struct walk *w)
  * whole would give the same tree, the content running to the end: a leaf's
  * content is not scanned for anything but boundaries, and it has none.
  * Else (a multipart, a nested message, a leaf cut short) NULL. */
-static GMimeMessage *parse_head(struct walk *w, GMimeStream *s, GMimeParser **pp)
+static GMimeObject *parse_head(struct walk *w, GMimeStream *s, GMimeParser **pp)
 {
 	int64_t he = blank_line_end(w);
 
@@ -481,20 +482,19 @@ static GMimeMessage *parse_head(struct walk *w, GMimeStream *s, GMimeParser **pp
 
 	g_object_unref(head);
 	g_mime_parser_set_persist_stream(parser, TRUE);
-	GMimeMessage *msg = g_mime_parser_construct_message(parser, NULL);
-	GMimeObject *top = msg ? g_mime_message_get_mime_part(msg) : NULL;
+	GMimeObject *top = g_mime_parser_construct_part(parser, NULL);
 	GMimeDataWrapper *c = top && GMIME_IS_PART(top) ? g_mime_part_get_content((GMimePart *)top) : NULL;
 	GMimeStream *cs = c ? g_mime_data_wrapper_get_stream(c) : NULL;
 
 	if (!cs || cs->bound_end != he) {
-		if (msg)
-			g_object_unref(msg);
+		if (top)
+			g_object_unref(top);
 		g_object_unref(parser);
 		return NULL;
 	}
 	w->head_end = he;
 	*pp = parser;
-	return msg;
+	return top;
 }
 
 /* Parses file (the message; map: the same bytes) and walks its tree. */
@@ -512,15 +512,17 @@ static int analyse_stream(GMimeStream *file, const char *map, bool mapped, int64
 	else
 		g_object_ref(s);
 
+	/* The top level is parsed as a part, not a message: the same tree and
+	 * offsets, without GMimeMessage reading every address header (a
+	 * third of the cost, callgrind). */
 	GMimeParser *parser = NULL;
-	GMimeMessage *msg = fast ? parse_head(&w, s, &parser) : NULL;
+	GMimeObject *top = fast ? parse_head(&w, s, &parser) : NULL;
 
-	if (!msg) {
+	if (!top) {
 		parser = g_mime_parser_new_with_stream(s);
 		g_mime_parser_set_persist_stream(parser, TRUE);
-		msg = g_mime_parser_construct_message(parser, NULL);
+		top = g_mime_parser_construct_part(parser, NULL);
 	}
-	GMimeObject *top = msg ? g_mime_message_get_mime_part(msg) : NULL;
 
 	w.names = parts_names_new();
 	w.leaves = calloc(PARTS_MAX + 1, sizeof(int));
@@ -532,8 +534,8 @@ static int analyse_stream(GMimeStream *file, const char *map, bool mapped, int64
 	g_ptr_array_free(w.chains, TRUE);
 	free(w.leaves);
 	parts_names_free(w.names);
-	if (msg)
-		g_object_unref(msg);
+	if (top)
+		g_object_unref(top);
 	g_object_unref(parser);
 	g_object_unref(s);
 	return rc;
@@ -557,6 +559,12 @@ static int analyse_small(int fd, int64_t size, bool fast, struct parts_list *out
 		}
 		got += n;
 	}
+	/* Our own copy: the top-level fields we do not read become one
+	 * placeholder each run, offsets unchanged. GMime made and freed a
+	 * GObject per field (Received, DKIM...), a third of the cost. */
+	static const char *const keep[] = { "Content-Type", "Content-Transfer-Encoding",
+					    "Content-Disposition", "MIME-Version", NULL };
+	hdrfilter_blank((char *)a->data, (size_t)size, keep);
 	GMimeStream *file = g_mime_stream_mem_new_with_byte_array(a);
 	int rc = analyse_stream(file, (const char *)a->data, false, size, fast, out);
 
