@@ -187,6 +187,8 @@ struct parts_list;
  * l->n (0: analysed, nothing to show). Call inside the caller's
  * transaction when it is part of a batch. */
 int index_parts_put(struct index *ix, int64_t msg_id, const struct parts_list *l);
+/* The same for a row inserted in the caller's transaction (no records yet). */
+int index_parts_put_new(struct index *ix, int64_t msg_id, const struct parts_list *l);
 /* The records of msg_id in n order (out->n may be 0); -ENOENT when the
  * message was never analysed. */
 int index_parts_get(struct index *ix, int64_t msg_id, struct parts_list *out);

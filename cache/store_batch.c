@@ -438,7 +438,7 @@ static int insert_parts(struct index *ix, struct store_msg *m)
 	if (!m->queued || m->dup)
 		return 0;
 	if (m->parts_rc == 0)
-		return index_parts_put(ix, m->meta.id, &m->parts);
+		return index_parts_put_new(ix, m->meta.id, &m->parts);
 	log_warn("%s: message %s: cannot read its parts (%s); a later sync tries again",
 		 m->b->dir, m->meta.remote_id ? m->meta.remote_id : "(none)",
 		 strerror(-m->parts_rc));
