@@ -18,10 +18,16 @@
  *     <filename>                each attachment, transfer-decoded only
  *                               (byte-identical to what GMime decodes)
  *     part <n>.<ext>            an inline non-text part with no file name
- *                               (n: its position among the leaves)
- *     <name>.eml                a nested message/rfc822: its raw bytes
+ *                               (n: its position among the leaves of its
+ *                               directory, from 1)
+ *     <name>.eml                a nested message/rfc822: its raw bytes, from
+ *                               its first header to the end of its part.
+ *                               <name>: the part's filename or name
+ *                               parameter (a trailing ".eml" dropped), else
+ *                               its Subject, else "message <n>"
  *     <name>/                   and, beside it, its parts, laid out the same
- *                               way (down to PARTS_DEPTH_MAX nested levels)
+ *                               way (down to PARTS_DEPTH_MAX nested levels;
+ *                               its record's content_type is message/rfc822)
  *
  * Names: RFC 2231 and RFC 2047 file names decoded (GMime); only what follows
  * the last '/' or '\\' kept; control bytes, DEL and invalid UTF-8 become
