@@ -76,14 +76,7 @@ def trials(default, var="MAILDISK_TRIALS"):
     return int(v) if v else default
 
 
-def sanitized(binary=None):
-    """True when maildisk is built with ASan (its memory use means nothing)."""
-    path = binary or H.maildisk_path()
-    try:
-        with open(path, "rb") as f:
-            return b"__asan_init" in f.read()
-    except OSError:
-        return False
+sanitized = H.sanitized
 
 
 def _vmhwm(pid):

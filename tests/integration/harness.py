@@ -1218,6 +1218,16 @@ class Result:
         return "<maildisk %s rc=%s>" % (" ".join(self.argv[1:]), self.rc)
 
 
+def sanitized(binary=None):
+    """True when maildisk is built with ASan (its memory use means nothing)."""
+    path = binary or maildisk_path()
+    try:
+        with open(path, "rb") as f:
+            return b"__asan_init" in f.read()
+    except OSError:
+        return False
+
+
 def maildisk_path():
     """$MAILDISK (meson sets it), else build/maildisk or build/fs/maildisk."""
     cands = [os.environ["MAILDISK"]] if os.environ.get("MAILDISK") else \
