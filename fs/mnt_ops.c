@@ -1,7 +1,8 @@
 /* mnt_ops: the FUSE low-level operations of the read-only mount. Directories
  * come from the tree (mnt_tree.h), messages from the index: lookup by
  * (folder, view_name), getattr and read by row id, readdir by iterating
- * the folder's visible rows (mnt_listing.c). There are no open handles
+ * the folder's visible rows (mnt_listing.c); a part inode goes to
+ * mnt_parts.c. There are no open handles
  * (FUSE no-open and no-opendir, op_open): the kernel caches file pages and
  * listings itself, a READ finds its backing file by inode (mnt_read.c), a
  * READDIR its listing by directory, and .status is a snapshot served by
@@ -351,7 +352,7 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 	fuse_reply_statfs(req, &sv);
 }
 
-/* ---- extended attributes (messages only) ---- */
+/* ---- extended attributes (messages and parts) ---- */
 
 struct xattr_set {
 	const char *name[9];
