@@ -39,6 +39,34 @@ static bool wanted(const char *name, size_t n, const char *const *names)
 	return false;
 }
 
+/* One field of a header block, as GMime reads it. */
+struct field {
+	const char *end;       /* after its last continuation line */
+	size_t name_len;       /* 0: not a field (a bad line, or a continuation) */
+	bool cut;              /* a name cut by the end of the input */
+	bool empty;            /* the empty line that ends the block (end: after it) */
+};
+
+/* The field at p (p < e): this line, then those that begin with a blank. */
+static struct field field_at(const char *p, const char *e)
+{
+	const char *le = line_end(p, e);
+	struct field f = { .end = le };
+	size_t k = 0;
+
+	if (is_empty_line(p, le)) {
+		f.empty = true;
+		return f;
+	}
+	f.name_len = p[0] == ' ' || p[0] == '\t' ? 0 : scan_name(p, le - p, &k);
+	f.cut = f.name_len && k == (size_t)(le - p);
+	if (!(k < (size_t)(le - p) && p[k] == ':'))
+		f.name_len = 0;
+	while (f.end < e && (*f.end == ' ' || *f.end == '\t'))
+		f.end = line_end(f.end, e);
+	return f;
+}
+
 size_t hdrfilter(const char *in, size_t len, const char *const *names, char *out,
 		 size_t *end)
 {
@@ -48,34 +76,24 @@ size_t hdrfilter(const char *in, size_t len, const char *const *names, char *out
 
 	*end = len;
 	while (p < e) {
-		const char *le = line_end(p, e);
+		struct field f = field_at(p, e);
 
-		if (is_empty_line(p, le)) {
-			memcpy(out + o, p, le - p);
-			*end = le - in;
-			return o + (le - p);
+		if (f.empty) {
+			memcpy(out + o, p, f.end - p);
+			*end = f.end - in;
+			return o + (f.end - p);
 		}
-		size_t k = 0, nl = p[0] == ' ' || p[0] == '\t' ? 0 : scan_name(p, le - p, &k);
-		bool cut = nl && k == (size_t)(le - p);  /* a name cut by the end */
+		bool keep = f.name_len ? wanted(p, f.name_len, names) : !seen;
 
-		if (!(k < (size_t)(le - p) && p[k] == ':'))
-			nl = 0;
-		bool keep = nl ? wanted(p, nl, names) : !seen;
-
-		seen = seen || nl;
-		/* the field: this line, then those that begin with a blank */
-		const char *fe = le;
-
-		while (fe < e && (*fe == ' ' || *fe == '\t'))
-			fe = line_end(fe, e);
+		seen = seen || f.name_len;
 		/* GMime fails on a name cut by the end: so must it here */
-		if (cut)
+		if (f.cut)
 			keep = true;
 		if (keep) {
-			memcpy(out + o, p, fe - p);
-			o += fe - p;
+			memcpy(out + o, p, f.end - p);
+			o += f.end - p;
 		}
-		p = fe;
+		p = f.end;
 	}
 	/* nothing kept and no end: GMime fails on nothing, not on an empty
 	 * block (a message without fields) */
@@ -121,20 +139,13 @@ size_t hdrfilter_blank(char *buf, size_t len, const char *const *names)
 	if (!hdrfilter_has_end(buf, len))
 		return 0;
 	while (p < e) {
-		char *le = (char *)line_end(p, e);
+		struct field f = field_at(p, e);
+		char *fe = (char *)f.end;
 
-		if (is_empty_line(p, le))
+		if (f.empty)
 			break;
-		size_t k = 0, nl = p[0] == ' ' || p[0] == '\t' ? 0 : scan_name(p, le - p, &k);
-
-		if (!(k < (size_t)(le - p) && p[k] == ':'))
-			nl = 0;
-		char *fe = le;
-
-		while (fe < e && (*fe == ' ' || *fe == '\t'))
-			fe = (char *)line_end(fe, e);
 		/* A line that begins with "--" stays: callers count those. */
-		if (nl && p[0] != '-' && !wanted(p, nl, names)) {
+		if (f.name_len && p[0] != '-' && !wanted(p, f.name_len, names)) {
 			/* Right after another placeholder: one field for both. */
 			bool first = blank_end != p;
 
