@@ -186,8 +186,9 @@ void mnt_notify_init(struct mnt *m);
 int mnt_refresh_tree(struct mnt *m, struct index *ix);
 
 /* mnt_parts.c: a message's parts (ino kind MNT_INO_PART). */
-/* True when the folder listing shows msg's parts directory (of user u). */
-bool mnt_parts_shown(const struct user_settings *u, const struct index_msg *msg);
+/* True when the folder listing shows msg's parts directory (of user u);
+ * name (256 bytes) gets its name. */
+bool mnt_parts_shown(const struct user_settings *u, const struct index_msg *msg, char *name);
 /* The parts directory's name for a view name ("<stem>.eml" -> "<stem>");
  * false when it has none. out holds 256 bytes. */
 bool mnt_parts_dir_name(const char *view_name, char *out);

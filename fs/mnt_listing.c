@@ -96,7 +96,7 @@ static int dir_add_msg(void *ctx, const struct index_msg *msg)
 		return 0;
 	mnt_file_stat(&st, MNT_INO_OF_MSG(msg->id), msg->size, mnt_msg_time(msg), w->uid, w->gid);
 	rc = dir_add(w->d, msg->view_name, &st, false);
-	if (rc || !mnt_parts_shown(w->user, msg) || !mnt_parts_dir_name(msg->view_name, name))
+	if (rc || !mnt_parts_shown(w->user, msg, name))
 		return rc;
 	mnt_parts_dir_stat(&st, MNT_INO_OF_PART(msg->id, 0), mnt_msg_time(msg), w->uid, w->gid);
 	return dir_add(w->d, name, &st, false);

@@ -120,10 +120,8 @@ bool mnt_parts_dir_name(const char *view_name, char *out)
 	return mnt_tree_name_ok(out);
 }
 
-bool mnt_parts_shown(const struct user_settings *u, const struct index_msg *msg)
+bool mnt_parts_shown(const struct user_settings *u, const struct index_msg *msg, char *name)
 {
-	char name[256];
-
 	return u && u->parts && msg->n_parts > 0 && msg->id > 0 && msg->id < MNT_PART_ID_MAX &&
 	       mnt_parts_dir_name(msg->view_name, name);
 }
@@ -150,6 +148,7 @@ static int part_load(struct mnt *m, fuse_ino_t ino, struct part_at *at)
 {
 	int64_t id = MNT_PART_MSG_OF_INO(ino);
 	int n = MNT_PART_N_OF_INO(ino);
+	char name[256];
 	int rc;
 
 	memset(at, 0, sizeof *at);
@@ -158,7 +157,7 @@ static int part_load(struct mnt *m, fuse_ino_t ino, struct part_at *at)
 	rc = mnt_msg_load(m, MNT_INO_OF_MSG(id), &at->msg, &at->f);
 	if (rc)
 		return rc;
-	if (!mnt_parts_shown(at->f.user, &at->msg))
+	if (!mnt_parts_shown(at->f.user, &at->msg, name))
 		rc = -ENOENT;
 	else
 		rc = parts_of(m, id, &at->l);
@@ -194,7 +193,7 @@ int mnt_parts_lookup_dir(struct mnt *m, int64_t folder_id, const struct user_set
 			 const char *name, uid_t uid, gid_t gid, struct fuse_entry_param *e)
 {
 	struct index_msg msg = { 0 };
-	char view[256];
+	char view[256], dir[256];
 	struct index *ix;
 	int rc;
 
@@ -207,7 +206,7 @@ int mnt_parts_lookup_dir(struct mnt *m, int64_t folder_id, const struct user_set
 	rc = index_msg_lookup(ix, folder_id, view, &msg);
 	if (rc)
 		return rc;
-	if (mnt_parts_shown(u, &msg)) {
+	if (mnt_parts_shown(u, &msg, dir)) {
 		memset(e, 0, sizeof *e);
 		mnt_parts_dir_stat(&e->attr, MNT_INO_OF_PART(msg.id, 0), mnt_msg_time(&msg), uid,
 				   gid);
