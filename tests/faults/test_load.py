@@ -97,7 +97,7 @@ class Readers:
 
     def run(self):
         while not self.stop.is_set():
-            it = os.walk(self.mp, onerror=lambda e: self.error("readdir", e.filename, e))
+            it = os.walk(self.mp, onerror=lambda e: self.error("readdir", os.path.relpath(e.filename, self.mp), e))
             while True:
                 try:
                     dp, dns, fns = self.timed("readdir", "", next, it)
@@ -221,11 +221,11 @@ def main(ctx):
     known = set(hashes) | trashed | set(every)
 
     def parts_of(rel, messages):
-        """The message whose parts directory rel is in (a path in
+        """The message whose parts directory rel is, or is in (a path in
         messages), or None: files there are decoded parts, not store files
         (tests/mount/test_parts.py checks their bytes)."""
         comps = rel.split("/")
-        for i in range(len(comps) - 1, 0, -1):
+        for i in range(len(comps), 0, -1):
             if "/".join(comps[:i]) + ".eml" in messages:
                 return "/".join(comps[:i]) + ".eml"
         return None
