@@ -30,6 +30,8 @@ void parts_gmime_init(void);
 struct parts_dec {
 	GMimeFilter *basic;    /* owned, NULL for identity */
 	GMimeFilter *charset;  /* owned, NULL without conversion */
+	bool base64;           /* basic decodes base64: parts_dec_step's own loop may serve */
+	char out[PARTS_SLICE]; /* that loop's output for one slice */
 };
 
 /* 0, or -ENOMEM, or -EIO when the record's charset is no longer known. */

@@ -404,6 +404,48 @@ static void test_big_irregular(void **state)
 	buf_release(&b);
 }
 
+/* Base64 with no '=' but at its end, so parts_dec's own loop serves most
+ * slices: lines of every length (quanta split by line ends), skipped bytes
+ * (spaces, '*', bytes above 127) inside quanta, a part of a length that
+ * leaves GMime 1 to 3 bytes of a quantum at every slice's end. */
+static void test_base64_loop(void **state)
+{
+	(void)state;
+	static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	static const char *const junk[] = { " ", "*", "\x80", "\xff\t", "\r", "\n\n" };
+
+	for (int v = 0; v < 4; v++) {
+		struct buf b = BUF_INIT(8 << 20);
+		unsigned seed = 11 + v;
+		int line = 0, width = 1 + v * 25;
+
+		buf_appends(&b, HDR "Content-Type: multipart/mixed; boundary=b\r\n\r\n"
+			    "--b\r\nContent-Type: application/octet-stream; name=x.bin\r\n"
+			    "Content-Transfer-Encoding: base64\r\n\r\n");
+		for (int i = 0; i < 300000 + v; i++) {
+			seed = seed * 1103515245u + 12345u;
+			unsigned r = seed >> 16;
+
+			if (v >= 2 && r % 53 == 0)
+				buf_appends(&b, junk[r % 6]);
+			buf_appendc(&b, b64[r % 64]);
+			if (++line == width) {
+				buf_appends(&b, v % 2 ? "\n" : "\r\n");
+				line = 0;
+				width = 1 + (r >> 6) % 100;
+			}
+		}
+		buf_appends(&b, "==\r\n--b--\r\n");
+
+		struct parts_list l = analyse(b.data, b.len, NULL);
+
+		assert_int_equal(l.n, 1);
+		assert_true(l.v[0].n_marks > 2);
+		parts_list_release(&l);
+		buf_release(&b);
+	}
+}
+
 static long rss_kb(void)
 {
 	long pages = 0, rss = 0;
@@ -499,6 +541,7 @@ int main(void)
 		cmocka_unit_test(test_single_part),
 		cmocka_unit_test(test_charsets),
 		cmocka_unit_test(test_big_irregular),
+		cmocka_unit_test(test_base64_loop),
 		cmocka_unit_test(test_50mb),
 	};
 
