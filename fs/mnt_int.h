@@ -106,8 +106,8 @@ struct mnt {
 	bool no_open, no_opendir;         /* set by op_init: FUSE_CAP_NO_OPEN(DIR)_SUPPORT */
 	int index_fd;                     /* owned, -1 if none: index.db, for mnt_index_warm only */
 	atomic_int_fast64_t warm_checked; /* CLOCK_MONOTONIC ns of mnt_index_warm's last look */
-	atomic_int_fast64_t ra_last;      /* msg_readahead: row id of the last message begun */
-	atomic_int_fast64_t ra_upto;      /* msg_readahead: read ahead up to this row id */
+	atomic_int_fast64_t ra_last;      /* mnt_msg_readahead: row id of the last message begun */
+	atomic_int_fast64_t ra_upto;      /* mnt_msg_readahead: read ahead up to this row id */
 	atomic_bool notify_ok;            /* the session takes notifications */
 	atomic_bool loop_done;            /* fuse_session_loop_mt returned */
 	pthread_t main_thread;
@@ -152,6 +152,10 @@ void mnt_fd_close_mine(void);
  * first call look at once. Before any FUSE worker runs. */
 void mnt_warm_open(struct mnt *m);
 void mnt_index_warm(struct mnt *m);
+/* A READ at offset 0 of message id (or of one of its parts) in folder_id:
+ * when id follows the message begun before, starts the disk reads of the
+ * next messages of the folder (mnt_read.c). Call after replying. */
+void mnt_msg_readahead(struct mnt *m, int64_t id, int64_t folder_id);
 void mnt_hint_put(struct mnt *m, uint64_t ino, int64_t folder_id, const char *path);
 /* READ of message ino: replies (data or error), then reads ahead. */
 void mnt_read_msg(fuse_req_t req, struct mnt *m, fuse_ino_t ino, size_t size, off_t off);

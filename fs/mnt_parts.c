@@ -429,6 +429,10 @@ void mnt_parts_read(fuse_req_t req, struct mnt *m, fuse_ino_t ino, size_t size, 
 		free(buf);
 	}
 	mnt_msg_fd_done(fd);
+	/* A walk over the parts directories reads the messages' parts one
+	 * message after the other, as a walk over the .eml files does. */
+	if (off == 0 && folder_id)
+		mnt_msg_readahead(m, id, folder_id);
 }
 
 int mnt_parts_content_type(struct mnt *m, fuse_ino_t ino, char **ctype)

@@ -318,7 +318,7 @@ void mnt_fd_close_mine(void)
  * same time interleave. */
 #define MNT_RA_GAP 4
 
-static void msg_readahead(struct mnt *m, int64_t id, int64_t folder_id)
+void mnt_msg_readahead(struct mnt *m, int64_t id, int64_t folder_id)
 {
 	int64_t last = atomic_exchange(&m->ra_last, id);
 	int64_t upto = atomic_load(&m->ra_upto);
@@ -365,5 +365,5 @@ void mnt_read_msg(fuse_req_t req, struct mnt *m, fuse_ino_t ino, size_t size, of
 	fuse_reply_data(req, &bv, FUSE_BUF_SPLICE_MOVE);
 	mnt_msg_fd_done(fd);
 	if (off == 0 && folder_id)
-		msg_readahead(m, MNT_MSG_OF_INO(ino), folder_id);
+		mnt_msg_readahead(m, MNT_MSG_OF_INO(ino), folder_id);
 }
