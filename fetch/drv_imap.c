@@ -25,6 +25,9 @@
 #include "sync_names.h"
 #include "uidset.h"
 
+/* What a message's FETCH asks for. */
+#define FETCH_ITEMS "(UID RFC822.SIZE INTERNALDATE FLAGS BODY.PEEK[])"
+
 /* UIDs per UID FETCH command; bounded so one command line stays short. */
 #define FETCH_MAX_UIDS 2000
 #define FETCH_MAX_SET_LEN 8000
@@ -180,16 +183,19 @@ static void examine_args(struct drv_imap_conn *c, const struct index_folder *kno
 }
 
 /* The folder the engine syncs after this one: its EXAMINE rides with this
- * folder's last FETCH. */
+ * folder's last FETCH. A folder never synced will have every message
+ * fetched: that FETCH goes too, so its bodies follow this folder's on the
+ * link instead of a round trip and this folder's commit later. */
 static void imap_drv_hint_next(void *conn, const struct drv_folder *f,
 			       const struct index_folder *known)
 {
 	struct drv_imap_conn *c = conn;
 	uint32_t uv, list_from;
 	uint64_t modseq;
+	bool first = !known->uidvalidity && !known->held && !known->last_error;
 
 	examine_args(c, known, &uv, &modseq, &list_from);
-	imap_plan_examine(c->s, f->raw, uv, modseq, list_from);
+	imap_plan_examine(c->s, f->raw, uv, modseq, list_from, first ? FETCH_ITEMS : NULL);
 }
 
 static enum fetch_status imap_drv_select(void *conn, const struct drv_folder *f,
@@ -439,14 +445,18 @@ static enum fetch_status imap_drv_fetch(void *conn, char *const *ids, size_t n, 
 		return FETCH_LOCAL_BAD;
 	for (size_t i = 0; i < n; i++)
 		uids[i] = (uint32_t)strtoul(ids[i], NULL, 10);
+	/* The whole folder went ahead (hint_next): its answer holds them all. */
+	if (imap_fetch_ahead(c->s)) {
+		st = imap_fetch(c->s, NULL, FETCH_ITEMS, &h, true);
+		pos = n;
+	}
 	while (pos < n && st == FETCH_OK) {
 		if (imap_uidset(uids, n, &pos, FETCH_MAX_UIDS, FETCH_MAX_SET_LEN, &set) < 0) {
 			st = FETCH_LOCAL_BAD;
 			break;
 		}
 		/* the last chunk carries the next folder's EXAMINE (hint_next) */
-		st = imap_fetch(c->s, set.data, "(UID RFC822.SIZE INTERNALDATE FLAGS BODY.PEEK[])", &h,
-				pos >= n);
+		st = imap_fetch(c->s, set.data, FETCH_ITEMS, &h, pos >= n);
 	}
 	buf_release(&set);
 	free(uids);

@@ -171,7 +171,8 @@ static void tagged(struct imap *s, struct imap_cmd *c, const struct imap_resp *r
  * pipelined commands in order), after note_untagged. Each c[i].st says how
  * that command ended; the return value is the worst of them. After a
  * broken stream every command not yet answered is FETCH_ACCOUNT_BAD. */
-static enum fetch_status run_pipe(struct imap *s, struct imap_cmd *c, size_t n);
+static enum fetch_status run_pipe(struct imap *s, struct imap_cmd *c, size_t n, size_t already,
+				  size_t keep);
 static int caps_collect(struct imap *s, const struct imap_resp *r, void *ctx);
 static int enabled_collect(struct imap *s, const struct imap_resp *r, void *ctx);
 
@@ -187,7 +188,7 @@ enum fetch_status imap_run_batch(struct imap *s, struct imap_cmd *c, size_t n)
 	enum fetch_status st;
 
 	if (!s->caps_pending)
-		return run_pipe(s, c, n);
+		return run_pipe(s, c, n, 0, 0);
 	s->caps_pending = false;
 	if (!(all = calloc(n + 2, sizeof(*all)))) {
 		imap_set_error(s, "out of memory");
@@ -200,7 +201,7 @@ enum fetch_status imap_run_batch(struct imap *s, struct imap_cmd *c, size_t n)
 				    .fn = enabled_collect };
 	if (n)
 		memcpy(all + 2, c, n * sizeof(*c));
-	st = run_pipe(s, all, n + 2);
+	st = run_pipe(s, all, n + 2, 0, 0);
 	free(s->caps);
 	s->caps = buf_detach(&caps);
 	if (n)
@@ -221,9 +222,77 @@ enum fetch_status imap_run_batch(struct imap *s, struct imap_cmd *c, size_t n)
 	return st;
 }
 
-static enum fetch_status run_pipe(struct imap *s, struct imap_cmd *c, size_t n)
+void imap_ahead_forget(struct imap *s)
 {
-	size_t sent = 0, done = 0;
+	s->ahead_tag[0] = '\0';
+	free(s->ahead_raw);
+	s->ahead_raw = NULL;
+	s->ahead_selected = false;
+}
+
+/* A sink that takes every literal and keeps nothing (IMAP_SINK_DROP
+ * would mark the response aborted). */
+static int drop_begin(void *ctx, const char *key, uint64_t n)
+{
+	(void)ctx;
+	(void)key;
+	(void)n;
+	return 0;
+}
+
+static int drop_write(void *ctx, const void *p, size_t n)
+{
+	(void)ctx;
+	(void)p;
+	(void)n;
+	return 0;
+}
+
+static int drop_end(void *ctx)
+{
+	(void)ctx;
+	return 0;
+}
+
+static void drop_abort(void *ctx)
+{
+	(void)ctx;
+}
+
+/* Reads the answer of the FETCH sent ahead and throws it away: the folder
+ * was not fetched after all (its EXAMINE failed, or it had nothing new),
+ * and another command's answer comes after it. Its outcome is nobody's. */
+static enum fetch_status drain_ahead(struct imap *s)
+{
+	static const struct imap_sink drop = { .begin = drop_begin, .write = drop_write,
+					       .end = drop_end, .abort = drop_abort };
+	struct imap_cmd c = { .what = "UID FETCH (sent ahead)", .text = "", .sink = &drop };
+	char error[sizeof(s->error)];
+	enum fetch_status st;
+
+	snprintf(c.tag, sizeof(c.tag), "%s", s->ahead_tag);
+	imap_ahead_forget(s);
+	memcpy(error, s->error, sizeof(error));
+	st = run_pipe(s, &c, 1, 1, 0);
+	if (!s->broken)
+		memcpy(s->error, error, sizeof(error));
+	return s->broken ? st : FETCH_OK;
+}
+
+enum fetch_status imap_run_batch_ahead(struct imap *s, struct imap_cmd *c, size_t n, size_t already,
+				       size_t keep)
+{
+	/* The session's first command carries CAPABILITY and ENABLE; nothing
+	 * is sent ahead with it (a kept command stays unsent, its tag ""). */
+	if (s->caps_pending && !already)
+		return imap_run_batch(s, c, n - keep);
+	return run_pipe(s, c, n, already, keep);
+}
+
+static enum fetch_status run_pipe(struct imap *s, struct imap_cmd *c, size_t n, size_t already,
+				  size_t keep)
+{
+	size_t sent = already, done = 0;
 	enum fetch_status worst = FETCH_OK;
 	bool failed = false;
 	struct imap_resp r;
@@ -235,7 +304,10 @@ static enum fetch_status run_pipe(struct imap *s, struct imap_cmd *c, size_t n)
 		imap_set_error(s, "connection lost earlier in this session");
 		return FETCH_ACCOUNT_BAD;
 	}
-	while (done < n) {
+	/* A FETCH sent ahead that c does not read: its answer comes first. */
+	if (s->ahead_tag[0] && !already && drain_ahead(s) != FETCH_OK)
+		return FETCH_ACCOUNT_BAD;
+	while (done < n - keep) {
 		struct imap_cmd *cur = &c[done];
 		size_t to = done + IMAP_PIPELINE_MAX < n ? done + IMAP_PIPELINE_MAX : n;
 
@@ -433,6 +505,7 @@ void imap_close(struct imap **sp)
 	uidset_release(&s->pre_set);
 	imap_exam_free(&s->next);
 	imap_exam_free(&s->ready);
+	imap_ahead_forget(s);
 	for (size_t i = 0; i < s->n_statuses; i++)
 		free(s->status_raws[i]);
 	free(s->status_raws);
@@ -710,6 +783,8 @@ enum fetch_status imap_idle_enter(struct imap *s, char tag_r[16], bool *changed_
 		imap_set_error(s, "connection lost earlier in this session");
 		return FETCH_ACCOUNT_BAD;
 	}
+	if (s->ahead_tag[0] && drain_ahead(s) != FETCH_OK)
+		return FETCH_ACCOUNT_BAD;      /* s->error says why */
 	snprintf(tag_r, 16, "M%u", ++s->tag_counter);
 	snprintf(line, sizeof(line), "%s IDLE\r\n", tag_r);
 	if ((st = idle_write(s, line)) != FETCH_OK)

@@ -137,16 +137,26 @@ struct imap_fetch_handler {
 
 /* UID FETCH uidset with the given items (e.g. "(UID RFC822.SIZE
  * INTERNALDATE FLAGS BODY.PEEK[])"). last: the folder's last command, so
- * the EXAMINE planned with imap_plan_examine goes in the same round trip. */
+ * the EXAMINE planned with imap_plan_examine goes in the same round trip.
+ * With imap_fetch_ahead, the answer of the FETCH sent ahead is read
+ * instead (uidset unused). */
 enum fetch_status imap_fetch(struct imap *s, const char *uidset, const char *items,
 			     const struct imap_fetch_handler *h, bool last);
 
 /* The folder to be examined next, with imap_examine's arguments: its
  * EXAMINE (and listing) is sent right after the next imap_fetch(..., last)
  * instead of a round trip later, and imap_examine with the same arguments
- * then takes its answer. Forgotten by any other imap_examine. */
+ * then takes its answer. Forgotten by any other imap_examine.
+ * ahead_items (a first sync of that folder, with list_from): when the
+ * server has SEARCHRES, a UID FETCH $ of these items (every UID the
+ * listing found) goes too, and is not waited for, so the folder's bodies
+ * follow the ones before on the link; imap_fetch_ahead then says so, once
+ * imap_examine took that folder's answer. */
 void imap_plan_examine(struct imap *s, const char *raw, uint32_t since_uidvalidity,
-		       uint64_t since_modseq, uint32_t list_from);
+		       uint64_t since_modseq, uint32_t list_from, const char *ahead_items);
+/* Whether the examined folder's UID FETCH $ went ahead: imap_fetch then
+ * reads its answer (its uidset is not sent), once for the whole folder. */
+bool imap_fetch_ahead(const struct imap *s);
 
 /* IDLE (RFC 2177), driven by an event loop (idle.c).
  * imap_idle_enter sends IDLE on the examined folder (tag in tag_r) and waits

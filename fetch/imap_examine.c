@@ -117,6 +117,7 @@ struct exam {
 	uint32_t list_from;
 	bool qresync;
 	struct buf cmd, search;       /* the two commands' text */
+	struct buf ahead;             /* "UID FETCH 1:* ..." to send after them, "" for none */
 	struct imap_folder_state st;  /* from this EXAMINE's own answers */
 	struct imap_changes ch;       /* QRESYNC's vanished and flags */
 	struct changes_ctx c;
@@ -136,6 +137,7 @@ void imap_exam_free(struct exam **ep)
 	free(e->raw);
 	buf_release(&e->cmd);
 	buf_release(&e->search);
+	buf_release(&e->ahead);
 	uidset_release(&e->c.vanished);
 	buf_release(&e->c.fetch.flags);
 	imap_changes_release(&e->ch);
@@ -182,6 +184,7 @@ static struct exam *exam_new(struct imap *s, const char *raw, uint32_t since_uid
 	e->exam_st = e->search_st = FETCH_ACCOUNT_BAD;    /* until answered */
 	buf_init(&e->cmd, IMAP_MAX_LINE);
 	buf_init(&e->search, 256);
+	buf_init(&e->ahead, 256);
 	e->h = (struct imap_fetch_handler){ .message = imap_flag_change, .ctx = &e->c };
 	e->c = (struct changes_ctx){ .ch = &e->ch, .vanished = UIDSET_INIT };
 	e->c.fetch = (struct fetch_ctx){ .s = s, .h = &e->h };
@@ -201,7 +204,7 @@ static struct exam *exam_new(struct imap *s, const char *raw, uint32_t since_uid
 		/* makes the server report HIGHESTMODSEQ (QRESYNC implies it) */
 		buf_appends(&s->cmd, " (CONDSTORE)");
 	if (buf_appends(&e->cmd, s->cmd.data) < 0 ||
-	    (list_from && imap_search_text(s, list_from, &e->search) < 0))
+	    (list_from && imap_search_text(s, list_from, false, &e->search) < 0))
 		goto fail;
 	return e;
 fail:
@@ -280,10 +283,39 @@ static bool exam_is(const struct exam *e, const char *raw, uint32_t since_uidval
 }
 
 void imap_plan_examine(struct imap *s, const char *raw, uint32_t since_uidvalidity,
-		       uint64_t since_modseq, uint32_t list_from)
+		       uint64_t since_modseq, uint32_t list_from, const char *ahead_items)
 {
+	struct exam *e;
+
 	imap_exam_free(&s->next);
-	s->next = exam_new(s, raw, since_uidvalidity, since_modseq, list_from);
+	s->next = e = exam_new(s, raw, since_uidvalidity, since_modseq, list_from);
+	/* The FETCH goes ahead only as UID FETCH $ behind a listing that saves
+	 * its result (SEARCHRES): a server must not run it before that SEARCH
+	 * ends, so the answers still come in order. Dovecot runs a plain UID
+	 * FETCH beside a UID SEARCH and mixes their answers. */
+	if (!e || !ahead_items || !list_from || !imap_has_cap(s, "SEARCHRES"))
+		return;
+	buf_reset(&e->search);
+	if (imap_search_text(s, list_from, true, &e->search) < 0 ||
+	    buf_printf(&e->ahead, "UID FETCH $ %s", ahead_items) < 0) {
+		buf_reset(&e->search);
+		buf_reset(&e->ahead);
+		if (imap_search_text(s, list_from, false, &e->search) < 0)
+			imap_exam_free(&s->next);
+	}
+}
+
+size_t imap_exam_ahead(struct exam *e, struct imap_cmd *c)
+{
+	if (!e->ahead.len)
+		return 0;
+	c[0] = (struct imap_cmd){ .what = "UID FETCH", .text = e->ahead.data };
+	return 1;
+}
+
+const char *imap_exam_raw(const struct exam *e)
+{
+	return e->raw;
 }
 
 enum fetch_status imap_examine(struct imap *s, const char *raw, uint32_t since_uidvalidity,
@@ -308,6 +340,7 @@ enum fetch_status imap_examine(struct imap *s, const char *raw, uint32_t since_u
 		/* answered already, after the last FETCH of the folder before */
 		e = s->ready;
 		s->ready = NULL;
+		s->ahead_selected = s->ahead_tag[0] && s->ahead_raw && !strcmp(s->ahead_raw, raw);
 	} else {
 		imap_exam_free(&s->ready);
 		memset(&s->st, 0, sizeof(s->st));
@@ -321,6 +354,8 @@ enum fetch_status imap_examine(struct imap *s, const char *raw, uint32_t since_u
 	}
 	st = exam_take(s, e, st_r, ch);
 	imap_exam_free(&e);
+	if (st != FETCH_OK)
+		s->ahead_selected = false;   /* drained by the next command */
 	return st;
 }
 

@@ -98,12 +98,14 @@ int imap_keep_inline(void *ctx, const char *key, uint64_t n)
 }
 
 /* The UID SEARCH for UIDs >= from, as command text. */
-int imap_search_text(struct imap *s, uint32_t from, struct buf *out)
+int imap_search_text(struct imap *s, uint32_t from, bool save, struct buf *out)
 {
 	char crit[32] = "ALL";
 
 	if (from > 1)
 		snprintf(crit, sizeof(crit), "UID %" PRIu32 ":*", from);
+	if (save)
+		return buf_printf(out, "UID SEARCH RETURN (SAVE ALL) %s", crit);
 	return imap_has_cap(s, "ESEARCH") ? buf_printf(out, "UID SEARCH RETURN (ALL) %s", crit)
 					  : buf_printf(out, "UID SEARCH %s", crit);
 }
@@ -153,7 +155,7 @@ enum fetch_status imap_uid_list(struct imap *s, uint32_t from, uint32_t **uids_r
 		s->pre_from = 0;
 	} else {
 		buf_reset(&s->cmd);
-		imap_search_text(s, from, &s->cmd);
+		imap_search_text(s, from, false, &s->cmd);
 		st = imap_run(s, "UID SEARCH", imap_search_collect, &l, &sink);
 	}
 	if (st == FETCH_OK)
@@ -334,6 +336,11 @@ int imap_fetch_collect(struct imap *s, const struct imap_resp *r, void *ctx)
 	return 0;
 }
 
+bool imap_fetch_ahead(const struct imap *s)
+{
+	return s->ahead_tag[0] && s->ahead_selected;
+}
+
 enum fetch_status imap_fetch(struct imap *s, const char *uidset, const char *items,
 			     const struct imap_fetch_handler *h, bool last)
 {
@@ -342,21 +349,38 @@ enum fetch_status imap_fetch(struct imap *s, const char *uidset, const char *ite
 		.begin = fsink_begin, .write = fsink_write, .end = fsink_end,
 		.abort = fsink_abort, .ctx = &f,
 	};
-	struct imap_cmd c[3];
-	size_t n = 1;
+	struct imap_cmd c[4];
+	size_t n = 1, n_exam = 0, already = 0, keep = 0;
 
 	buf_init(&f.flags, 64 * 1024);
-	imap_cmd_set(s, "UID FETCH %s %s", uidset, items);
-	c[0] = (struct imap_cmd){ .what = "UID FETCH", .text = s->cmd.data, .fn = imap_fetch_collect,
-				  .ctx = &f, .sink = &sink };
-	if (last && s->next)
-		n += imap_exam_cmds(s->next, c + 1);
-	imap_run_batch(s, c, n);
-	if (n > 1) {
-		imap_exam_answered(s->next, c + 1, n - 1);
+	c[0] = (struct imap_cmd){ .what = "UID FETCH", .fn = imap_fetch_collect, .ctx = &f,
+				  .sink = &sink };
+	if (imap_fetch_ahead(s)) {
+		/* sent with this folder's EXAMINE: only its answer is read */
+		snprintf(c[0].tag, sizeof(c[0].tag), "%s", s->ahead_tag);
+		c[0].text = "";
+		already = 1;
+		imap_ahead_forget(s);
+	} else {
+		imap_cmd_set(s, "UID FETCH %s %s", uidset, items);
+		c[0].text = s->cmd.data;
+	}
+	if (last && s->next) {
+		n_exam = imap_exam_cmds(s->next, c + 1);
+		n += n_exam;
+		keep = imap_exam_ahead(s->next, c + n);
+		n += keep;
+	}
+	imap_run_batch_ahead(s, c, n, already, keep);
+	if (n_exam) {
+		imap_exam_answered(s->next, c + 1, n_exam);
 		imap_exam_free(&s->ready);
 		s->ready = s->next;
 		s->next = NULL;
+		/* The FETCH sent ahead is the next folder's, if it was sent. */
+		if (keep && c[n - 1].tag[0] && !s->broken &&
+		    (s->ahead_raw = strdup(imap_exam_raw(s->ready))))
+			snprintf(s->ahead_tag, sizeof(s->ahead_tag), "%s", c[n - 1].tag);
 	}
 	buf_release(&f.flags);
 	return c[0].st;

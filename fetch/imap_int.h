@@ -39,6 +39,13 @@ struct imap {
 	bool caps_pending;          /* CAPABILITY and ENABLE go with the next command */
 	struct exam *next;          /* owned: the EXAMINE to send with the last FETCH */
 	struct exam *ready;         /* owned: an EXAMINE already answered, for imap_examine */
+	/* A UID FETCH $ of the folder after ready's, sent with its EXAMINE and
+	 * listing for a first sync and not read yet: its bodies stream in while this
+	 * side commits the folder before. imap_fetch of that folder reads it;
+	 * any other command drains it first (answers come in order). */
+	char ahead_tag[16];         /* "" when none */
+	char *ahead_raw;            /* owned: the folder it fetches */
+	bool ahead_selected;        /* imap_examine took that folder's answer */
 	/* a UID SEARCH sent with the EXAMINE, in the same round trip */
 	struct uidset pre_set;      /* owned: its answer */
 	uint32_t pre_from;          /* UIDs from this on; 0 when there is none */
@@ -108,6 +115,12 @@ struct exam;
 void imap_set_error(struct imap *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Sends c[0..n) pipelined and reads every answer (imap.c says how). */
 enum fetch_status imap_run_batch(struct imap *s, struct imap_cmd *c, size_t n);
+/* The same, where c[0..already) were sent before (their tags set) and
+ * c[n - keep..n) are sent but their answers left unread. */
+enum fetch_status imap_run_batch_ahead(struct imap *s, struct imap_cmd *c, size_t n, size_t already,
+				       size_t keep);
+/* Forgets the FETCH sent ahead (s->ahead_*), when its answer is read. */
+void imap_ahead_forget(struct imap *s);
 /* Sends s->cmd alone and reads its answer. */
 enum fetch_status imap_run(struct imap *s, const char *what, untagged_fn fn, void *ctx,
 			   const struct imap_sink *sink);
@@ -124,12 +137,18 @@ void imap_state_note(struct imap_folder_state *st, const struct imap_resp *r);
 int imap_keep_inline(void *ctx, const char *key, uint64_t n);
 int imap_listing_number(void *ctx, uint64_t n);
 int imap_search_collect(struct imap *s, const struct imap_resp *r, void *ctx);
-int imap_search_text(struct imap *s, uint32_t from, struct buf *out);
+/* The listing command for UIDs >= from; save: the result is also kept as
+ * $ for a command after it (SEARCHRES, RFC 5182; the caller checks the
+ * capability). */
+int imap_search_text(struct imap *s, uint32_t from, bool save, struct buf *out);
 int imap_fetch_collect(struct imap *s, const struct imap_resp *r, void *ctx);
 
 /* imap_examine.c */
 void imap_exam_free(struct exam **e);
 size_t imap_exam_cmds(struct exam *e, struct imap_cmd *c);
+/* The FETCH planned to go ahead after e's commands, into c[0]; 0 or 1. */
+size_t imap_exam_ahead(struct exam *e, struct imap_cmd *c);
+const char *imap_exam_raw(const struct exam *e);
 void imap_exam_answered(struct exam *e, const struct imap_cmd *c, size_t n);
 
 /* imap.c */

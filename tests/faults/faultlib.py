@@ -530,9 +530,10 @@ MUTATING = ("SELECT", "STORE", "UID STORE", "EXPUNGE", "UID EXPUNGE", "COPY", "U
 
 class FakeImap(_FakeBase):
     """A scripted IMAP4rev1 server. folders: {name: Folder}; caps: what
-    CAPABILITY says after login (ESEARCH, CONDSTORE, QRESYNC: only
-    claimed if listed; QRESYNC answers EXAMINE with VANISHED (EARLIER) and
-    the changed messages' FLAGS); auth: "plain" (AUTH=PLAIN
+    CAPABILITY says after login (ESEARCH, CONDSTORE, QRESYNC, SEARCHRES:
+    only claimed if listed; QRESYNC answers EXAMINE with VANISHED (EARLIER)
+    and the changed messages' FLAGS; SEARCHRES keeps the UIDs of a UID
+    SEARCH RETURN (SAVE ...) for a UID FETCH $); auth: "plain" (AUTH=PLAIN
     and SASL-IR offered, libcurl's choice) or "login"."""
 
     proto = "IMAP"
@@ -540,6 +541,7 @@ class FakeImap(_FakeBase):
     def __init__(self, user="alice", password="pw-fake", caps=(), auth="plain", tls=None, delim="/"):
         self.user, self.password = user, password
         self.caps = list(caps)
+        self.saved = []          # SEARCHRES: the UIDs of the last SEARCH RETURN (SAVE)
         self.auth = auth
         self.delim = delim
         self.folders = {"INBOX": Folder("INBOX")}
@@ -758,17 +760,22 @@ class FakeImap(_FakeBase):
         return f
 
     def _search(self, r, t, args, f, fault):
+        up = args.upper()
+        save = "SEARCHRES" in self.caps and re.match(r"RETURN \([^)]*\bSAVE\b", up) is not None
+        if save:
+            self.saved = []      # RFC 5182: a failed SEARCH leaves $ empty
         if f is None:
             r.final(t + b" BAD No mailbox selected")
             return
         uids = f.uids()
-        up = args.upper()
         m = re.search(r"UID (\d+):\*", up)
         if m:
             lo = int(m.group(1))
             uids = [u for u in uids if u >= lo] or uids[-1:]
         if fault and fault.action == "listing":
             uids = list(fault.params["uids"])
+        if save:
+            self.saved = list(uids)
         if up.startswith("RETURN"):
             tm = t.decode()
             r.line(('* ESEARCH (TAG "%s") UID' % tm).encode() +
@@ -789,7 +796,8 @@ class FakeImap(_FakeBase):
         seqs = {m.uid: i + 1 for i, m in enumerate(f.msgs)}
         msgs = {m.uid: m for m in f.msgs}
         huge = fault if fault and fault.action == "huge" else None
-        for uid in _uidset(a[0], f.uids()):
+        chosen = [u for u in f.uids() if u in set(self.saved)] if a[0] == "$" else _uidset(a[0], f.uids())
+        for uid in chosen:
             m = msgs[uid]
             r.raw(b"* %d FETCH (UID %d" % (seqs[uid], uid))
             if "RFC822.SIZE" in items:

@@ -89,10 +89,54 @@ def run_case(ctx, name, caps):
         srv.close()
 
 
+def run_ahead(ctx):
+    """A first sync with SEARCHRES: each folder's UID FETCH $ goes with its
+    EXAMINE and listing, sent with the folder before's FETCH, not a round
+    trip (and that folder's commit) later; a folder after one that fetched
+    nothing has its EXAMINE sent alone, and a plain FETCH. An empty folder (nothing to
+    fetch) and a folder whose EXAMINE is refused after its FETCH $ went
+    out get their answers drained, and every other folder arrives whole."""
+    log("==== searchres: the FETCH goes ahead")
+    tmp = os.path.join(ctx.tmp, "searchres")
+    os.mkdir(tmp, 0o700)
+    srv = F.FakeImap(USER, PW, caps=("CONDSTORE", "ESEARCH", "SEARCHRES"))
+    try:
+        full = [f for f in FOLDERS if f not in ("Folder02", "Folder05")]
+        for i, fname in enumerate(FOLDERS):
+            srv.folder(fname).add([] if fname == "Folder02" else [m.raw for m in MSGS[i * 5:i * 5 + 5]])
+        cfg = F.write_config(os.path.join(tmp, "maildisk.conf"), os.path.join(tmp, "store"),
+                             [F.account(USER, ACCT, srv.url(), PW, folders=("*",))])
+        st = H.Store(os.path.join(tmp, "store"))
+        # Folder05 is the seventh EXAMINE (INBOX, Folder00, ...): refused,
+        # with its SEARCH and FETCH $ already on their way.
+        srv.arm(F.Fault("EXAMINE", "status", nth=7, status="NO", text="[NONEXISTENT] gone meanwhile"))
+        r = H.maildisk("sync", cfg, expect=None)
+        ahead = [c for c in srv.sent("UID FETCH") if c.startswith("UID FETCH $")]
+        # with_next: commands with another one already behind them
+        piped = [c for c in srv.with_next if c.startswith("UID SEARCH RETURN (SAVE")]
+        log("  exit %d; %d UID FETCH $; %d saving listings had their FETCH $ right behind" % (
+            r.rc, len(ahead), len(piped)))
+        # INBOX, and the folders after the two that fetched nothing
+        # (Folder03, Folder06: their EXAMINE had no FETCH to ride with), get
+        # a UID FETCH of their listing; every other folder went ahead.
+        plain = [c for c in srv.sent("UID FETCH") if not c.startswith("UID FETCH $")]
+        check(len(ahead) == len(FOLDERS) - 3 and len(plain) == 3,
+              "UID FETCH $ for every folder but INBOX, Folder03 and Folder06", ahead, plain)
+        check(len(piped) == len(ahead), "every UID FETCH $ went with its listing", srv.with_next[-8:])
+        for fname in full:
+            F.imap_converged(st, srv, USER, ACCT, fname)
+        check(len(F.visible_rows(st)) == 5 * len(full), "rows after the first sync", len(F.visible_rows(st)))
+        check(r.rc != 0 and "gone meanwhile" in r.err, "the refused folder is reported", r.rc, r.err[-400:])
+        check(not srv.violations, "commands that change mail", srv.violations[:3])
+    finally:
+        srv.close()
+
+
 def main(ctx):
     for name, caps in CASES:
         run_case(ctx, name, caps)
-    log("round trips: %d cases" % len(CASES))
+    run_ahead(ctx)
+    log("round trips: %d cases and the FETCH sent ahead" % len(CASES))
 
 
 if __name__ == "__main__":
