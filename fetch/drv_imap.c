@@ -192,7 +192,11 @@ static void imap_drv_hint_next(void *conn, const struct drv_folder *f,
 	struct drv_imap_conn *c = conn;
 	uint32_t uv, list_from;
 	uint64_t modseq;
-	bool first = !known->uidvalidity && !known->held && !known->last_error;
+	/* Never synced, and holding no row (a first sync that ended in a
+	 * crash after a commit stored some: only the listing minus those is
+	 * fetched then). */
+	bool first = !known->uidvalidity && !known->n_active && !known->n_trashed && !known->held &&
+		     !known->last_error;
 
 	examine_args(c, known, &uv, &modseq, &list_from);
 	imap_plan_examine(c->s, f->raw, uv, modseq, list_from, first ? FETCH_ITEMS : NULL);

@@ -16,8 +16,12 @@ For each capability set (CONDSTORE with STATUS; LIST-STATUS; neither):
     one is trashed;
   - nothing ever changes the server's mailbox."""
 
+import contextlib
 import os
+import signal
+import subprocess
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import faultlib as F  # noqa: E402
@@ -127,6 +131,84 @@ def run_ahead(ctx):
             F.imap_converged(st, srv, USER, ACCT, fname)
         check(len(F.visible_rows(st)) == 5 * len(full), "rows after the first sync", len(F.visible_rows(st)))
         check(r.rc != 0 and "gone meanwhile" in r.err, "the refused folder is reported", r.rc, r.err[-400:])
+
+        check(not srv.violations, "commands that change mail", srv.violations[:3])
+    finally:
+        srv.close()
+
+
+def run_ahead_cut(ctx):
+    """A first sync cut inside a FETCH $ (Folder06's, the eighth UID FETCH):
+    the whole messages before the cut are kept, and the next sync fetches
+    that folder's rest, not all of it again: no message twice."""
+    log("==== searchres: a first sync cut inside a FETCH $")
+    tmp = os.path.join(ctx.tmp, "searchres-cut")
+    os.mkdir(tmp, 0o700)
+    srv = F.FakeImap(USER, PW, caps=("CONDSTORE", "ESEARCH", "SEARCHRES"))
+    try:
+        for i, fname in enumerate(FOLDERS):
+            srv.folder(fname).add([m.raw for m in MSGS[i * 5:i * 5 + 5]])
+        cfg = F.write_config(os.path.join(tmp, "maildisk.conf"), os.path.join(tmp, "store"),
+                             [F.account(USER, ACCT, srv.url(), PW, folders=("*",))])
+        st = H.Store(os.path.join(tmp, "store"))
+        srv.arm(F.Fault("UID FETCH", "hangup", nth=8, at="mid_literal", literal=3))
+        r = H.maildisk("sync", cfg, expect=None)
+        cut = len(F.visible_rows(st, USER, ACCT, "Folder06"))
+        log("  exit %d; Folder06 kept %d of its 5 messages" % (r.rc, cut))
+        check(r.rc != 0 and 0 < cut < 5, "the cut came inside Folder06's FETCH", r.rc, cut)
+        srv.arm()
+        H.maildisk("sync", cfg, expect=0)
+        for fname in FOLDERS:
+            F.imap_converged(st, srv, USER, ACCT, fname)
+        check(len(F.visible_rows(st)) == 5 * len(FOLDERS), "rows after the resync", len(F.visible_rows(st)))
+        refetched = [c for c in srv.sent("UID FETCH") if not c.startswith("UID FETCH $")]
+        log("  resync: %r" % refetched)
+        check(not srv.violations, "commands that change mail", srv.violations[:3])
+    finally:
+        srv.close()
+
+
+def run_ahead_crash(ctx):
+    """A first sync killed inside a FETCH $ after a batch of it committed
+    (Big's 600 messages: a batch is 512): the folder has rows but no
+    UIDVALIDITY, and no error was recorded. The next sync must fetch only
+    its listing minus those rows; a FETCH $ of all of it would store them
+    twice."""
+    log("==== searchres: a first sync killed after a commit inside a FETCH $")
+    tmp = os.path.join(ctx.tmp, "searchres-crash")
+    os.mkdir(tmp, 0o700)
+    srv = F.FakeImap(USER, PW, caps=("CONDSTORE", "ESEARCH", "SEARCHRES"))
+    try:
+        srv.folder("INBOX").add([m.raw for m in MSGS[:5]])
+        srv.folder("Big").add([m.raw for m in F.mailgen.generate(600, seed=809, max_size=1500)])
+        cfg = F.write_config(os.path.join(tmp, "maildisk.conf"), os.path.join(tmp, "store"),
+                             [F.account(USER, ACCT, srv.url(), PW, folders=("*",))])
+        st = H.Store(os.path.join(tmp, "store"))
+        srv.arm(F.Fault("UID FETCH", "stall", nth=2, at="mid_literal", literal=560, seconds=30))
+        p = ctx.popen([H.maildisk_path(), "sync", "-c", cfg], env=H.maildisk_env(),
+                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        end = time.monotonic() + 30
+        kept = 0
+        while time.monotonic() < end and p.poll() is None:
+            with contextlib.suppress(Exception):
+                kept = len(F.visible_rows(st, USER, ACCT, "Big"))
+            if kept >= 512:
+                break
+            time.sleep(0.05)
+        check(p.poll() is None and kept >= 512, "the sync did not stall after Big's first batch", p.poll(), kept)
+        os.kill(p.pid, signal.SIGKILL)
+        p.wait()
+        fr = st.folder(USER, ACCT, "Big")
+        log("  killed with %d of Big's 600 stored, its UIDVALIDITY %s" % (kept, fr and fr["uidvalidity"]))
+        # New mail in INBOX: its FETCH is the one Big's EXAMINE rides with.
+        srv.folder("INBOX").add([MSGS[6].raw])
+        srv.arm()
+        H.maildisk("sync", cfg, expect=0)
+        for fname in ("INBOX", "Big"):
+            F.imap_converged(st, srv, USER, ACCT, fname)
+        again = [c for c in srv.sent("UID FETCH")]
+        log("  resync: %r" % [c[:40] for c in again])
+        check(not any(c.startswith("UID FETCH $") for c in again), "the resync sent a FETCH $ for Big", again)
         check(not srv.violations, "commands that change mail", srv.violations[:3])
     finally:
         srv.close()
@@ -136,6 +218,8 @@ def main(ctx):
     for name, caps in CASES:
         run_case(ctx, name, caps)
     run_ahead(ctx)
+    run_ahead_cut(ctx)
+    run_ahead_crash(ctx)
     log("round trips: %d cases and the FETCH sent ahead" % len(CASES))
 
 
