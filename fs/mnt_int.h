@@ -181,6 +181,11 @@ void mnt_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool pl
 /* Directory ino changed (the caller bumped m->gen): rebuilds a kept
  * listing of it now. From a sync worker, no lock held. */
 void mnt_dir_refresh(struct mnt *m, fuse_ino_t ino);
+/* on: before the change that mnt_dir_refresh(ino) follows is made known
+ * (m->gen), so that until the refresh READDIRs get the kept listing of
+ * ino; every mark is followed by mnt_dir_refresh(ino), which clears it, or
+ * by this with on false. */
+void mnt_dir_refreshing(struct mnt *m, fuse_ino_t ino, bool on);
 void mnt_dirs_release(struct mnt *m);
 
 /* mnt_notify.c: the sync side. */

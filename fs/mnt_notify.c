@@ -72,11 +72,17 @@ static void folder_changed(struct mnt *m, int64_t folder_id, const int64_t *ids,
 		changed = f.changed_at;
 		index_folder_release(&f);
 	}
+	uint64_t folder_ino = 0;
+
 	pthread_rwlock_rdlock(&m->lock);
 	node = mnt_tree_by_folder(m->tree, folder_id);
+	if (node)
+		folder_ino = node->ino;
 	pthread_rwlock_unlock(&m->lock);
 	if (!node && ix)
 		mnt_refresh_tree(m, ix);
+	if (folder_ino)
+		mnt_dir_refreshing(m, folder_ino, true);
 	atomic_fetch_add(&m->gen, 1);
 	pthread_rwlock_wrlock(&m->lock);
 	node = mnt_tree_set_changed(m->tree, folder_id, changed);
@@ -88,6 +94,8 @@ static void folder_changed(struct mnt *m, int64_t folder_id, const int64_t *ids,
 	pthread_rwlock_unlock(&m->lock);
 	if (k)
 		mnt_dir_refresh(m, chain[0]);
+	if (folder_ino && (!k || chain[0] != folder_ino))
+		mnt_dir_refreshing(m, folder_ino, false);
 	if (!k || !atomic_load(&m->notify_ok))
 		return;
 	for (size_t i = 0; names && i < n; i++) {
