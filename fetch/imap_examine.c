@@ -117,7 +117,7 @@ struct exam {
 	uint32_t list_from;
 	bool qresync;
 	struct buf cmd, search;       /* the two commands' text */
-	struct buf ahead;             /* "UID FETCH 1:* ..." to send after them, "" for none */
+	struct buf ahead;             /* "UID FETCH $ ..." to send after them, "" for none */
 	struct imap_folder_state st;  /* from this EXAMINE's own answers */
 	struct imap_changes ch;       /* QRESYNC's vanished and flags */
 	struct changes_ctx c;
