@@ -163,7 +163,7 @@ static void exam_done(struct imap *s, struct imap_cmd *c, const struct imap_resp
 	e->exam_st = c->st;
 	if (c->st == FETCH_OK)
 		return;
-	snprintf(e->error, sizeof(e->error), "EXAMINE: the server answered %s %s%s%s%s",
+	snprintf(e->error, sizeof(e->error), "EXAMINE \"%.200s\": the server answered %s %s%s%s%s", e->raw,
 		 r->status == IMAP_ST_NO ? "NO" : "BAD", r->code ? "[" : "",
 		 r->code ? r->code : "", r->code ? "] " : "", r->text);
 	if (r->code && strncasecmp(r->code, "NONEXISTENT", 11) == 0)

@@ -139,7 +139,7 @@ def hangup(name, cmd, at, **kw):
 def answered(name, cmd, status, keep_untagged):
     """cmd is answered NO or BAD (after its untagged data when keep_untagged)."""
     return Scenario(name, Fault(cmd, "status", status=status, keep_untagged=keep_untagged),
-                    log_re=r"%s: the server answered %s" % (cmd, status))
+                    log_re=r"%s( \"[^\"]*\")?: the server answered %s" % (cmd, status))
 
 
 def stall(name, cmd, at, **kw):
