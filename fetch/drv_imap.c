@@ -182,6 +182,18 @@ static void examine_args(struct drv_imap_conn *c, const struct index_folder *kno
 	*list_from_r = since && imap_qresync(c->s) && known->uidnext ? known->uidnext : 1;
 }
 
+/* What the FETCH that goes with a folder's EXAMINE asks for: every
+ * message of a folder never synced that holds no row (a first sync that
+ * ended in a crash after a commit stored some: only the listing minus
+ * those is fetched then), else NULL, no FETCH goes ahead. */
+static const char *ahead_items(const struct index_folder *known)
+{
+	bool first = !known->uidvalidity && !known->n_active && !known->n_trashed && !known->held &&
+		     !known->last_error;
+
+	return first ? FETCH_ITEMS : NULL;
+}
+
 /* The folder the engine syncs after this one: its EXAMINE rides with this
  * folder's last FETCH. A folder never synced will have every message
  * fetched: that FETCH goes too, so its bodies follow this folder's on the
@@ -192,14 +204,9 @@ static void imap_drv_hint_next(void *conn, const struct drv_folder *f,
 	struct drv_imap_conn *c = conn;
 	uint32_t uv, list_from;
 	uint64_t modseq;
-	/* Never synced, and holding no row (a first sync that ended in a
-	 * crash after a commit stored some: only the listing minus those is
-	 * fetched then). */
-	bool first = !known->uidvalidity && !known->n_active && !known->n_trashed && !known->held &&
-		     !known->last_error;
 
 	examine_args(c, known, &uv, &modseq, &list_from);
-	imap_plan_examine(c->s, f->raw, uv, modseq, list_from, first ? FETCH_ITEMS : NULL);
+	imap_plan_examine(c->s, f->raw, uv, modseq, list_from, ahead_items(known));
 }
 
 static enum fetch_status imap_drv_select(void *conn, const struct drv_folder *f,
@@ -213,7 +220,7 @@ static enum fetch_status imap_drv_select(void *conn, const struct drv_folder *f,
 	imap_changes_release(&c->ch);
 	c->folder = f->name;
 	examine_args(c, known, &uv, &modseq, &list_from);
-	st = imap_examine(c->s, f->raw, uv, modseq, list_from, &c->st, &c->ch);
+	st = imap_examine(c->s, f->raw, uv, modseq, list_from, ahead_items(known), &c->st, &c->ch);
 	*st_r = (struct drv_state){
 		.uidvalidity = c->st.uidvalidity, .uidnext = c->st.uidnext,
 		.highestmodseq = c->st.highestmodseq, .exists = c->st.exists,

@@ -185,7 +185,7 @@ static void connect_one(struct idle *h, struct watch *w)
 		return;
 	}
 	imap_set_cancel(s, h->cancel_fd);
-	st = imap_examine(s, "INBOX", 0, 0, 0, &fs, NULL);
+	st = imap_examine(s, "INBOX", 0, 0, 0, NULL, &fs, NULL);
 	if (st == FETCH_OK)
 		st = imap_idle_enter(s, w->tag, &w->changed, &w->rest, &w->rest_len);
 	if (st != FETCH_OK) {

@@ -92,9 +92,11 @@ void imap_changes_release(struct imap_changes *c);
  * (EARLIER) and FETCH FLAGS), collected in *ch; ch->valid is true only when
  * the folder's UIDVALIDITY is still since_uidvalidity. list_from, when not
  * 0, sends the UID SEARCH for UIDs >= list_from in the same round trip;
- * imap_uid_list(s, list_from) then takes its answer. */
+ * imap_uid_list(s, list_from) then takes its answer. ahead_items: as
+ * for imap_plan_examine, when the EXAMINE is sent here (the folder before
+ * fetched nothing, or this is the first). */
 enum fetch_status imap_examine(struct imap *s, const char *raw, uint32_t since_uidvalidity,
-			       uint64_t since_modseq, uint32_t list_from,
+			       uint64_t since_modseq, uint32_t list_from, const char *ahead_items,
 			       struct imap_folder_state *st, struct imap_changes *ch);
 /* CONDSTORE without QRESYNC: flag changes since modseq
  * (UID FETCH 1:* (UID FLAGS) (CHANGEDSINCE m)) into ch->flags. */

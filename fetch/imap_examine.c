@@ -275,6 +275,25 @@ static enum fetch_status exam_take(struct imap *s, struct exam *e, struct imap_f
 	return st;
 }
 
+/* ahead_items: e's listing saves its result and a UID FETCH $ of these
+ * items goes right behind it, unawaited. Only $ behind a listing that
+ * saves it (SEARCHRES): a server must not run that FETCH before the SEARCH
+ * ends, so the answers still come in order; Dovecot runs a plain UID FETCH
+ * beside a UID SEARCH and mixes their answers. Without SEARCHRES or
+ * ahead_items, nothing changes. 0, or -ENOMEM (e unusable). */
+static int exam_set_ahead(struct imap *s, struct exam *e, const char *ahead_items)
+{
+	if (!ahead_items || !e->list_from || !imap_has_cap(s, "SEARCHRES"))
+		return 0;
+	buf_reset(&e->search);
+	if (imap_search_text(s, e->list_from, true, &e->search) == 0 &&
+	    buf_printf(&e->ahead, "UID FETCH $ %s", ahead_items) == 0)
+		return 0;
+	buf_reset(&e->search);
+	buf_reset(&e->ahead);
+	return imap_search_text(s, e->list_from, false, &e->search) < 0 ? -ENOMEM : 0;
+}
+
 static bool exam_is(const struct exam *e, const char *raw, uint32_t since_uidvalidity,
 		    uint64_t since_modseq, uint32_t list_from)
 {
@@ -285,24 +304,10 @@ static bool exam_is(const struct exam *e, const char *raw, uint32_t since_uidval
 void imap_plan_examine(struct imap *s, const char *raw, uint32_t since_uidvalidity,
 		       uint64_t since_modseq, uint32_t list_from, const char *ahead_items)
 {
-	struct exam *e;
-
 	imap_exam_free(&s->next);
-	s->next = e = exam_new(s, raw, since_uidvalidity, since_modseq, list_from);
-	/* The FETCH goes ahead only as UID FETCH $ behind a listing that saves
-	 * its result (SEARCHRES): a server must not run it before that SEARCH
-	 * ends, so the answers still come in order. Dovecot runs a plain UID
-	 * FETCH beside a UID SEARCH and mixes their answers. */
-	if (!e || !ahead_items || !list_from || !imap_has_cap(s, "SEARCHRES"))
-		return;
-	buf_reset(&e->search);
-	if (imap_search_text(s, list_from, true, &e->search) < 0 ||
-	    buf_printf(&e->ahead, "UID FETCH $ %s", ahead_items) < 0) {
-		buf_reset(&e->search);
-		buf_reset(&e->ahead);
-		if (imap_search_text(s, list_from, false, &e->search) < 0)
-			imap_exam_free(&s->next);
-	}
+	s->next = exam_new(s, raw, since_uidvalidity, since_modseq, list_from);
+	if (s->next && exam_set_ahead(s, s->next, ahead_items) < 0)
+		imap_exam_free(&s->next);
 }
 
 size_t imap_exam_ahead(struct exam *e, struct imap_cmd *c)
@@ -319,13 +324,13 @@ const char *imap_exam_raw(const struct exam *e)
 }
 
 enum fetch_status imap_examine(struct imap *s, const char *raw, uint32_t since_uidvalidity,
-			       uint64_t since_modseq, uint32_t list_from,
+			       uint64_t since_modseq, uint32_t list_from, const char *ahead_items,
 			       struct imap_folder_state *st_r, struct imap_changes *ch)
 {
 	struct exam *e;
-	struct imap_cmd c[2];
+	struct imap_cmd c[3];
 	enum fetch_status st;
-	size_t n;
+	size_t n, keep;
 
 	uidset_release(&s->pre_set);
 	s->pre_from = 0;
@@ -344,13 +349,21 @@ enum fetch_status imap_examine(struct imap *s, const char *raw, uint32_t since_u
 	} else {
 		imap_exam_free(&s->ready);
 		memset(&s->st, 0, sizeof(s->st));
-		if (!(e = exam_new(s, raw, since_uidvalidity, since_modseq, list_from))) {
+		if (!(e = exam_new(s, raw, since_uidvalidity, since_modseq, list_from)) ||
+		    exam_set_ahead(s, e, ahead_items) < 0) {
+			imap_exam_free(&e);
 			imap_set_error(s, "folder name \"%s\" cannot be sent to the server", raw);
 			return FETCH_FOLDER_BAD;
 		}
 		n = imap_exam_cmds(e, c);
-		imap_run_batch(s, c, n);
+		keep = imap_exam_ahead(e, c + n);
+		imap_run_batch_ahead(s, c, n + keep, 0, keep);
 		imap_exam_answered(e, c, n);
+		/* Its FETCH $ is in flight: this folder's fetch reads it. */
+		if (keep && c[n].tag[0] && !s->broken && (s->ahead_raw = strdup(raw))) {
+			snprintf(s->ahead_tag, sizeof(s->ahead_tag), "%s", c[n].tag);
+			s->ahead_selected = true;
+		}
 	}
 	st = exam_take(s, e, st_r, ch);
 	imap_exam_free(&e);
