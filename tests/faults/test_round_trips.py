@@ -43,17 +43,32 @@ def examined(srv):
     return sorted(H.utf7_decode(F._tokens(c.split(" ", 1)[1])[0]) for c in srv.sent("EXAMINE"))
 
 
-def run_case(ctx, name, caps):
-    log("==== %s (%s)" % (name, " ".join(caps)))
+SEARCHRES = ("CONDSTORE", "ESEARCH", "SEARCHRES")
+
+
+def five_each(empty=()):
+    """{folder: its 5 messages} for FOLDERS, none for those in empty."""
+    return {f: [] if f in empty else [m.raw for m in MSGS[i * 5:i * 5 + 5]] for i, f in enumerate(FOLDERS)}
+
+
+def fake_account(ctx, name, caps, contents):
+    """A fake server with caps holding contents ({folder: raws}, in LIST
+    order), and a config and store for it in a directory of its own.
+    Returns (server, config, store); the caller closes the server."""
     tmp = os.path.join(ctx.tmp, name)
     os.mkdir(tmp, 0o700)
     srv = F.FakeImap(USER, PW, caps=caps)
+    for fname, raws in contents.items():
+        srv.folder(fname).add(raws)
+    cfg = F.write_config(os.path.join(tmp, "maildisk.conf"), os.path.join(tmp, "store"),
+                         [F.account(USER, ACCT, srv.url(), PW, folders=("*",))])
+    return srv, cfg, H.Store(os.path.join(tmp, "store"))
+
+
+def run_case(ctx, name, caps):
+    log("==== %s (%s)" % (name, " ".join(caps)))
+    srv, cfg, st = fake_account(ctx, name, caps, five_each())
     try:
-        for i, fname in enumerate(FOLDERS):
-            srv.folder(fname).add([m.raw for m in MSGS[i * 5:i * 5 + 5]])
-        cfg = F.write_config(os.path.join(tmp, "maildisk.conf"), os.path.join(tmp, "store"),
-                             [F.account(USER, ACCT, srv.url(), PW, folders=("*",))])
-        st = H.Store(os.path.join(tmp, "store"))
         H.maildisk("sync", cfg, expect=0)
         check(len(F.visible_rows(st)) == 5 * len(FOLDERS), "first sync", len(F.visible_rows(st)))
 
@@ -102,16 +117,9 @@ def run_ahead(ctx):
     fetch) and a folder whose EXAMINE is refused after its FETCH $ went
     out get their answers drained, and every other folder arrives whole."""
     log("==== searchres: the FETCH goes ahead")
-    tmp = os.path.join(ctx.tmp, "searchres")
-    os.mkdir(tmp, 0o700)
-    srv = F.FakeImap(USER, PW, caps=("CONDSTORE", "ESEARCH", "SEARCHRES"))
+    srv, cfg, st = fake_account(ctx, "searchres", SEARCHRES, five_each(empty=("Folder02",)))
     try:
         full = [f for f in FOLDERS if f not in ("Folder02", "Folder05")]
-        for i, fname in enumerate(FOLDERS):
-            srv.folder(fname).add([] if fname == "Folder02" else [m.raw for m in MSGS[i * 5:i * 5 + 5]])
-        cfg = F.write_config(os.path.join(tmp, "maildisk.conf"), os.path.join(tmp, "store"),
-                             [F.account(USER, ACCT, srv.url(), PW, folders=("*",))])
-        st = H.Store(os.path.join(tmp, "store"))
         # Folder05 is the seventh EXAMINE (INBOX, Folder00, ...): refused,
         # with its SEARCH and FETCH $ already on their way.
         srv.arm(F.Fault("EXAMINE", "status", nth=7, status="NO", text="[NONEXISTENT] gone meanwhile"))
@@ -143,15 +151,8 @@ def run_ahead_cut(ctx):
     the whole messages before the cut are kept, and the next sync fetches
     that folder's rest, not all of it again: no message twice."""
     log("==== searchres: a first sync cut inside a FETCH $")
-    tmp = os.path.join(ctx.tmp, "searchres-cut")
-    os.mkdir(tmp, 0o700)
-    srv = F.FakeImap(USER, PW, caps=("CONDSTORE", "ESEARCH", "SEARCHRES"))
+    srv, cfg, st = fake_account(ctx, "searchres-cut", SEARCHRES, five_each())
     try:
-        for i, fname in enumerate(FOLDERS):
-            srv.folder(fname).add([m.raw for m in MSGS[i * 5:i * 5 + 5]])
-        cfg = F.write_config(os.path.join(tmp, "maildisk.conf"), os.path.join(tmp, "store"),
-                             [F.account(USER, ACCT, srv.url(), PW, folders=("*",))])
-        st = H.Store(os.path.join(tmp, "store"))
         srv.arm(F.Fault("UID FETCH", "hangup", nth=8, at="mid_literal", literal=3))
         r = H.maildisk("sync", cfg, expect=None)
         cut = len(F.visible_rows(st, USER, ACCT, "Folder06"))
@@ -176,15 +177,10 @@ def run_ahead_crash(ctx):
     its listing minus those rows; a FETCH $ of all of it would store them
     twice."""
     log("==== searchres: a first sync killed after a commit inside a FETCH $")
-    tmp = os.path.join(ctx.tmp, "searchres-crash")
-    os.mkdir(tmp, 0o700)
-    srv = F.FakeImap(USER, PW, caps=("CONDSTORE", "ESEARCH", "SEARCHRES"))
+    big = [m.raw for m in F.mailgen.generate(600, seed=809, max_size=1500)]
+    srv, cfg, st = fake_account(ctx, "searchres-crash", SEARCHRES,
+                                {"INBOX": [m.raw for m in MSGS[:5]], "Big": big})
     try:
-        srv.folder("INBOX").add([m.raw for m in MSGS[:5]])
-        srv.folder("Big").add([m.raw for m in F.mailgen.generate(600, seed=809, max_size=1500)])
-        cfg = F.write_config(os.path.join(tmp, "maildisk.conf"), os.path.join(tmp, "store"),
-                             [F.account(USER, ACCT, srv.url(), PW, folders=("*",))])
-        st = H.Store(os.path.join(tmp, "store"))
         srv.arm(F.Fault("UID FETCH", "stall", nth=2, at="mid_literal", literal=560, seconds=30))
         p = ctx.popen([H.maildisk_path(), "sync", "-c", cfg], env=H.maildisk_env(),
                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
