@@ -66,6 +66,7 @@ struct settings {
 	double min_free_fraction;  /* [store] min_free as a fraction of the filesystem */
 	bool min_free_set;         /* given; else the floor is min(1 GiB, 5%) */
 	bool parts;                /* [store] parts, default yes: each user's parts unless it says */
+	bool keep_cpus_awake;      /* [mount] default yes: fs/cpu_awake.h */
 	struct user_settings *users;       /* owned array */
 	size_t n_users;
 	struct account_settings *accounts; /* owned array */

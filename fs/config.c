@@ -101,6 +101,8 @@ static struct sect_meta *cur_meta(struct parse *p)
 		return &p->store;
 	case SECT_SYNC:
 		return &p->sync;
+	case SECT_MOUNT:
+		return &p->mount;
 	case SECT_USER:
 		return &p->user_meta[p->cur_idx];
 	case SECT_ACCOUNT:
@@ -229,6 +231,8 @@ static int begin_section(struct parse *p, const char *inner, size_t n)
 		return begin_single(p, shown_hdr, &p->store, SECT_STORE);
 	if (tn == 4 && memcmp(inner, "sync", 4) == 0 && rest == 0)
 		return begin_single(p, shown_hdr, &p->sync, SECT_SYNC);
+	if (tn == 5 && memcmp(inner, "mount", 5) == 0 && rest == 0)
+		return begin_single(p, shown_hdr, &p->mount, SECT_MOUNT);
 	if (tn == 4 && memcmp(inner, "user", 4) == 0 && rest > 0) {
 		if (!valid_name(arg, rest))
 			return fail(p, p->line, shown_hdr, "bad user name; %s", name_rule);
@@ -245,14 +249,15 @@ static int begin_section(struct parse *p, const char *inner, size_t n)
 			return fail(p, p->line, shown_hdr, "bad account name; %s", name_rule);
 		return add_account(p, shown_hdr, arg, un, slash + 1, nn);
 	}
-	if ((tn == 5 && memcmp(inner, "store", 5) == 0) || (tn == 4 && memcmp(inner, "sync", 4) == 0))
+	if ((tn == 5 && memcmp(inner, "store", 5) == 0) || (tn == 4 && memcmp(inner, "sync", 4) == 0) ||
+	    (tn == 5 && memcmp(inner, "mount", 5) == 0))
 		return fail(p, p->line, shown_hdr, "takes no name; expected [%.*s]", (int)tn, inner);
 	if (tn == 4 && memcmp(inner, "user", 4) == 0)
 		return fail(p, p->line, shown_hdr, "expected [user NAME]");
 	if (tn == 7 && memcmp(inner, "account", 7) == 0)
 		return fail(p, p->line, shown_hdr, "expected [account USER/NAME]");
 	return fail(p, p->line, shown_hdr,
-		    "unknown section; expected [store], [sync], [user NAME] or [account USER/NAME]");
+		    "unknown section; expected [store], [sync], [mount], [user NAME] or [account USER/NAME]");
 }
 
 /* Reads the header on the current raw line, if it is one, as inih will. */
@@ -319,6 +324,8 @@ static const char *sect_title(const struct parse *p, char *out, size_t outlen)
 		return "[store]";
 	case SECT_SYNC:
 		return "[sync]";
+	case SECT_MOUNT:
+		return "[mount]";
 	case SECT_USER:
 		snprintf(out, outlen, "[user %s]", p->s->users[p->cur_idx].name);
 		return out;
@@ -352,13 +359,16 @@ static int on_key(void *user, const char *section, const char *name, const char 
 	switch (p->cur) {
 	case SECT_NONE:
 		fail(p, p->line, name,
-		     "before any section; expected a [store], [sync], [user NAME] or [account USER/NAME] header above it");
+		     "before any section; expected a [store], [sync], [mount], [user NAME] or [account USER/NAME] header above it");
 		return 0;
 	case SECT_STORE:
 		keys = config_store_keys, obj = p->s;
 		break;
 	case SECT_SYNC:
 		keys = config_sync_keys, obj = p->s;
+		break;
+	case SECT_MOUNT:
+		keys = config_mount_keys, obj = p->s;
 		break;
 	case SECT_USER:
 		keys = config_user_keys, obj = &p->s->users[p->cur_idx];
@@ -504,6 +514,7 @@ int config_parse_string(const char *text, const char *name, struct settings **r,
 	p.s->max_message_size = 256ull << 20;
 	p.s->max_folders = 10000;
 	p.s->parts = true;
+	p.s->keep_cpus_awake = true;
 
 	/* Debian's libinih turns its compile-time options into globals. No
 	 * continuation lines: an indented key must not be glued to the value

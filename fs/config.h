@@ -5,6 +5,7 @@
  * never silently ignored; a key or section given twice is an error too):
  *   [store]             path (required, absolute), trash_days (1..3650, 30)
  *   [sync]              workers (1..64, 4)
+ *   [mount]             keep_cpus_awake (yes|no, yes: fs/cpu_awake.h)
  *   [user NAME]         uid (required: local account name or numeric uid;
  *                       the account must exist), on_change (a command)
  *   [account USER/NAME] url (required: imap:// imaps:// pop3:// pop3s://

@@ -22,7 +22,7 @@
 #define NAME_MAX_BYTES 255   /* user and account names are path components */
 #define KEYS_MAX 16
 
-enum sect { SECT_NONE, SECT_STORE, SECT_SYNC, SECT_USER, SECT_ACCOUNT };
+enum sect { SECT_NONE, SECT_STORE, SECT_SYNC, SECT_MOUNT, SECT_USER, SECT_ACCOUNT };
 
 enum kind {
 	K_DIR,         /* absolute path, not checked on disk */
@@ -69,7 +69,7 @@ struct parse {
 	int rc;                  /* first error; parsing stops there */
 	enum sect cur;
 	size_t cur_idx;          /* into users or accounts */
-	struct sect_meta store, sync;
+	struct sect_meta store, sync, mount;
 	struct sect_meta *user_meta;     /* owned, parallel to s->users */
 	struct sect_meta *account_meta;  /* owned, parallel to s->accounts */
 	size_t users_cap, accounts_cap;
@@ -78,6 +78,7 @@ struct parse {
 /* The keys of each section, ending in { .name = NULL } (config_keys.c). */
 extern const struct keydef config_store_keys[];
 extern const struct keydef config_sync_keys[];
+extern const struct keydef config_mount_keys[];
 extern const struct keydef config_user_keys[];
 extern const struct keydef config_account_keys[];
 

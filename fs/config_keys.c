@@ -34,6 +34,11 @@ const struct keydef config_sync_keys[] = {
 	{ .name = NULL },
 };
 
+const struct keydef config_mount_keys[] = {
+	{ .name = "keep_cpus_awake", .kind = K_BOOL, .off = offsetof(struct settings, keep_cpus_awake) },
+	{ .name = NULL },
+};
+
 const struct keydef config_user_keys[] = {
 	{ .name = "uid", .kind = K_UID },
 	{ .name = "on_change", .kind = K_COMMAND, .off = offsetof(struct user_settings, on_change) },

@@ -354,6 +354,9 @@ static int run_threads(struct run *r, const struct mnt_opts *o)
 		atomic_store(&mnt_sig_sched, m->sched);
 	}
 	rc = pthread_create(&r->ctl_thread, NULL, ctl_main, m);
+	/* After daemonising, like every thread of ours (fork keeps none). */
+	if (rc == 0 && m->cfg->keep_cpus_awake && cpu_awake_start(&m->awake, CPU_AWAKE_DEVICE))
+		log_info("mount: cannot start the thread that keeps CPUs awake while serving");
 	pthread_sigmask(SIG_SETMASK, &oldmask, NULL);
 	if (rc) {
 		log_error("mount: cannot start the control thread: %s", strerror(rc));
@@ -409,6 +412,7 @@ static void run_stop(struct run *r, const struct mnt_opts *o, int ret)
 	/* After an external unmount the scheduler is still running; notify
 	 * calls now fail fast (the connection is gone). */
 	sched_halt(m);
+	cpu_awake_stop(&m->awake);
 	atomic_store(&m->notify_ok, false);
 	mnt_exec_destroy(&m->exec);
 	if (r->mounted)

@@ -51,6 +51,7 @@
 #include "../cache/index.h"
 #include "../fetch/scheduler.h"
 #include "../fetch/sync.h"
+#include "cpu_awake.h"
 #include "mnt.h"
 #include "mnt_exec.h"
 #include "mnt_tree.h"
@@ -113,7 +114,18 @@ struct mnt {
 	pthread_t main_thread;
 	int ctl[2];                       /* control pipe: signals -> control thread */
 	struct parts_cursors *cursors;    /* owned: decoding cursors of part READs */
+	struct cpu_awake awake;           /* started by run_threads when cfg->keep_cpus_awake */
 };
+
+/* The mount serving req, for the handlers of requests that a reader
+ * waits for: each counts as activity for m->awake. */
+static inline struct mnt *mnt_serving(fuse_req_t req)
+{
+	struct mnt *m = fuse_req_userdata(req);
+
+	cpu_awake_note(&m->awake);
+	return m;
+}
 
 /* What a handler needs of a folder's node, copied under the lock. */
 struct folder_info {

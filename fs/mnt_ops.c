@@ -83,7 +83,7 @@ static void entry_of_node(const struct mnt *m, const struct mnt_node *n, struct 
 
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
-	struct mnt *m = fuse_req_userdata(req);
+	struct mnt *m = mnt_serving(req);
 	struct fuse_entry_param e;
 	const struct mnt_node *dir, *c;
 	const struct user_settings *u = NULL, *du;
@@ -182,7 +182,7 @@ static void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_dat
 
 static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	struct mnt *m = fuse_req_userdata(req);
+	struct mnt *m = mnt_serving(req);
 	const struct mnt_node *n;
 	const struct user_settings *u = NULL;
 	struct stat st;
@@ -232,8 +232,10 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 
 static void readdir_any(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plus)
 {
+	struct mnt *m = mnt_serving(req);
+
 	if (MNT_INO_IS_PART(ino))
-		mnt_parts_readdir(req, fuse_req_userdata(req), ino, size, off, plus);
+		mnt_parts_readdir(req, m, ino, size, off, plus);
 	else
 		mnt_readdir(req, ino, size, off, plus);
 }
@@ -312,7 +314,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		    struct fuse_file_info *fi)
 {
-	struct mnt *m = fuse_req_userdata(req);
+	struct mnt *m = mnt_serving(req);
 	const struct mnt_node *n;
 	const struct user_settings *u = NULL;
 

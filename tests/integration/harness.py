@@ -1138,7 +1138,8 @@ class Account:
         self.extra = dict(extra or {})
 
 
-def write_config(path, store, accounts, users=None, trash_days=30, extra_store=None, extra_sync=None):
+def write_config(path, store, accounts, users=None, trash_days=30, extra_store=None, extra_sync=None,
+                 extra_mount=None):
     """Writes a maildisk config (mode 0600) and the accounts' password
     files (0600) beside it. users: {name: local account}; by default each
     account's user maps to root (the tests run as root and do not mount)."""
@@ -1152,6 +1153,10 @@ def write_config(path, store, accounts, users=None, trash_days=30, extra_store=N
     if extra_sync:
         lines.append("[sync]")
         lines += ["%s = %s" % kv for kv in extra_sync.items()]
+        lines.append("")
+    if extra_mount:
+        lines.append("[mount]")
+        lines += ["%s = %s" % kv for kv in extra_mount.items()]
         lines.append("")
     for u, local in users.items():
         lines += ["[user %s]" % u, "uid = %s" % local, ""]

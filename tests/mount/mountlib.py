@@ -325,6 +325,39 @@ def messages_in(names):
     return {n for n in names if n.endswith(".eml")}
 
 
+CPU_LATENCY_DEVICE = "/dev/cpu_dma_latency"
+
+
+def holds_cpu_latency(pid):
+    """True when process pid has the kernel's CPU latency request open
+    (fs/cpu_awake.c holds it while the mount serves)."""
+    fd_dir = "/proc/%d/fd" % pid
+    for n in os.listdir(fd_dir):
+        try:
+            if os.readlink(os.path.join(fd_dir, n)) == CPU_LATENCY_DEVICE:
+                return True
+        except OSError:
+            pass   # closed meanwhile
+    return False
+
+
+def cpu_latency_during_reads(pid, paths, seconds=1.0):
+    """Reads paths (from the daemon, not the page cache) round and round
+    for about `seconds` while watching pid's descriptors; returns (held
+    while reading, still held 0.5 s after the last read)."""
+    seen = False
+    end = time.monotonic() + seconds
+    while time.monotonic() < end and not seen:
+        for p in paths:
+            with open(p, "rb") as f:
+                # Cached pages would spare the daemon every request.
+                os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+                f.read()
+        seen = holds_cpu_latency(pid)
+    time.sleep(0.5)
+    return seen, holds_cpu_latency(pid)
+
+
 def have(tool):
     return shutil.which(tool) is not None
 

@@ -315,6 +315,16 @@ def main(ctx):
                   "%s: %s bytes differ" % (what, rel))
         log("%s copied %d files" % (what, len(copied)))
 
+    # ---- idle CPUs kept awake while the mount serves, and only then
+    emls = [os.path.join(alice, "work", r) for r in src if r.endswith(".eml")]
+    check(len(emls) == len(msgs), "messages to read", len(emls), len(msgs))
+    if os.path.exists(L.CPU_LATENCY_DEVICE):
+        held, after = L.cpu_latency_during_reads(m.pid, emls)
+        check(held, "the daemon did not hold %s while serving reads" % L.CPU_LATENCY_DEVICE)
+        check(not after, "the daemon still holds %s 0.5 s after the last request" % L.CPU_LATENCY_DEVICE)
+    else:
+        log("%s is missing: keep_cpus_awake not tested" % L.CPU_LATENCY_DEVICE)
+
     # ---- one writer per store
     mp2 = os.path.join(ctx.tmp, "mnt2")
     os.mkdir(mp2)
@@ -342,8 +352,11 @@ def main(ctx):
     # ---- parts = no in [store]: the messages alone, the old link counts,
     # the same inode numbers for what is still shown
     conf_off = ctx.config(accounts, name="noparts.conf", users={"alice": "root", "carol": "root"},
-                          extra_store={"parts": "no"})
+                          extra_store={"parts": "no"}, extra_mount={"keep_cpus_awake": "no"})
     m3 = L.Mount(ctx, conf_off, mp).start()
+    if os.path.exists(L.CPU_LATENCY_DEVICE):
+        held, _ = L.cpu_latency_during_reads(m3.pid, emls, 0.5)
+        check(not held, "keep_cpus_awake = no, but the daemon held %s" % L.CPU_LATENCY_DEVICE)
     check(check_dirs(mp, store, frows, parts=False) == dirs, "directories with parts = no")
     off = inodes()
     shown = {k: v for k, v in before.items() if not (v & 3 == 1 and v != 1)}   # no part inodes

@@ -266,8 +266,22 @@ static void test_defaults_minimal(void **state)
 	assert_string_equal(s->path, "mem");
 	assert_int_equal(s->trash_days, 30);
 	assert_int_equal(s->workers, 4);
+	assert_true(s->keep_cpus_awake);
 	assert_int_equal(s->n_users, 0);
 	assert_int_equal(s->n_accounts, 0);
+	settings_free(&s);
+	buf_release(&err);
+}
+
+static void test_keep_cpus_awake(void **state)
+{
+	struct settings *s = NULL;
+	struct buf err = BUF_INIT(4096);
+
+	(void)state;
+	assert_int_equal(config_parse_string("[mount]\nkeep_cpus_awake = no\n[store]\npath=/s\n", "mem",
+					     &s, &err), 0);
+	assert_false(s->keep_cpus_awake);
 	settings_free(&s);
 	buf_release(&err);
 }
@@ -322,7 +336,7 @@ static const struct bad_case bad_cases[] = {
 	{ "unknown key", BASE ACCT "password_command = true\nfodlers = INBOX\n", 0600, -EINVAL,
 	  ":11: fodlers: unknown key in [account alice/work]; expected one of: url, login," },
 	{ "unknown section", "[store]\npath = /x\n[stroe]\n", 0600, -EINVAL,
-	  ":3: [stroe]: unknown section; expected [store], [sync], [user NAME] or [account USER/NAME]" },
+	  ":3: [stroe]: unknown section; expected [store], [sync], [mount], [user NAME] or [account USER/NAME]" },
 	{ "store without path", "[store]\ntrash_days = 3\n", 0600, -EINVAL,
 	  ":1: path: missing in [store]; expected path = DIR" },
 	{ "no store section", "[sync]\nworkers = 2\n", 0600, -EINVAL,
@@ -363,6 +377,14 @@ static const struct bad_case bad_cases[] = {
 	  ":10: tls: expected on or off, got \"starttls\"" },
 	{ "mirror_deletions maybe", BASE ACCT "mirror_deletions = maybe\n", 0600, -EINVAL,
 	  ":10: mirror_deletions: expected yes or no, got \"maybe\"" },
+	{ "mount key unknown", "[store]\npath=/s\n[mount]\nkeep_cpu_awake = no\n", 0600, -EINVAL,
+	  ":4: keep_cpu_awake: unknown key in [mount]" },
+	{ "mount with a name", "[store]\npath=/s\n[mount fast]\n", 0600, -EINVAL,
+	  ":3: [mount fast]: takes no name; expected [mount]" },
+	{ "mount twice", "[store]\npath=/s\n[mount]\n[mount]\n", 0600, -EINVAL,
+	  ":4: [mount]: given twice" },
+	{ "keep_cpus_awake maybe", "[store]\npath=/s\n[mount]\nkeep_cpus_awake = maybe\n", 0600,
+	  -EINVAL, ":4: keep_cpus_awake: expected yes or no, got \"maybe\"" },
 	{ "store parts maybe", "[store]\npath = /s\nparts = maybe\n", 0600, -EINVAL,
 	  ":3: parts: expected yes or no, got \"maybe\"" },
 	{ "user parts empty", BASE "parts =\n", 0600, -EINVAL, ":7: parts: no value" },
@@ -893,6 +915,7 @@ int main(void)
 		cmocka_unit_test(test_valid_full),
 		cmocka_unit_test(test_defaults_minimal),
 		cmocka_unit_test(test_parts_switch),
+		cmocka_unit_test(test_keep_cpus_awake),
 		cmocka_unit_test(test_bad),
 		cmocka_unit_test(test_file_errors),
 		cmocka_unit_test(test_file_size),
