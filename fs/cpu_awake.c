@@ -9,11 +9,11 @@
 
 #include "../cache/log.h"
 
-static int64_t coarse_ns(void)
+static int64_t now_ns(void)
 {
 	struct timespec ts;
 
-	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
@@ -40,7 +40,7 @@ static void linger(struct cpu_awake *a)
 	const int64_t linger_ns = (int64_t)CPU_AWAKE_LINGER_MS * 1000000;
 
 	while (!a->stop) {
-		int64_t left = atomic_load(&a->last_ns) + linger_ns - coarse_ns();
+		int64_t left = atomic_load(&a->last_ns) + linger_ns - now_ns();
 		struct timespec until;
 
 		if (left <= 0)
@@ -95,6 +95,7 @@ int cpu_awake_start(struct cpu_awake *a, const char *device)
 	memset(a, 0, sizeof *a);
 	a->device = device;
 	atomic_init(&a->last_ns, 0);
+	atomic_init(&a->run, 0);
 	atomic_init(&a->held, false);
 	atomic_init(&a->usable, false);
 	pthread_mutex_init(&a->lock, NULL);
@@ -115,10 +116,21 @@ int cpu_awake_start(struct cpu_awake *a, const char *device)
 
 void cpu_awake_note(struct cpu_awake *a)
 {
+	const int64_t gap_ns = (int64_t)CPU_AWAKE_GAP_MS * 1000000;
+	int64_t now, before;
+
 	if (!atomic_load_explicit(&a->usable, memory_order_relaxed))
 		return;
-	atomic_store_explicit(&a->last_ns, coarse_ns(), memory_order_relaxed);
+	now = now_ns();
+	before = atomic_exchange_explicit(&a->last_ns, now, memory_order_relaxed);
 	if (atomic_load(&a->held))
+		return;
+	/* Racing notes may miscount a run by one or two: harmless. */
+	if (now - before > gap_ns) {
+		atomic_store_explicit(&a->run, 1, memory_order_relaxed);
+		return;
+	}
+	if (atomic_fetch_add_explicit(&a->run, 1, memory_order_relaxed) + 1 < CPU_AWAKE_BURST)
 		return;
 	pthread_mutex_lock(&a->lock);
 	if (!a->wanted && !a->stop) {
