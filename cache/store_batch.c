@@ -53,6 +53,13 @@ struct store_batch {
 				  * writeback errors seen since this open */
 };
 
+/* From this size on, a message's writeback is started as soon as it is
+ * complete. Started for every message, it cost about 80 us of CPU per
+ * file here (a submission and a virtio notify each), a quarter of the
+ * sync's CPU for 20,000 small messages; the batch's syncfs submits many
+ * small files in one go. */
+#define STORE_WRITEBACK_EARLY ((uint64_t)256 << 10)
+
 static unsigned long store_seq;   /* atomic: the Q<counter> of file names */
 
 /* getpid() without a system call per message (per thread: the store is
@@ -277,9 +284,12 @@ int store_msg_finish(struct store_msg *m, struct index_msg *meta)
 	store_maildir_flags(meta->flags, flags, sizeof flags);
 	if (asprintf(&file, "%s/cur/%s:2,%s", b->dir, m->name, flags) < 0)
 		return -ENOMEM;
-	/* Start writeback now, so the syncfs at commit mostly finds it done
-	 * and the disk works while the network delivers the next message. */
-	sync_file_range(m->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+	/* A large message's writeback starts now, so that the disk works on
+	 * it while the network delivers the next and the syncfs at commit
+	 * mostly finds it done. Small ones are left to that syncfs, which
+	 * submits the batch's files together (see STORE_WRITEBACK_EARLY). */
+	if (m->size >= STORE_WRITEBACK_EARLY)
+		sync_file_range(m->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
 	if (b->analyse)
 		analyse(m);
 	if (close(m->fd) < 0) {
