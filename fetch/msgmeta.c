@@ -110,9 +110,13 @@ void msgmeta_release(struct msgmeta *m)
  * after a line break, or between the CR and the LF of an empty line). */
 static size_t header_end(const char *p, size_t len, size_t from)
 {
-	for (size_t i = from; i < len; i++) {
-		if (p[i] != '\n')
-			continue;
+	const char *nl;
+
+	for (size_t i = from; i < len; i = (size_t)(nl - p) + 1) {
+		nl = memchr(p + i, '\n', len - i);
+		if (!nl)
+			break;
+		i = (size_t)(nl - p);
 		/* an empty line: "\n" or "\r\n" at the start, or after a "\n" */
 		if (i == 0 || p[i - 1] == '\n' ||
 		    (p[i - 1] == '\r' && (i == 1 || p[i - 2] == '\n')))
