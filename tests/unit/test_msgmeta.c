@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include <glib.h>
+#include <gmime/gmime.h>
 
 #include "../../fetch/msgmeta.h"
 
@@ -298,11 +299,66 @@ static void test_filtered_same_as_whole(void **state)
 	free(dirs);
 }
 
+/* From and To read as GMime writes an address list unencoded, except
+ * that a domain stays as the message wrote it (no IDN ASCII form). */
+static void test_addresses_like_gmime(void **state)
+{
+	static const char *const lists[] = {
+		"Alice <alice@example.com>",
+		"alice@example.com",
+		"\"Doe, John\" <john@example.com>",
+		"John Q. Public <jqp@example.com>",
+		"a@x.org, B <b@y.org>, \"C, c\" <c@z.org>",
+		"Undisclosed recipients:;",
+		"Team: a@x.org, Bob <b@x.org>;, after@x.org",
+		"=?UTF-8?Q?J=C3=BCrgen?= <j@example.de>",
+		"\"say \\\"hi\\\"\" <q@x.org>",
+		"(a comment) c@x.org",
+		"<bare@x.org>",
+		"Name Only <>",
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(lists) / sizeof(lists[0]); i++) {
+		InternetAddressList *l = internet_address_list_parse(NULL, lists[i]);
+		gchar *want = l ? internet_address_list_to_string(l, NULL, FALSE) : NULL;
+		char hdr[512];
+		struct msgmeta m;
+
+		snprintf(hdr, sizeof hdr, "From: %s\r\nTo: %s\r\n\r\n", lists[i], lists[i]);
+		assert_int_equal(msgmeta_parse(hdr, strlen(hdr), &m), 0);
+		if (want && *want) {
+			if (!m.from || strcmp(m.from, want) != 0)
+				fail_msg("%s: got [%s], GMime [%s]", lists[i], m.from ? m.from : "(null)", want);
+			assert_string_equal(m.to, want);
+		} else {
+			assert_null(m.from);
+		}
+		msgmeta_release(&m);
+		g_free(want);
+		if (l)
+			g_object_unref(l);
+	}
+}
+
+static void test_address_domain_as_written(void **state)
+{
+	static const char hdr[] = "From: Ann <ann@b\xc3\xbc" "cher.example>\r\n\r\n";
+	struct msgmeta m;
+
+	(void)state;
+	assert_int_equal(msgmeta_parse(hdr, strlen(hdr), &m), 0);
+	assert_string_equal(m.from, "Ann <ann@b\xc3\xbc" "cher.example>");
+	msgmeta_release(&m);
+}
+
 int main(void)
 {
 	msgmeta_init();
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_fields),
+		cmocka_unit_test(test_addresses_like_gmime),
+		cmocka_unit_test(test_address_domain_as_written),
 		cmocka_unit_test(test_empty_and_header_len),
 		cmocka_unit_test(test_header_split_anywhere),
 		cmocka_unit_test(test_header_piece_after_line_break),
