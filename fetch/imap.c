@@ -230,14 +230,14 @@ void imap_ahead_forget(struct imap *s)
 	s->ahead_selected = false;
 }
 
-/* A sink that takes every literal and keeps nothing (IMAP_SINK_DROP
- * would mark the response aborted). */
+/* A sink that streams every literal to nowhere (IMAP_SINK_DROP would mark
+ * the response aborted; 0 would keep it inline, refused past 64 KiB). */
 static int drop_begin(void *ctx, const char *key, uint64_t n)
 {
 	(void)ctx;
 	(void)key;
 	(void)n;
-	return 0;
+	return 1;
 }
 
 static int drop_write(void *ctx, const void *p, size_t n)

@@ -211,12 +211,38 @@ def run_ahead_crash(ctx):
         srv.close()
 
 
+def run_ahead_drained(ctx):
+    """A FETCH $ that went ahead with bodies and is then not read: Folder01
+    (messages of 100 KB and more, past what a response keeps inline)
+    announces EXISTS 1 and lists 5 UIDs, so its listing is refused and
+    nothing of it is fetched. Its FETCH $ answer, already on the wire, is
+    drained before Folder02's commands; the folders after it still sync."""
+    log("==== searchres: a FETCH $ with bodies drained")
+    big = [m.raw for m in F.mailgen.generate(5, seed=810, min_size=100000, max_size=300000)]
+    contents = {"INBOX": [m.raw for m in MSGS[:5]], "Folder01": big,
+                "Folder02": [m.raw for m in MSGS[5:10]], "Folder03": [m.raw for m in MSGS[10:15]]}
+    srv, cfg, st = fake_account(ctx, "searchres-drained", SEARCHRES, contents)
+    try:
+        srv.arm(F.Fault("EXAMINE", "exists", nth=2, value=1))
+        r = H.maildisk("sync", cfg, expect=None)
+        log("  exit %d: %s" % (r.rc, r.err.strip().splitlines()[-1:] if r.err.strip() else ""))
+        for fname in ("INBOX", "Folder02", "Folder03"):
+            F.imap_converged(st, srv, USER, ACCT, fname)
+        check(not F.visible_rows(st, USER, ACCT, "Folder01"), "Folder01 stored from a refused listing")
+        check(r.rc != 0 and "listed 5 UIDs for a folder of 1 messages" in r.err and "sent ahead" not in r.err,
+              "the refused listing is reported, and only it", r.rc, r.err[-400:])
+        check(not srv.violations, "commands that change mail", srv.violations[:3])
+    finally:
+        srv.close()
+
+
 def main(ctx):
     for name, caps in CASES:
         run_case(ctx, name, caps)
     run_ahead(ctx)
     run_ahead_cut(ctx)
     run_ahead_crash(ctx)
+    run_ahead_drained(ctx)
     log("round trips: %d cases and the FETCH sent ahead" % len(CASES))
 
 
