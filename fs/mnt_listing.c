@@ -222,11 +222,7 @@ static int dir_get(struct mnt *m, fuse_ino_t ino, off_t off, struct mnt_dir **r)
 	return 0;
 }
 
-/* Directory ino changed (the caller bumped m->gen): when a listing of it
- * is kept, build it again now, on the sync thread that reports the
- * change, so that the next listing finds it ready instead of building it
- * inside a READDIR (20,000 messages: 40 to 100 ms here, one request). */
-static void set_refreshing(struct mnt *m, fuse_ino_t ino, bool on)
+void mnt_dir_refreshing(struct mnt *m, fuse_ino_t ino, bool on)
 {
 	pthread_mutex_lock(&m->dir_lock);
 	for (size_t i = 0; i < MNT_LISTINGS && m->listings[i]; i++)
@@ -235,11 +231,10 @@ static void set_refreshing(struct mnt *m, fuse_ino_t ino, bool on)
 	pthread_mutex_unlock(&m->dir_lock);
 }
 
-void mnt_dir_refreshing(struct mnt *m, fuse_ino_t ino, bool on)
-{
-	set_refreshing(m, ino, on);
-}
-
+/* Directory ino changed (the caller bumped m->gen): when a listing of it
+ * is kept, build it again now, on the sync thread that reports the
+ * change, so that the next listing finds it ready instead of building it
+ * inside a READDIR (20,000 messages: 40 to 100 ms here, one request). */
 void mnt_dir_refresh(struct mnt *m, fuse_ino_t ino)
 {
 	struct mnt_dir *d = NULL, *drop = NULL;
@@ -250,7 +245,7 @@ void mnt_dir_refresh(struct mnt *m, fuse_ino_t ino)
 		kept = m->listings[i]->ino == ino;
 	pthread_mutex_unlock(&m->dir_lock);
 	if (!kept || dir_build(m, ino, &d)) {
-		set_refreshing(m, ino, false);
+		mnt_dir_refreshing(m, ino, false);
 		return;
 	}
 	pthread_mutex_lock(&m->dir_lock);

@@ -64,7 +64,7 @@ static void folder_changed(struct mnt *m, int64_t folder_id, const int64_t *ids,
 	struct index *ix = mnt_ix(m);
 	struct index_folder f = { 0 };
 	int64_t changed = time(NULL);
-	uint64_t chain[MNT_CHAIN_MAX];
+	uint64_t chain[MNT_CHAIN_MAX], folder_ino = 0;
 	size_t k = 0;
 	struct mnt_node *node;
 
@@ -72,8 +72,6 @@ static void folder_changed(struct mnt *m, int64_t folder_id, const int64_t *ids,
 		changed = f.changed_at;
 		index_folder_release(&f);
 	}
-	uint64_t folder_ino = 0;
-
 	pthread_rwlock_rdlock(&m->lock);
 	node = mnt_tree_by_folder(m->tree, folder_id);
 	if (node)
