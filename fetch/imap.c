@@ -222,6 +222,13 @@ enum fetch_status imap_run_batch(struct imap *s, struct imap_cmd *c, size_t n)
 	return st;
 }
 
+void imap_ahead_sent(struct imap *s, const char *tag, const char *raw)
+{
+	imap_ahead_forget(s);
+	snprintf(s->ahead_tag, sizeof(s->ahead_tag), "%s", tag);
+	s->ahead_raw = strdup(raw);
+}
+
 void imap_ahead_forget(struct imap *s)
 {
 	s->ahead_tag[0] = '\0';

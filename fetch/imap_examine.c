@@ -360,9 +360,9 @@ enum fetch_status imap_examine(struct imap *s, const char *raw, uint32_t since_u
 		imap_run_batch_ahead(s, c, n + keep, 0, keep);
 		imap_exam_answered(e, c, n);
 		/* Its FETCH $ is in flight: this folder's fetch reads it. */
-		if (keep && c[n].tag[0] && !s->broken && (s->ahead_raw = strdup(raw))) {
-			snprintf(s->ahead_tag, sizeof(s->ahead_tag), "%s", c[n].tag);
-			s->ahead_selected = true;
+		if (keep && c[n].tag[0] && !s->broken) {
+			imap_ahead_sent(s, c[n].tag, raw);
+			s->ahead_selected = s->ahead_raw != NULL;
 		}
 	}
 	st = exam_take(s, e, st_r, ch);

@@ -378,9 +378,8 @@ enum fetch_status imap_fetch(struct imap *s, const char *uidset, const char *ite
 		s->ready = s->next;
 		s->next = NULL;
 		/* The FETCH sent ahead is the next folder's, if it was sent. */
-		if (keep && c[n - 1].tag[0] && !s->broken &&
-		    (s->ahead_raw = strdup(imap_exam_raw(s->ready))))
-			snprintf(s->ahead_tag, sizeof(s->ahead_tag), "%s", c[n - 1].tag);
+		if (keep && c[n - 1].tag[0] && !s->broken)
+			imap_ahead_sent(s, c[n - 1].tag, imap_exam_raw(s->ready));
 	}
 	buf_release(&f.flags);
 	return c[0].st;

@@ -119,6 +119,10 @@ enum fetch_status imap_run_batch(struct imap *s, struct imap_cmd *c, size_t n);
  * c[n - keep..n) are sent but their answers left unread. */
 enum fetch_status imap_run_batch_ahead(struct imap *s, struct imap_cmd *c, size_t n, size_t already,
 				       size_t keep);
+/* A FETCH of folder raw went ahead under tag: its answer is on its way
+ * whatever happens next, so it is always recorded (to be read, or
+ * drained); without a copy of raw (no memory) it can only be drained. */
+void imap_ahead_sent(struct imap *s, const char *tag, const char *raw);
 /* Forgets the FETCH sent ahead (s->ahead_*), when its answer is read. */
 void imap_ahead_forget(struct imap *s);
 /* Sends s->cmd alone and reads its answer. */
