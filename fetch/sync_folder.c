@@ -30,9 +30,13 @@ enum fetch_status sync_folder_row(struct ingest_run *run, const struct drv_folde
 	int rc = ingest_folder_path(run->a, df->name, df->delim, &path);
 
 	if (rc < 0) {
-		log_error("%s: folder \"%s\" cannot be stored: %s", run->label, df->name,
-			  rc == -ENAMETOOLONG ? "a part of its name is longer than 255 bytes"
-					      : strerror(-rc));
+		char msg[1024];
+
+		snprintf(msg, sizeof(msg), "%s: folder \"%s\" cannot be stored: %s", run->label,
+			 df->name, rc == -ENAMETOOLONG ? "a part of its name is longer than 255 bytes"
+						       : strerror(-rc));
+		log_error("%s", msg);
+		ingest_note_error(run, msg);   /* the driver's error is not this one */
 		buf_release(&path);
 		return FETCH_FOLDER_BAD;
 	}
@@ -454,9 +458,19 @@ static void record(struct ingest_run *run, const struct fetch_driver *drv, void 
 		/* said where it happened (ingest) */
 		error = run->local_error[0] ? run->local_error : "local store error";
 	} else {
-		snprintf(out->error, sizeof(out->error), "%s", drv->error(conn));
-		log_error("%s", out->error);
+		const char *what = drv->error(conn);
+		size_t n = strlen(run->label);
+		char named[sizeof(out->error) + 256];
+
+		snprintf(out->error, sizeof(out->error), "%s", what);
 		error = out->error;
+		/* The driver's text says the account ("alice/work: ..."), not
+		 * the folder; the log and the account's summary say both. */
+		if (strncmp(what, run->label, n) == 0 && strncmp(what + n, ": ", 2) == 0)
+			what += n + 2;
+		snprintf(named, sizeof(named), "%s %s: %s", run->label, f->name, what);
+		log_error("%s", named);
+		ingest_note_error(run, named);
 	}
 	index_folder_set_result(run->ix, f->id, time(NULL), error, f->held);
 }

@@ -22,8 +22,8 @@ enum fetch_status sync_folder_row(struct ingest_run *run, const struct drv_folde
 				  struct index_folder *f);
 
 /* Syncs df, whose row is f (from sync_folder_row). FETCH_OK, or how far
- * the failure reaches. The failure was logged and recorded for the
- * folder; the caller keeps it for the account. */
+ * the failure reaches. The failure was logged, recorded for the folder,
+ * and noted for the account (the first one), naming the folder. */
 enum fetch_status sync_folder(struct ingest_run *run, const struct fetch_driver *drv,
 			      void *conn, const struct drv_folder *df, struct index_folder *f);
 

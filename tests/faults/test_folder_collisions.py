@@ -25,7 +25,9 @@ folder it does not belong to, so every visible row keeps its file (same
 inode) and nothing is fetched again. Before the fix, "a.b" and "a/b" shared
 one Maildir and that recovery unlinked each other's files.
 
-Usage: test_folder_collisions.py [collide|reserved] (default both)."""
+Last, "toolong": a folder with a 300-byte name part is named in the error.
+
+Usage: test_folder_collisions.py [collide|reserved|toolong] (default all)."""
 
 import os
 import re
@@ -149,10 +151,37 @@ def run_set(ctx, which):
         H.maildisk("check", cfg, "--store", expect=0)
 
 
+def run_too_long(ctx):
+    """A folder whose name has a part of 300 bytes cannot be a directory:
+    the sync says which folder and why, in the log and in its summary
+    line, and still syncs the folders beside it."""
+    tmp = os.path.join(ctx.tmp, "toolong")
+    os.makedirs(tmp)
+    long_name = "L" * 300
+    with F.FakeImap(USER, PW) as srv:
+        srv.listing = [("/", b"ok"), ("/", long_name.encode())]
+        srv.folder("ok").add([next(MSGS).raw])
+        srv.folder(long_name).add([next(MSGS).raw])
+        srv.remember()
+        acct = F.account(USER, ACCT, srv.url(), PW, folders=["*"])
+        cfg = F.write_config(os.path.join(tmp, "maildisk.conf"), os.path.join(tmp, "store"), [acct])
+        st = H.Store(os.path.join(tmp, "store"))
+        r = H.maildisk("sync", cfg, expect=1)
+        said = 'folder "%s" cannot be stored: a part of its name is longer than 255 bytes' % long_name
+        check(said in r.err, "the log does not say which folder cannot be stored", r.err[-1500:])
+        check(said in r.out, "the summary line does not say which folder cannot be stored", r.out[-1500:])
+        F.imap_converged(st, srv, USER, ACCT, "ok")
+        check(not srv.violations, "the server saw a command that changes mail", srv.violations)
+        log("toolong: the 300-byte folder named in the log and the summary; \"ok\" synced")
+
+
 def main(ctx):
-    which = sys.argv[1:] or list(SETS)
+    which = sys.argv[1:] or list(SETS) + ["toolong"]
     for w in which:
-        run_set(ctx, w)
+        if w == "toolong":
+            run_too_long(ctx)
+        else:
+            run_set(ctx, w)
 
 
 if __name__ == "__main__":

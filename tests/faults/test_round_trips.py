@@ -18,6 +18,7 @@ For each capability set (CONDSTORE with STATUS; LIST-STATUS; neither):
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -231,6 +232,8 @@ def run_ahead_drained(ctx):
         check(not F.visible_rows(st, USER, ACCT, "Folder01"), "Folder01 stored from a refused listing")
         check(r.rc != 0 and "listed 5 UIDs for a folder of 1 messages" in r.err and "sent ahead" not in r.err,
               "the refused listing is reported, and only it", r.rc, r.err[-400:])
+        check(re.search(r"alice/rt Folder01: UID SEARCH: 127\.0\.0\.1 listed 5 UIDs", r.err),
+              "the log names the folder whose listing was refused", r.err[-400:])
         check(not srv.violations, "commands that change mail", srv.violations[:3])
     finally:
         srv.close()
