@@ -8,8 +8,10 @@ messages written into the Maildir (bench.deliver_direct), half text only
 `maildisk sync` (timed); `maildisk mount -f`; then, in one run and best of
 3, alternating sides: every regular file under every parts directory read
 to its end, against the .eml files read in name order until the same
-number of bytes; cold (page, dentry and inode caches dropped before each
-run) and warm. A benchmark, not a test: it asserts nothing but that the
+number of bytes, and against the .eml files the parts come from read
+whole, through the mount and straight from the store (the bytes a cold
+read of the parts must take from the disk); cold (page, dentry and inode
+caches dropped before each run) and warm. A benchmark, not a test: it asserts nothing but that the
 parts are there, and says so when no parts directory is."""
 
 import contextlib
@@ -92,8 +94,9 @@ def read_limit(paths, limit):
     return time.monotonic() - t0, total
 
 
-def measure(B, folder, mount_pid):
-    """The cold and warm rows on a mounted folder."""
+def measure(B, folder, mount_pid, cur):
+    """The cold and warm rows on a mounted folder; cur: the store's cur/
+    of that folder."""
     out = {}
     dirs, parts = part_files(folder)
     emls = [os.path.join(folder, n) for n in sorted(os.listdir(folder)) if n.endswith(".eml")]
@@ -114,7 +117,12 @@ def measure(B, folder, mount_pid):
     # ends), so the floor of a cold read of the parts.
     srcs = [d + ".eml" for d in dirs]
     out["source_bytes"] = sum(os.stat(p).st_size for p in srcs)
-    sides = (("parts", parts, None), ("eml", emls, part_bytes), ("source", srcs, None))
+    sides = [("parts", parts, None), ("eml", emls, part_bytes), ("source", srcs, None)]
+    # The same bytes read straight from the store, without the mount: what
+    # the disk alone takes to give the daemon what the parts are made of.
+    direct = sorted(os.path.join(cur, n) for n in os.listdir(cur)) if cur else []
+    if len(dirs) == len(emls) and sum(os.stat(p).st_size for p in direct) == out["source_bytes"]:
+        sides.append(("source_direct", direct, None))
 
     def once(paths, limit):
         if limit is None:
@@ -122,12 +130,12 @@ def measure(B, folder, mount_pid):
         return read_limit(paths, limit)
     why = B.drop_caches()
     if why is None:
-        cold = {"parts": [], "eml": [], "source": []}
+        cold = {side: [] for side, _, _ in sides}
         for _ in range(3):
             for side, paths, limit in sides:
                 B.drop_caches()
                 s, nb = once(paths, limit)
-                if nb != (out["source_bytes"] if side == "source" else part_bytes):
+                if nb != (out["source_bytes"] if side.startswith("source") else part_bytes):
                     raise SystemExit("bench --parts: %s read %d bytes, expected %d" % (side, nb, part_bytes))
                 cold[side].append(s)
         out["cold_runs"] = cold
@@ -136,7 +144,7 @@ def measure(B, folder, mount_pid):
         out["cold_error"] = why
     for side, paths, limit in sides:
         once(paths, limit)          # warms the caches
-    warm = {"parts": [], "eml": [], "source": []}
+    warm = {side: [] for side, _, _ in sides}
     for _ in range(3):
         for side, paths, limit in sides:
             warm[side].append(once(paths, limit)[0])
@@ -188,7 +196,7 @@ def run_one(n, args, binary, B, later):
         m.start()
         B.wait_mount_sync(store, mark)
         folder = os.path.join(mp, USER, ACCOUNT, FOLDER)
-        run.update(measure(B, folder, m.proc.pid))
+        run.update(measure(B, folder, m.proc.pid, B.maildisk_rows(store)[2]))
     return run
 
 
@@ -213,6 +221,10 @@ def print_run(run):
             src = run[kind]["source"]
             print("%s: the %.1f MB of .eml the parts come from, read whole: %.3f s; parts / that %.2fx" % (
                 kind, run["source_bytes"] / MB, src, run[kind]["parts"] / src))
+        if kind in run and run[kind].get("source_direct"):
+            src = run[kind]["source_direct"]
+            print("%s: the same files read from the store directly: %.3f s; parts / that %.2fx" % (
+                kind, src, run[kind]["parts"] / src))
     if "VmHWM" in run:
         print("mount daemon: VmRSS %.1f MB, VmHWM %.1f MB" % (run["VmRSS"] / 1024, run["VmHWM"] / 1024))
 
