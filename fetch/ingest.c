@@ -235,14 +235,15 @@ static int commit(struct ingest *in)
 	struct ingest_run *run = in->run;
 	int64_t *ids = NULL;
 	size_t n = 0;
+	size_t pending = store_batch_count(in->batch);   /* the commit empties the batch */
 	int rc;
 
-	if (store_batch_count(in->batch) == 0)
+	if (pending == 0)
 		return 0;
 	rc = store_batch_commit(in->batch, run->ix, (int64_t)time(NULL), &ids, &n);
 	if (rc < 0) {
-		ingest_local_error(run, "%s %s: cannot commit %zu messages to the store: %s",
-				   run->label, in->f->name, store_batch_count(in->batch),
+		ingest_local_error(run, "%s %s: cannot commit %zu messages to the store (the next "
+				   "sync fetches them again): %s", run->label, in->f->name, pending,
 				   strerror(-rc));
 		in->failed_local = true;
 		return rc;

@@ -12,7 +12,8 @@ a clean sync converges. On top of that, each records and bounds:
   - the time to the end.
 The other scenarios need their own setup: SIGTERM obeyed within 2 s while a
 server stalls (in the middle of a message, and before its greeting); the
-free-space floor ([store] min_free); and max_message_size for POP3 RETR.
+free-space floor ([store] min_free); a disk that really fills up (a small
+tmpfs); and max_message_size for POP3 RETR.
 
 Usage: test_hostile.py [GROUP], GROUP one of imap, local (default: both).
 MAILDISK_FAULTS=name,name runs only those scenarios."""
@@ -265,6 +266,45 @@ def min_free_floor(ctx):
         srv.close()
 
 
+def disk_full(ctx):
+    """A disk that really fills up (an 8 MiB tmpfs, min_free 4K, so the
+    writes themselves fail): the sync stops with a clear error, keeps only
+    complete messages with their rows (check --store agrees), leaves tmp/
+    empty and trashes nothing; once there is room the next sync converges."""
+    tmp = os.path.join(ctx.tmp, "disk-full")
+    disk = os.path.join(tmp, "disk")
+    os.makedirs(disk, 0o700)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8M,mode=0700", "maildisk-test", disk], check=True)
+    srv = F.FakeImap(T.USER, T.PW)
+    try:
+        store = os.path.join(disk, "store")
+        acct = F.account(T.USER, T.ACCT, srv.url(), T.PW)
+        cfg = os.path.join(tmp, "maildisk.conf")
+        F.write_config(cfg, store, [acct], extra_store={"min_free": "4K"})
+        st = H.Store(store)
+        srv.folders["INBOX"].add([m.raw for m in F.mailgen.generate(1500, seed=733, min_size=2000, max_size=8000)])
+        r = H.maildisk("sync", cfg, expect=1)
+        log("  " + r.err.strip().splitlines()[-1])
+        check(F.re.search(r"alice/fake INBOX: .*(No space left on device|disk is full|min_free)", r.err),
+              "no clear error for the full disk", r.err[-800:])
+        rows = F.visible_rows(st, T.USER, T.ACCT, "INBOX")
+        want = srv.folders["INBOX"].by_uid()
+        check(0 < len(rows) < len(want), "expected part of the mail stored before the disk filled", len(rows))
+        for row in rows:
+            check(st.read(row) == want[int(row["remote_id"])], "UID %s: file is not the message" % row["remote_id"])
+        check(not st.messages(state=F.TRASHED), "trashed while the disk was full")
+        check(not st.tmp_files(), "files left in tmp/ on the full disk", st.tmp_files()[:5])
+        H.maildisk("check", cfg, "--store", expect=0)
+        REPORT.append(("disk_full", r.rc, 0, 0, store_bytes(store), r.err.strip().splitlines()[-1:]))
+        subprocess.run(["mount", "-o", "remount,size=64M", disk], check=True)
+        H.maildisk("sync", cfg, expect=0)
+        F.imap_converged(st, srv, T.USER, T.ACCT)
+        H.maildisk("check", cfg, "--store", expect=0)
+    finally:
+        srv.close()
+        subprocess.run(["umount", disk])
+
+
 def pop3_too_big(ctx):
     """A POP3 message larger than max_message_size: refused while it
     arrives, no more than max_message_size written, nothing stored from
@@ -302,6 +342,7 @@ LOCAL = {
     "sigterm_mid_message": lambda ctx: sigterm_while_stalled(ctx, "message"),
     "sigterm_at_greeting": lambda ctx: sigterm_while_stalled(ctx, "greeting"),
     "min_free": min_free_floor,
+    "disk_full": disk_full,
     "pop3_max_message_size": pop3_too_big,
 }
 
