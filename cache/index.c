@@ -19,6 +19,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -259,31 +260,61 @@ static int sqlite_errno(int rc)
 	case SQLITE_NOMEM: return -ENOMEM;
 	case SQLITE_READONLY: return -EROFS;
 	case SQLITE_FULL: return -ENOSPC;
+	case SQLITE_CORRUPT:
+	case SQLITE_NOTADB: return -EUCLEAN;
 	}
 	return -EIO;
+}
+
+/* Logs that what (a statement, a pragma) failed on path with SQLite's rc
+ * and msg, and returns the errno for it. A damaged file is said once per
+ * process, in words a user can act on, rather than as a statement per
+ * thread and request; the statement goes to the debug log. */
+static atomic_bool index_damaged;   /* set once, never cleared: see ix_stmt */
+
+static int ix_error(const char *path, int rc, const char *what, const char *msg)
+{
+	int err = sqlite_errno(rc);
+
+	if (err == -EUCLEAN) {
+		if (!atomic_exchange(&index_damaged, true))
+			log_error("%s is damaged (%s). The mail files are not affected; maildisk "
+				  "stops using the index, so nothing more is synced or deleted: stop "
+				  "maildisk and rebuild the index from a dump, as \"If the index is "
+				  "damaged\" in the README says", path, msg);
+		log_debug("%s: %s: %s", path, what, msg);
+	} else if (err == -EEXIST) {
+		log_debug("%s: %s: %s", path, what, msg);
+	} else {
+		log_error("%s: %s: %s", path, what, msg);
+	}
+	return err;
+}
+
+const char *index_strerror(int err)
+{
+	return err == -EUCLEAN ? "the index is damaged (see the README: If the index is damaged)"
+			       : strerror(-err);
 }
 
 /* Logs a failed step of st (before it is reset, which keeps the message). */
 int ix_fail(struct index *ix, sqlite3_stmt *st, int rc)
 {
-	int err = sqlite_errno(rc);
-
-	if (err == -EEXIST)
-		log_debug("%s: %s: %s", ix->path, sqlite3_sql(st), sqlite3_errmsg(ix->db));
-	else
-		log_error("%s: %s: %s", ix->path, sqlite3_sql(st), sqlite3_errmsg(ix->db));
-	return err;
+	return ix_error(ix->path, rc, sqlite3_sql(st), sqlite3_errmsg(ix->db));
 }
 
 int ix_prepare(struct index *ix, enum stmt_id id, sqlite3_stmt **st_r, unsigned flags)
 {
+	if (atomic_load(&index_damaged) && id != ST_ROLLBACK) {
+		*st_r = NULL;
+		return -EUCLEAN;
+	}
 	const char *sql = ix->version < 3 && stmt_sql_v2[id] ? stmt_sql_v2[id] : stmt_sql[id];
 	int rc = sqlite3_prepare_v3(ix->db, sql, -1, flags, st_r, NULL);
 
 	if (rc != SQLITE_OK) {
-		log_error("%s: preparing %s: %s", ix->path, sql, sqlite3_errmsg(ix->db));
 		*st_r = NULL;
-		return sqlite_errno(rc);
+		return ix_error(ix->path, rc, sql, sqlite3_errmsg(ix->db));
 	}
 	return 0;
 }
@@ -293,6 +324,10 @@ int ix_prepare(struct index *ix, enum stmt_id id, sqlite3_stmt **st_r, unsigned 
  * until the outermost end: running it would autocommit on its own. */
 int ix_stmt(struct index *ix, enum stmt_id id, sqlite3_stmt **st_r)
 {
+	/* Once SQLite found the file damaged, this process runs nothing more
+	 * on it but rollbacks: writing into a damaged file damages it more. */
+	if (atomic_load(&index_damaged) && id != ST_ROLLBACK)
+		return -EUCLEAN;
 	if (ix->depth > 0 && id != ST_COMMIT && id != ST_ROLLBACK &&
 	    (ix->doomed || sqlite3_get_autocommit(ix->db))) {
 		ix->doomed = true;
@@ -333,12 +368,16 @@ int ix_run(struct index *ix, sqlite3_stmt *st, int bind_rc, int *changes_r)
 static int ix_exec(struct index *ix, const char *sql)
 {
 	char *err = NULL;
-	int rc = sqlite3_exec(ix->db, sql, NULL, NULL, &err);
+	int rc;
+
+	if (atomic_load(&index_damaged))
+		return -EUCLEAN;
+	rc = sqlite3_exec(ix->db, sql, NULL, NULL, &err);
 
 	if (rc != SQLITE_OK) {
-		log_error("%s: %s: %s", ix->path, sql, err ? err : sqlite3_errstr(rc));
+		rc = ix_error(ix->path, rc, sql, err ? err : sqlite3_errstr(rc));
 		sqlite3_free(err);
-		return sqlite_errno(rc);
+		return rc;
 	}
 	return 0;
 }
@@ -361,10 +400,8 @@ static int user_version(struct index *ix, int *v_r)
 	sqlite3_stmt *st;
 	int rc = sqlite3_prepare_v2(ix->db, "PRAGMA user_version", -1, &st, NULL);
 
-	if (rc != SQLITE_OK) {
-		log_error("%s: PRAGMA user_version: %s", ix->path, sqlite3_errmsg(ix->db));
-		return sqlite_errno(rc);
-	}
+	if (rc != SQLITE_OK)
+		return ix_error(ix->path, rc, "PRAGMA user_version", sqlite3_errmsg(ix->db));
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW) {
 		*v_r = sqlite3_column_int(st, 0);
@@ -437,9 +474,8 @@ int index_open(const char *db_path, bool readonly, struct index **r)
 			     (readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE) |
 			     SQLITE_OPEN_NOMUTEX, NULL);
 	if (rc != SQLITE_OK) {
-		log_error("%s: cannot open: %s", db_path,
-			  ix->db ? sqlite3_errmsg(ix->db) : sqlite3_errstr(rc));
-		rc = sqlite_errno(rc);
+		rc = ix_error(db_path, rc, "cannot open",
+			      ix->db ? sqlite3_errmsg(ix->db) : sqlite3_errstr(rc));
 		goto fail;
 	}
 	sqlite3_extended_result_codes(ix->db, 1);
@@ -452,10 +488,9 @@ int index_open(const char *db_path, bool readonly, struct index **r)
 
 		rc = sqlite3_exec(ix->db, "PRAGMA journal_mode = WAL", check_wal, ix, &err);
 		if (rc != SQLITE_OK) {
-			log_error("%s: PRAGMA journal_mode = WAL: %s", db_path,
-				  err ? err : sqlite3_errstr(rc));
+			rc = ix_error(db_path, rc, "PRAGMA journal_mode = WAL",
+				      err ? err : sqlite3_errstr(rc));
 			sqlite3_free(err);
-			rc = sqlite_errno(rc);
 		}
 		if (rc == 0)
 			rc = ix_exec(ix, "PRAGMA synchronous = FULL");

@@ -28,6 +28,11 @@ struct index;
 int index_open(const char *db_path, bool readonly, struct index **r);
 void index_close(struct index **ix);
 
+/* The words for an index call's negative errno: -EUCLEAN is SQLite finding
+ * the file damaged (SQLITE_CORRUPT, SQLITE_NOTADB), said once in the log
+ * with what to do; the rest are strerror's. */
+const char *index_strerror(int err);
+
 /* Explicit transactions (BEGIN IMMEDIATE for writers). Calls nest by count:
  * only the outermost commit commits; a rollback at any depth rolls back all. */
 int index_begin(struct index *ix);

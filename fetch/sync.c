@@ -261,7 +261,7 @@ int sync_account(struct store *st, const struct settings *cfg,
 	rc = store_index_open(st, false, &run.ix);
 	if (rc < 0) {
 		snprintf(r->error, sizeof(r->error), "%s: cannot open the index: %s", run.label,
-			 strerror(-rc));
+			 index_strerror(rc));
 		r->status = FETCH_LOCAL_BAD;
 		return -1;
 	}

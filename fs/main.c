@@ -417,7 +417,7 @@ static int status_json(struct common *c, struct index *ix, pid_t holder)
 		rc = index_folder_list(ix, a->user, a->name, &fs, &n);
 		if (rc < 0) {
 			fprintf(stderr, "maildisk: %s/%s: cannot list folders: %s\n", a->user, a->name,
-				strerror(-rc));
+				index_strerror(rc));
 			free(error);
 			buf_release(&out);
 			return EXIT_SYNC_ERRORS;
@@ -455,7 +455,7 @@ static int status_json(struct common *c, struct index *ix, pid_t holder)
 	}
 	rc = rc ?: buf_printf(&out, "],\"ok\":%s}\n", ok ? "true" : "false");
 	if (rc < 0) {
-		fprintf(stderr, "maildisk: status --json: %s\n", strerror(-rc));
+		fprintf(stderr, "maildisk: status --json: %s\n", index_strerror(rc));
 		buf_release(&out);
 		return EXIT_SYNC_ERRORS;
 	}
@@ -498,7 +498,7 @@ static int cmd_status(int argc, char **argv)
 	const char *config;
 	struct common c = { 0 };
 	struct index *ix;
-	bool json = false;
+	bool json = false, failed = false;
 	int rc;
 
 	if ((rc = simple_opts(argc, argv, "status", &config, NULL, &json)) >= 0)
@@ -512,7 +512,7 @@ static int cmd_status(int argc, char **argv)
 	rc = store_index_open(c.st, true, &ix);
 	if (rc < 0) {
 		fprintf(stderr, "maildisk: cannot open the index in %s: %s\n", store_root(c.st),
-			strerror(-rc));
+			index_strerror(rc));
 		unload(&c);
 		return EXIT_SYNC_ERRORS;
 	}
@@ -538,8 +538,12 @@ static int cmd_status(int argc, char **argv)
 		printf("\n%s/%s  %s  last sync %s%s%s\n", a->user, a->name, a->url,
 		       started ? when : "never", error ? "  ERROR: " : "", error ? error : "");
 		free(error);
-		if (index_folder_list(ix, a->user, a->name, &fs, &n) < 0)
+		if ((rc = index_folder_list(ix, a->user, a->name, &fs, &n)) < 0) {
+			fprintf(stderr, "maildisk: %s/%s: cannot list folders: %s\n", a->user, a->name,
+				index_strerror(rc));
+			failed = true;
 			continue;
+		}
 		for (size_t j = 0; j < n; j++) {
 			fmt_time(fs[j].synced_at, when, sizeof(when));
 			printf("  ");
@@ -562,7 +566,7 @@ static int cmd_status(int argc, char **argv)
 	}
 	index_close(&ix);
 	unload(&c);
-	return EXIT_OK;
+	return failed ? EXIT_SYNC_ERRORS : EXIT_OK;
 }
 
 /* ---- check ---- */
@@ -588,7 +592,7 @@ static int check_store(struct common *c)
 		rc = store_recover(c->st, ix, false, &rep);
 	index_close(&ix);
 	if (rc < 0) {
-		fprintf(stderr, "maildisk: store check failed: %s\n", strerror(-rc));
+		fprintf(stderr, "maildisk: store check failed: %s\n", index_strerror(rc));
 		return EXIT_SYNC_ERRORS;
 	}
 	printf("store %s\n"
@@ -603,7 +607,8 @@ static int check_store(struct common *c)
 	bool clean = !rep.tmp_removed && !rep.orphans_removed && !rep.trash_completed &&
 		     !rep.rows_missing_file && !rep.size_mismatch && !old_layout;
 	printf("%s\n", clean ? "the index and the files agree"
-			     : "disagreements found: the next sync or mount repairs them");
+			     : "disagreements found: a sync or mount that starts after one that did "
+			       "not end cleanly repairs them; otherwise they are left as they are");
 	return clean ? EXIT_OK : EXIT_SYNC_ERRORS;
 }
 
@@ -739,7 +744,7 @@ static int cmd_trash(int argc, char **argv)
 	}
 	rc = store_index_open(c.st, list, &ix);
 	if (rc < 0) {
-		fprintf(stderr, "maildisk: cannot open the index: %s\n", strerror(-rc));
+		fprintf(stderr, "maildisk: cannot open the index: %s\n", index_strerror(rc));
 		unload(&c);
 		return EXIT_SYNC_ERRORS;
 	}
@@ -760,7 +765,7 @@ static int cmd_trash(int argc, char **argv)
 			rc = EXIT_USAGE;
 		} else if ((rc = store_restore(c.st, ix, id)) < 0) {
 			fprintf(stderr, "maildisk: trash restore %lld: %s\n", id,
-				rc == -ENOENT ? "no such message in the trash" : strerror(-rc));
+				rc == -ENOENT ? "no such message in the trash" : index_strerror(rc));
 			rc = EXIT_SYNC_ERRORS;
 		} else {
 			printf("restored %lld; it stays in its folder from now on, whatever the "
@@ -773,7 +778,7 @@ static int cmd_trash(int argc, char **argv)
 
 		rc = store_purge(c.st, ix, cutoff, &n);
 		if (rc < 0) {
-			fprintf(stderr, "maildisk: trash purge: %s\n", strerror(-rc));
+			fprintf(stderr, "maildisk: trash purge: %s\n", index_strerror(rc));
 			rc = EXIT_SYNC_ERRORS;
 		} else {
 			printf("purged %zu message(s) trashed more than %d days ago\n", n,

@@ -196,7 +196,7 @@ static int tree_load(struct mnt *m)
 	rc = store_index_open(m->st, true, &ix);
 	if (rc) {
 		log_error("mount: cannot open the index of %s: %s", store_root(m->st),
-			  strerror(-rc));
+			  index_strerror(rc));
 		return rc;
 	}
 	rc = mnt_refresh_tree(m, ix);
