@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -258,6 +259,40 @@ static void run_init(struct run *r, struct store *st, const struct settings *cfg
 	mnt_notify_init(m);
 }
 
+/* Whether path is dir or below it. */
+static bool path_within(const char *path, const char *dir)
+{
+	size_t n = strlen(dir);
+
+	return strncmp(path, dir, n) == 0 && (path[n] == '\0' || path[n] == '/' || (n == 1 && dir[0] == '/'));
+}
+
+/* A mount point that is not a directory, or that would hide the store (the
+ * daemon reads its files by path) or sit inside it (the store's walks
+ * would enter the mount), is refused, said why. mp is a realpath. */
+static bool mountpoint_unfit(const char *mp, const char *store)
+{
+	struct stat st;
+	char *root;
+	bool unfit = false;
+
+	if (stat(mp, &st) == 0 && !S_ISDIR(st.st_mode)) {
+		log_error("mount point %s is not a directory", mp);
+		return true;
+	}
+	root = realpath(store, NULL);     /* NULL: not made yet, nothing to hide */
+	if (root && path_within(root, mp)) {
+		log_error("mount point %s would hide the store %s, which the mount reads from: "
+			  "mount it elsewhere, or move the store ([store] path)", mp, root);
+		unfit = true;
+	} else if (root && path_within(mp, root)) {
+		log_error("mount point %s is inside the store %s: mount it elsewhere", mp, root);
+		unfit = true;
+	}
+	free(root);
+	return unfit;
+}
+
 /* Step 1: everything the mount serves from, before anything is mounted. */
 static int run_prepare(struct run *r, const struct mnt_opts *o)
 {
@@ -269,6 +304,8 @@ static int run_prepare(struct run *r, const struct mnt_opts *o)
 		log_error("mount point %s: %s", o->mountpoint, strerror(errno));
 		return -1;
 	}
+	if (mountpoint_unfit(m->mountpoint, store_root(m->st)))
+		return -1;
 	if (!o->foreground && store_root(m->st)[0] != '/') {
 		log_error("store %s: a relative store path does not survive daemonising; use -f or an absolute path",
 			  store_root(m->st));

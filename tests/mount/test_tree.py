@@ -7,7 +7,9 @@ rsync -a out of the mount, one writer per store, and inode numbers that
 survive a remount. Each message with parts has its parts directory beside
 it (the parts themselves: test_parts.py), and a folder directory then
 counts 1 link ("not counted"); with `parts = no` in [store] the folders
-list the messages alone and count 2 + sub-directories again."""
+list the messages alone and count 2 + sub-directories again. Last, mount
+points that cannot work (the store itself, a directory inside it, a
+file) are refused with exit 1 and the reason."""
 
 import email.parser
 import email.policy
@@ -363,6 +365,19 @@ def main(ctx):
     check(off == shown and len(shown) < len(before), "with parts = no: the tree without the parts, "
           "same inode numbers", sorted(set(off) ^ set(shown))[:5])
     m3.unmount()
+
+    # ---- mount points that cannot work are refused, said why
+    inside = os.path.join(store.root, "mnt")
+    os.mkdir(inside)
+    for bad, said in ((store.root, "would hide the store"), (inside, "is inside the store"),
+                      (conf, "is not a directory")):
+        try:
+            r = H.maildisk("mount", conf, "-f", bad, timeout=30)
+        finally:
+            if L.in_mount_table(bad):
+                subprocess.run(["umount", "-l", bad])
+        check(r.rc == 1 and said in r.err, "mount at %s: want exit 1 and %r" % (bad, said), r.rc, r.err[-600:])
+    os.rmdir(inside)
 
 
 if __name__ == "__main__":
