@@ -266,12 +266,13 @@ static int sqlite_errno(int rc)
 	return -EIO;
 }
 
+/* Set when SQLite first finds the file damaged; never cleared: see ix_stmt. */
+static atomic_bool index_damaged;
+
 /* Logs that what (a statement, a pragma) failed on path with SQLite's rc
  * and msg, and returns the errno for it. A damaged file is said once per
  * process, in words a user can act on, rather than as a statement per
  * thread and request; the statement goes to the debug log. */
-static atomic_bool index_damaged;   /* set once, never cleared: see ix_stmt */
-
 static int ix_error(const char *path, int rc, const char *what, const char *msg)
 {
 	int err = sqlite_errno(rc);

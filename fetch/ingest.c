@@ -244,7 +244,7 @@ static int commit(struct ingest *in)
 	if (rc < 0) {
 		ingest_local_error(run, "%s %s: cannot commit %zu messages to the store (the next "
 				   "sync fetches them again): %s", run->label, in->f->name, pending,
-				   strerror(-rc));
+				   index_strerror(rc));
 		in->failed_local = true;
 		return rc;
 	}
