@@ -9,10 +9,14 @@
 #include <limits.h>
 #include <sched.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -259,6 +263,32 @@ static void run_init(struct run *r, struct store *st, const struct settings *cfg
 	mnt_notify_init(m);
 }
 
+/* A FUSE mount whose daemon died (SIGKILL, a crash) stays in place and
+ * answers every request with ENOTCONN, so a restart would fail on it or
+ * mount over it. statfs always reaches the daemon, where stat may be
+ * answered from the kernel's cache. Root detaches it; anyone else is told
+ * how. A live mount is never touched. */
+static int clear_dead_mount(const char *mp)
+{
+	char *const argv[] = { "fusermount3", "-u", "-z", "--", (char *)mp, NULL };
+	struct statfs sf;
+	pid_t pid;
+	int status;
+
+	if (statfs(mp, &sf) == 0 || errno != ENOTCONN)
+		return 0;
+	/* A user's own FUSE mount goes through the setuid helper. */
+	if (umount2(mp, MNT_DETACH) == 0 ||
+	    (errno == EPERM && posix_spawnp(&pid, "fusermount3", NULL, NULL, argv, environ) == 0 &&
+	     waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
+		log_info("mount point %s held a mount whose daemon had died; detached it", mp);
+		return 0;
+	}
+	log_error("mount point %s holds a mount whose daemon died (%s): run fusermount3 -u -z %s",
+		  mp, strerror(ENOTCONN), mp);
+	return -1;
+}
+
 /* Whether path is dir or below it. */
 static bool path_within(const char *path, const char *dir)
 {
@@ -298,6 +328,8 @@ static int run_prepare(struct run *r, const struct mnt_opts *o)
 {
 	struct mnt *m = &r->m;
 
+	if (clear_dead_mount(o->mountpoint))
+		return -1;
 	/* fuse_daemonize moves to /: every path we keep must be absolute. */
 	m->mountpoint = realpath(o->mountpoint, NULL);
 	if (!m->mountpoint) {

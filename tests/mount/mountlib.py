@@ -99,7 +99,10 @@ class Mount:
         return self.proc.pid
 
     def start(self, timeout=20):
-        os.makedirs(self.mountpoint, exist_ok=True)
+        try:
+            os.makedirs(self.mountpoint, exist_ok=True)
+        except FileExistsError:
+            pass        # a dead mount (ENOTCONN): maildisk detaches it
         argv = [H.maildisk_path(), "mount", "-c", self.config, "-f"] + self.args
         if self.opts:
             argv += ["-o", self.opts]

@@ -6,8 +6,11 @@ tmp/, every cur/ file has its row and every visible row its file); the next
 run carries on and converges to the server. Then the daemon as a daemon
 (no -f): it detaches, the store lock names its PID, `maildisk sync` asks it
 to sync through that PID (the messages it expunges leave the mount with
-their parts directories), and `fusermount3 -u` ends it."""
+their parts directories), and `fusermount3 -u` ends it. Last, a daemon
+killed with SIGKILL leaves a dead mount (ENOTCONN); the next start
+detaches it and mounts in its place."""
 
+import errno
 import os
 import signal
 import subprocess
@@ -21,6 +24,21 @@ from mountlib import H, check, log  # noqa: E402
 import mailgen  # noqa: E402
 
 N = 240
+
+
+def statfs_errno(path):
+    """0 when statfs works, else its errno: statfs always reaches the
+    daemon, where stat may be answered from the kernel's cache."""
+    try:
+        os.statvfs(path)
+        return 0
+    except OSError as e:
+        return e.errno
+
+
+def mounts_at(path):
+    with open("/proc/self/mounts") as f:
+        return sum(1 for line in f if line.split()[1] == path)
 
 
 def consistent(store, what):
@@ -119,6 +137,20 @@ def main(ctx):
     L.wait_for(lambda: not H.pid_alive(pid), 60, "the daemon (pid %d) to exit after the unmount" % pid)
     check(not L.in_mount_table(mp), "still mounted")
     consistent(store, "after the daemon ended")
+
+    # ---- a daemon killed outright leaves a dead mount behind (ENOTCONN,
+    # where a restart's mkdir -p fails); the next start detaches it
+    m = L.Mount(ctx, conf, mp).start()
+    m.signal(signal.SIGKILL)
+    m.proc.wait(30)
+    check(statfs_errno(mp) == errno.ENOTCONN, "SIGKILL left no dead mount to test with", statfs_errno(mp))
+    m2 = L.Mount(ctx, conf, mp).start()
+    L.wait_for(lambda: statfs_errno(mp) == 0 and "detached it" in m2.log_text(), 20,
+               "the new daemon to detach the dead mount and mount")
+    check(mounts_at(mp) == 1, "mounts at %s: %d, want 1 (the dead one detached)" % (mp, mounts_at(mp)))
+    check(len(L.messages_in(os.listdir(inbox))) == N - 3, "the listing through the new mount")
+    m2.unmount()
+    check(mounts_at(mp) == 0, "a mount is left at %s" % mp)
 
 
 if __name__ == "__main__":
