@@ -4,7 +4,9 @@
 mounting), everything in the mount belongs to them (root directory 0500,
 parts directories too),
 without allow_other nobody else gets in (not even root), SIGUSR1 syncs and
-`fusermount3 -u` run by the user ends the daemon cleanly. Where /dev/fuse
+`fusermount3 -u` run by the user ends the daemon cleanly; after a SIGKILL
+the user's next start detaches the dead mount (fusermount3) and mounts
+again. Where /dev/fuse
 is mode 0600 the user is granted access to it for the test's duration
 (mountlib.grant_fuse), so the test runs there too."""
 
@@ -128,6 +130,38 @@ def main(ctx):
     check(not L.in_mount_table(mp), "still mounted")
     H.assert_no_tmp(store)
     H.assert_cur_matches_rows(store)
+
+    # A daemon killed outright leaves the user's dead mount; the user's next
+    # start detaches it through fusermount3 and mounts in its place.
+    def start(name):
+        path = os.path.join(ctx.tmp, name)
+        with open(path, "wb") as f:
+            q = subprocess.Popen(argv, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+        ctx.stack.callback(lambda: q.poll() is None and (q.kill(), q.wait()))
+        return q, lambda: open(path, errors="replace").read()
+
+    def statfs_ok():
+        return L.as_user(pw.pw_name, ["stat", "-f", mp]).returncode == 0
+
+    proc, text_of = start("mount-killed.log")
+    L.wait_for(lambda: proc.poll() is not None or L.in_mount_table(mp), 20, "the user's mount")
+    L.wait_for(statfs_ok, 20, "the user's mount to answer")
+    for k in H.children_of(proc.pid):
+        if open("/proc/%d/comm" % k).read().strip() == "maildisk":
+            os.kill(k, signal.SIGKILL)
+    proc.wait(30)
+    check(L.in_mount_table(mp) and not statfs_ok(), "SIGKILL left no dead mount to test with")
+    proc, text_of = start("mount-after.log")
+    L.wait_for(lambda: statfs_ok() and "detached it" in text_of(), 20,
+               "the user's new daemon to detach the dead mount and mount")
+    p = L.as_user(pw.pw_name, ["ls", "-1", mp + "/ursula/mail/INBOX"])
+    check(set(p.stdout.decode().splitlines()) == want, "the listing through the new mount")
+    check(sum(1 for line in open("/proc/self/mounts") if line.split()[1] == mp) == 1,
+          "more than one mount at %s" % mp)
+    p = L.as_user(pw.pw_name, ["fusermount3", "-u", mp])
+    check(p.returncode == 0 and proc.wait(60) == 0, "the new daemon's end", p.stderr, text_of()[-2000:])
+    check(not L.in_mount_table(mp), "still mounted at the end")
+    log("after SIGKILL, the next start's log:\n" + text_of())
 
 
 if __name__ == "__main__":
