@@ -9,7 +9,6 @@
 #include <limits.h>
 #include <sched.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../cache/child.h"
 #include "../cache/log.h"
 #include "../cache/parts.h"
 
@@ -268,19 +268,31 @@ static void run_init(struct run *r, struct store *st, const struct settings *cfg
  * mount over it. statfs always reaches the daemon, where stat may be
  * answered from the kernel's cache. Root detaches it; anyone else is told
  * how. A live mount is never touched. */
-static int clear_dead_mount(const char *mp)
+/* fusermount3 -u -z mp, as this process's user (a user's own mount); true
+ * when it succeeded. */
+static bool fusermount_detach(const char *mp)
 {
 	char *const argv[] = { "fusermount3", "-u", "-z", "--", (char *)mp, NULL };
-	struct statfs sf;
+	struct child_user me;
 	pid_t pid;
 	int status;
+	bool ok;
+
+	if (child_user_init(&me, geteuid(), getegid(), NULL) < 0)
+		return false;
+	ok = child_spawn(&me, argv, environ, -1, -1, false, &pid) == 0 &&
+	     waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+	child_user_release(&me);
+	return ok;
+}
+
+static int clear_dead_mount(const char *mp)
+{
+	struct statfs sf;
 
 	if (statfs(mp, &sf) == 0 || errno != ENOTCONN)
 		return 0;
-	/* A user's own FUSE mount goes through the setuid helper. */
-	if (umount2(mp, MNT_DETACH) == 0 ||
-	    (errno == EPERM && posix_spawnp(&pid, "fusermount3", NULL, NULL, argv, environ) == 0 &&
-	     waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
+	if (umount2(mp, MNT_DETACH) == 0 || (errno == EPERM && fusermount_detach(mp))) {
 		log_info("mount point %s held a mount whose daemon had died; detached it", mp);
 		return 0;
 	}

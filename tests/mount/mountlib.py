@@ -50,17 +50,23 @@ def require_fuse():
 wait_for = H.wait_for
 
 
-def in_mount_table(mountpoint):
-    """True when mountpoint is in /proc/self/mounts (works where stat is
-    refused, as for root on a mount without allow_other)."""
+def mounts_at(mountpoint):
+    """How many mounts /proc/self/mounts has at mountpoint (works where
+    stat is refused, as for root on a mount without allow_other, or
+    answers ENOTCONN, as a dead daemon's mount does)."""
     want = os.path.realpath(mountpoint)
+    n = 0
     with open("/proc/self/mounts") as f:
         for line in f:
             fields = line.split()
             mp = fields[1].replace("\\040", " ").replace("\\011", "\t").replace("\\134", "\\")
-            if mp == want:
-                return True
-    return False
+            n += mp == want
+    return n
+
+
+def in_mount_table(mountpoint):
+    """True when mountpoint is in /proc/self/mounts."""
+    return mounts_at(mountpoint) > 0
 
 
 def fusermount_u(mountpoint, lazy=False, timeout=15):

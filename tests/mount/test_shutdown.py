@@ -36,11 +36,6 @@ def statfs_errno(path):
         return e.errno
 
 
-def mounts_at(path):
-    with open("/proc/self/mounts") as f:
-        return sum(1 for line in f if line.split()[1] == path)
-
-
 def consistent(store, what):
     H.assert_no_tmp(store)
     H.assert_cur_matches_rows(store)
@@ -147,10 +142,10 @@ def main(ctx):
     m2 = L.Mount(ctx, conf, mp).start()
     L.wait_for(lambda: statfs_errno(mp) == 0 and "detached it" in m2.log_text(), 20,
                "the new daemon to detach the dead mount and mount")
-    check(mounts_at(mp) == 1, "mounts at %s: %d, want 1 (the dead one detached)" % (mp, mounts_at(mp)))
+    check(L.mounts_at(mp) == 1, "mounts at %s: %d, want 1 (the dead one detached)" % (mp, L.mounts_at(mp)))
     check(len(L.messages_in(os.listdir(inbox))) == N - 3, "the listing through the new mount")
     m2.unmount()
-    check(mounts_at(mp) == 0, "a mount is left at %s" % mp)
+    check(L.mounts_at(mp) == 0, "a mount is left at %s" % mp)
 
 
 if __name__ == "__main__":

@@ -51,26 +51,34 @@ def main(ctx):
     store = H.Store(os.path.join(home, "store"))
     check(len(store.messages("ursula", "mail", "INBOX", H.ACTIVE)) == 8, "rows after the user's sync")
 
-    log_path = os.path.join(ctx.tmp, "mount.log")
-    logf = open(log_path, "wb")
     argv = ["runuser", "-u", pw.pw_name, "--", H.maildisk_path(), "mount", "-c", conf, "-f", mp]
-    log("$ " + " ".join(argv))
-    proc = subprocess.Popen(argv, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
-    logf.close()
 
-    def cleanup():
-        if L.in_mount_table(mp):
-            subprocess.run(["fusermount3", "-u", "-z", mp])
-        if proc.poll() is None:
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-    ctx.stack.callback(cleanup)
+    def start(name):
+        """The user's `maildisk mount -f`, logging to ctx.tmp/name: (the
+        runuser process, a function that reads the log)."""
+        path = os.path.join(ctx.tmp, name)
+        log("$ " + " ".join(argv))
+        with open(path, "wb") as f:
+            q = subprocess.Popen(argv, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
 
-    def mount_log():
-        return open(log_path, errors="replace").read()
+        def cleanup():
+            if L.in_mount_table(mp):
+                subprocess.run(["fusermount3", "-u", "-z", mp])
+            if q.poll() is None:
+                try:
+                    q.wait(10)
+                except subprocess.TimeoutExpired:
+                    q.kill()
+                    q.wait()
+        ctx.stack.callback(cleanup)
+        return q, lambda: open(path, errors="replace").read()
+
+    def daemon_of(q):
+        """The maildisk process under runuser q (its child, found by PID)."""
+        kids = H.children_of(q.pid)
+        return ([k for k in kids if open("/proc/%d/comm" % k).read().strip() == "maildisk"] or [q.pid])[0]
+
+    proc, mount_log = start("mount.log")
     L.wait_for(lambda: proc.poll() is not None or L.in_mount_table(mp), 20, "the user's mount")
     check(proc.poll() is None, "maildisk mount as the user exited", mount_log())
 
@@ -105,12 +113,10 @@ def main(ctx):
     check(p.returncode == 0 and lines[0] == mine + "500 d" and len(lines) > 1 and
           set(lines[1:]) <= {mine + "400 f", mine + "500 d"}, "parts directory owners and modes", lines, p.stderr)
 
-    # SIGUSR1 to the daemon (our grandchild: runuser's child, found by PID).
-    kids = H.children_of(proc.pid)
-    daemon = [k for k in kids if open("/proc/%d/comm" % k).read().strip() == "maildisk"] or [proc.pid]
+    # SIGUSR1 to the daemon (our grandchild: runuser's child).
     marks = L.sync_marks(store)
     dc.append("ursula", "INBOX", msgs[8].raw)
-    os.kill(daemon[0], signal.SIGUSR1)
+    os.kill(daemon_of(proc), signal.SIGUSR1)
     L.wait_synced(store, [("ursula", "mail")], marks)
     want = L.folder_listing(store, "ursula", "mail", "INBOX")
     check(len(L.messages_in(want)) == 9, "rows after the second sync", sorted(want))
@@ -133,22 +139,13 @@ def main(ctx):
 
     # A daemon killed outright leaves the user's dead mount; the user's next
     # start detaches it through fusermount3 and mounts in its place.
-    def start(name):
-        path = os.path.join(ctx.tmp, name)
-        with open(path, "wb") as f:
-            q = subprocess.Popen(argv, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
-        ctx.stack.callback(lambda: q.poll() is None and (q.kill(), q.wait()))
-        return q, lambda: open(path, errors="replace").read()
-
     def statfs_ok():
         return L.as_user(pw.pw_name, ["stat", "-f", mp]).returncode == 0
 
     proc, text_of = start("mount-killed.log")
     L.wait_for(lambda: proc.poll() is not None or L.in_mount_table(mp), 20, "the user's mount")
     L.wait_for(statfs_ok, 20, "the user's mount to answer")
-    for k in H.children_of(proc.pid):
-        if open("/proc/%d/comm" % k).read().strip() == "maildisk":
-            os.kill(k, signal.SIGKILL)
+    os.kill(daemon_of(proc), signal.SIGKILL)
     proc.wait(30)
     check(L.in_mount_table(mp) and not statfs_ok(), "SIGKILL left no dead mount to test with")
     proc, text_of = start("mount-after.log")
@@ -156,8 +153,7 @@ def main(ctx):
                "the user's new daemon to detach the dead mount and mount")
     p = L.as_user(pw.pw_name, ["ls", "-1", mp + "/ursula/mail/INBOX"])
     check(set(p.stdout.decode().splitlines()) == want, "the listing through the new mount")
-    check(sum(1 for line in open("/proc/self/mounts") if line.split()[1] == mp) == 1,
-          "more than one mount at %s" % mp)
+    check(L.mounts_at(mp) == 1, "more than one mount at %s" % mp)
     p = L.as_user(pw.pw_name, ["fusermount3", "-u", mp])
     check(p.returncode == 0 and proc.wait(60) == 0, "the new daemon's end", p.stderr, text_of()[-2000:])
     check(not L.in_mount_table(mp), "still mounted at the end")
